@@ -1,0 +1,261 @@
+//! Tokens at rest: minting, the keyed digest stored as `Value`, and the key file.
+//!
+//! `Value = base64(HMAC-SHA-512(key, token))`: 88 characters. The key is 32 random bytes, stored as
+//! one line of standard base64 in `TokenKeyFile`. That format is a public contract so other tools can
+//! compute a Value.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha512;
+
+/// A token digest: the map key and what `Value` encodes.
+pub type Digest = [u8; 64];
+
+/// Length of the HMAC key in bytes.
+pub const KEY_BYTES: usize = 32;
+
+/// Random base62 characters after `sg_` in a minted token: 44 × log2(62) ≈ 262 bits.
+const MINTED_CHARS: usize = 44;
+
+/// Longest token scangate will hash. Scan Engine's plaintext rule caps supplied tokens at 100; minted
+/// ones are 47. Anything longer is rejected before hashing, so a client cannot make us hash megabytes.
+pub const MAX_TOKEN_BYTES: usize = 256;
+
+/// The HMAC key, with the keyed state precomputed so a digest costs two compressions, not four.
+#[derive(Clone)]
+pub struct TokenKey {
+    mac: Hmac<Sha512>,
+}
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenKey(<redacted>)")
+    }
+}
+
+/// Why a key file could not be used. Every variant names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The file is missing or unreadable.
+    #[error("{}: cannot read token key file: {source}", path.display())]
+    Read {
+        /// The key file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is empty or is not one line of base64 of 32 bytes.
+    #[error("{}: token key file must hold one line: the standard base64 of 32 random bytes", path.display())]
+    Malformed {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// Creating a new key file failed.
+    #[error("{}: cannot create token key file: {source}", path.display())]
+    Create {
+        /// The key file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl TokenKey {
+    /// A key from raw bytes.
+    pub fn from_bytes(key: &[u8; KEY_BYTES]) -> TokenKey {
+        TokenKey {
+            mac: Hmac::<Sha512>::new_from_slice(key).expect("HMAC takes any key length"),
+        }
+    }
+
+    /// Reads the key file: one line, standard base64 of 32 bytes.
+    pub fn read(path: &Path) -> Result<TokenKey, KeyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(text.trim()).ok_or_else(|| KeyError::Malformed {
+            path: path.to_owned(),
+        })
+    }
+
+    fn parse(line: &str) -> Option<TokenKey> {
+        let bytes = B64.decode(line).ok()?;
+        let key: [u8; KEY_BYTES] = bytes.try_into().ok()?;
+        Some(TokenKey::from_bytes(&key))
+    }
+
+    /// Reads the key file, or creates it (mode 0600, fresh random key) when it does not exist.
+    pub fn read_or_create(path: &Path) -> Result<TokenKey, KeyError> {
+        match std::fs::metadata(path) {
+            Ok(_) => Self::read(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(path),
+            Err(source) => Err(KeyError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    fn create(path: &Path) -> Result<TokenKey, KeyError> {
+        let mut key = [0u8; KEY_BYTES];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let err = |source| KeyError::Create {
+            path: path.to_owned(),
+            source,
+        };
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut file = opts.open(path).map_err(err)?;
+        writeln!(file, "{}", B64.encode(key)).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        Ok(TokenKey::from_bytes(&key))
+    }
+
+    /// HMAC-SHA-512 of a token.
+    pub fn digest(&self, token: &[u8]) -> Digest {
+        let mut mac = self.mac.clone();
+        mac.update(token);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The `Value` text for a token: base64 of its digest, 88 characters.
+    pub fn value(&self, token: &str) -> String {
+        encode_value(&self.digest(token.as_bytes()))
+    }
+}
+
+/// `Value` text for a digest.
+pub fn encode_value(digest: &Digest) -> String {
+    B64.encode(digest)
+}
+
+/// Decodes a `Value`: exactly 88 characters of standard base64 encoding 64 bytes.
+pub fn decode_value(value: &str) -> Option<Digest> {
+    if value.len() != 88 {
+        return None;
+    }
+    B64.decode(value).ok()?.try_into().ok()
+}
+
+/// Mints a new token: `sg_` followed by 44 random base62 characters from the OS RNG.
+pub fn mint() -> String {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rngs::OsRng;
+    let mut out = String::with_capacity(3 + MINTED_CHARS);
+    out.push_str("sg_");
+    while out.len() < 3 + MINTED_CHARS {
+        // Rejection sampling keeps every character uniform: 248 = 4 × 62.
+        let b = (rng.next_u32() & 0xff) as u8;
+        if b < 248 {
+            out.push(ALPHABET[(b % 62) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Why a supplied plaintext token breaks Scan Engine's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PlaintextError {
+    /// Not 4–100 characters.
+    #[error("a token must be 4 to 100 ASCII characters")]
+    Length,
+    /// Holds a non-ASCII or control character.
+    #[error("a token must be printable ASCII")]
+    NotAscii,
+    /// Misses one of the required character classes.
+    #[error("a token needs an upper-case letter, a lower-case letter, a digit and one of - . _ ~ + /")]
+    Classes,
+}
+
+/// Checks a user-supplied token against Scan Engine's plaintext rules: 4–100 ASCII characters with at
+/// least one upper-case letter, one lower-case letter, one digit and one of `-._~+/`.
+pub fn check_plaintext(token: &str) -> Result<(), PlaintextError> {
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(PlaintextError::NotAscii);
+    }
+    if !(4..=100).contains(&token.len()) {
+        return Err(PlaintextError::Length);
+    }
+    let has = |f: fn(&u8) -> bool| token.as_bytes().iter().any(f);
+    if has(u8::is_ascii_uppercase)
+        && has(u8::is_ascii_lowercase)
+        && has(u8::is_ascii_digit)
+        && has(|b| b"-._~+/".contains(b))
+    {
+        Ok(())
+    } else {
+        Err(PlaintextError::Classes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_matches_reference_hmac() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let mac = Hmac::<Sha512>::new_from_slice(b"Jefe").unwrap();
+        let key = TokenKey { mac };
+        let d = key.digest(b"what do ya want for nothing?");
+        assert_eq!(
+            d[..8],
+            [0x16, 0x4b, 0x7a, 0x7b, 0xfc, 0xf8, 0x19, 0xe2]
+        );
+        assert_eq!(key.value("what do ya want for nothing?").len(), 88);
+    }
+
+    #[test]
+    fn value_round_trips_and_rejects_bad_text() {
+        let key = TokenKey::from_bytes(&[7; 32]);
+        let v = key.value("sg_abc");
+        assert_eq!(decode_value(&v), Some(key.digest(b"sg_abc")));
+        assert_eq!(decode_value(&v[..87]), None);
+        assert_eq!(decode_value(&"!".repeat(88)), None);
+    }
+
+    #[test]
+    fn minted_tokens_are_unique_base62() {
+        let a = mint();
+        let b = mint();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 47);
+        assert!(a[3..].bytes().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn plaintext_rules() {
+        assert_eq!(check_plaintext("Ab345-KAV"), Ok(()));
+        assert_eq!(check_plaintext("Ab1"), Err(PlaintextError::Length));
+        assert_eq!(check_plaintext(&format!("Ab1-{}", "x".repeat(97))), Err(PlaintextError::Length));
+        assert_eq!(check_plaintext("abcd1-x"), Err(PlaintextError::Classes));
+        assert_eq!(check_plaintext("Ab1 -x"), Err(PlaintextError::NotAscii));
+    }
+
+    #[test]
+    fn key_file_is_created_0600_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        let a = TokenKey::read_or_create(&path).unwrap();
+        let b = TokenKey::read(&path).unwrap();
+        assert_eq!(a.digest(b"x"), b.digest(b"x"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        std::fs::write(&path, "").unwrap();
+        let err = TokenKey::read(&path).unwrap_err().to_string();
+        assert!(err.starts_with(&path.display().to_string()), "{err}");
+        assert!(format!("{a:?}").contains("redacted"));
+    }
+}

@@ -1,0 +1,126 @@
+//! Reading a config from disk: size cap, parse, path resolution, key file.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use super::{validate, ConfigErrors, Settings, MAX_CONFIG_BYTES};
+use crate::auth::token::{KeyError, TokenKey};
+
+/// A config read from disk, ready to apply.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The validated settings, with relative paths resolved against the config folder.
+    pub settings: Settings,
+    /// The HMAC key; `None` when UseAccessToken is 0 and no key file exists.
+    pub key: Option<TokenKey>,
+    /// SHA-256 over the config bytes and the key file bytes: a reload whose hash is unchanged does
+    /// nothing.
+    pub content_hash: [u8; 32],
+}
+
+/// Why a config could not be loaded. The last good config stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file is missing or unreadable.
+    #[error("{}: cannot read config: {source}", path.display())]
+    Read {
+        /// The config path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is over [`MAX_CONFIG_BYTES`].
+    #[error("{}: config is larger than {MAX_CONFIG_BYTES} bytes", path.display())]
+    TooLarge {
+        /// The config path.
+        path: PathBuf,
+    },
+    /// The file is not valid; every error is listed.
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+    /// The key file is missing, unreadable or malformed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// Reads the config file at `path` (capped at [`MAX_CONFIG_BYTES`]) into bytes.
+pub fn read_capped(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let read_err = |source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(LoadError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Parses config text and resolves its relative paths against `base` (the config file's folder).
+pub fn parse_at(text: &str, label: &str, base: &Path) -> Result<Settings, ConfigErrors> {
+    let mut settings = validate::parse(text, label)?;
+    let resolve = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    resolve(&mut settings.gateway.token_key_file);
+    if let Some(ca) = settings.gateway.upstream_ca_file.as_mut() {
+        resolve(ca);
+    }
+    if let Some(tls) = settings.server.tls.as_mut() {
+        resolve(&mut tls.cert);
+        resolve(&mut tls.key);
+    }
+    Ok(settings)
+}
+
+/// Loads the config at `path`: reads it, validates it, resolves paths and reads the key file.
+///
+/// The key file is required when UseAccessToken is 1, and read when present otherwise.
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    let bytes = read_capped(path)?;
+    let label = path.display().to_string();
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        LoadError::Invalid(ConfigErrors(vec![validate::ConfigError {
+            file: label.clone(),
+            line: 1,
+            column: 1,
+            path: String::new(),
+            rule: format!("file is not UTF-8: {e}"),
+        }]))
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let settings = parse_at(text, &label, base).map_err(LoadError::Invalid)?;
+
+    let mut hasher = Sha256::new();
+    hasher.update((bytes.len() as u64).to_le_bytes());
+    hasher.update(&bytes);
+    let key_path = &settings.gateway.token_key_file;
+    let key = match std::fs::read(key_path) {
+        Ok(key_bytes) => {
+            hasher.update(&key_bytes);
+            Some(TokenKey::read(key_path)?)
+        }
+        Err(source) if settings.auth.use_access_token => {
+            return Err(LoadError::Key(KeyError::Read {
+                path: key_path.clone(),
+                source,
+            }))
+        }
+        Err(_) => None,
+    };
+    Ok(Loaded {
+        settings,
+        key,
+        content_hash: hasher.finalize().into(),
+    })
+}

