@@ -1,6 +1,149 @@
 //! The `scangate` binary: parse arguments, set up tracing, load config, start the runtime, run.
+//! Exit codes: 0 success, 1 runtime failure or invalid file, 64 bad usage or bad config at start-up.
 #![forbid(unsafe_code)]
 
-fn main() {
-    println!("scangate");
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use scangate::config::ListenAddr;
+use scangate::net::Listener;
+use scangate::state::Gateway;
+
+/// Exit code for bad usage or a bad config (BSD `EX_USAGE`).
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "scangate",
+    version,
+    about = "Authenticating gateway for antivirus scan engines"
+)]
+struct Cli {
+    /// Log format for stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The config file (kavhttpd.xml-shaped).
+    #[arg(long, env = "SCANGATE_CONFIG")]
+    config: PathBuf,
+    /// Also re-read the config every SECS seconds, for filesystems that emit no change events.
+    #[arg(long, value_name = "SECS")]
+    reload_poll: Option<u64>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Seconds to let in-flight requests finish after SIGTERM or SIGINT.
+    #[arg(long, default_value_t = 30)]
+    drain_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let gw = match Gateway::start(&args.config) {
+        Ok(gw) => gw,
+        Err(e) => {
+            eprintln!("scangate: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("scangate: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run_gateway(gw, &args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scangate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::Result<()> {
+    let snap = gw.snapshot.load_full();
+    let listener = match &snap.settings.server.listen {
+        ListenAddr::Tcp { addr, .. } => Listener::bind_tcp(*addr)
+            .await
+            .with_context(|| format!("cannot bind {addr}"))?,
+        ListenAddr::Unix(path) => {
+            Listener::bind_unix(path).with_context(|| format!("cannot bind {}", path.display()))?
+        }
+    };
+    if !snap.auth_enabled {
+        tracing::warn!("UseAccessToken is 0: EVERY REQUEST IS FORWARDED WITHOUT AUTHENTICATION");
+    }
+    tracing::info!(
+        listen = listener.describe(),
+        generation = snap.generation,
+        tokens = gw.tokens.len(),
+        upstreams = snap.upstreams.all().len(),
+        "scangate serving"
+    );
+    let _reloader =
+        scangate::config::watch::start(gw.clone(), args.reload_poll.map(Duration::from_secs))?;
+    scangate::proxy::server::run(
+        listener,
+        gw,
+        shutdown_signal(),
+        Duration::from_secs(args.drain_secs),
+    )
+    .await?;
+    tracing::info!("scangate stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
 }

@@ -1,1 +1,183 @@
+//! The gateway's shared state: the token store plus an immutable snapshot of everything else, and
+//! the one reload function that all triggers call.
+//!
+//! A reload builds the new snapshot off to the side and fails without touching anything; only then
+//! does it apply the tokens (inserts before removals) and swap the snapshot in one store.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use http::{HeaderName, HeaderValue};
+
+use crate::auth::store::{ApplyCounts, TokenStore};
+use crate::auth::token::TokenKey;
+use crate::config::{self, LoadError, Loaded, Settings};
+use crate::proxy::upstream::{UpstreamError, UpstreamSet};
+
+/// Everything a request reads besides the tokens, swapped whole on reload. Read it with
+/// `load_full()` and never hold the guard across an `.await`.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Counts successful loads, starting at 1.
+    pub generation: u64,
+    /// The settings this snapshot came from.
+    pub settings: Settings,
+    /// The HMAC key; `None` only when UseAccessToken is 0.
+    pub key: Option<TokenKey>,
+    /// `AuthRequestField`.
+    pub auth_field: HeaderName,
+    /// `UseAccessToken`.
+    pub auth_enabled: bool,
+    /// `UseBearerAuthScheme`.
+    pub bearer: bool,
+    /// `WWW-Authenticate` value for 401s, built once.
+    pub challenge: HeaderValue,
+    /// `MaxTCPFileSize`, in bytes.
+    pub max_request_bytes: u64,
+    /// `SessionTimeout`; `None` = unlimited.
+    pub session_timeout: Option<Duration>,
+    /// The upstreams, with their pools.
+    pub upstreams: UpstreamSet,
+}
+
+/// Why a (re)load failed. The previous generation stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// Reading, parsing or validating the config, or reading the key file.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Building the upstream clients.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// What a successful reload changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The file and key are byte-identical to the last load: nothing was done.
+    Unchanged,
+    /// A new generation is in force.
+    Applied {
+        /// The new generation.
+        generation: u64,
+        /// Token counts.
+        counts: ApplyCounts,
+        /// How long parsing, building and applying took.
+        elapsed: Duration,
+    },
+}
+
+/// The state shared by every connection and the reloader.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The config file this gateway reloads from.
+    pub config_path: PathBuf,
+    /// The live token map.
+    pub tokens: TokenStore,
+    /// The current snapshot.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Serialises reloads and remembers the last content hash.
+    reload_lock: Mutex<Option<[u8; 32]>>,
+    generation: AtomicU64,
+}
+
+impl Gateway {
+    /// Loads the config at `path` for the first time. Errors here are start-up errors.
+    pub fn start(path: &Path) -> Result<Arc<Gateway>, ReloadError> {
+        let loaded = config::load(path)?;
+        let hash = loaded.content_hash;
+        let snapshot = build_snapshot(loaded, 1, None)?;
+        let tokens = TokenStore::new();
+        tokens.apply(&snapshot.settings.auth.tokens);
+        Ok(Arc::new(Gateway {
+            config_path: path.to_owned(),
+            tokens,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            reload_lock: Mutex::new(Some(hash)),
+            generation: AtomicU64::new(1),
+        }))
+    }
+
+    /// The current generation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Re-reads the config. On any error nothing changes. Reloads are serialised; call it from a
+    /// blocking context (it reads files and may parse a large document).
+    pub fn reload(&self) -> Result<ReloadOutcome, ReloadError> {
+        let started = Instant::now();
+        let mut last_hash = self.reload_lock.lock().expect("reload lock");
+        let loaded = config::load(&self.config_path)?;
+        if *last_hash == Some(loaded.content_hash) {
+            return Ok(ReloadOutcome::Unchanged);
+        }
+        let hash = loaded.content_hash;
+        let previous = self.snapshot.load_full();
+        let generation = previous.generation + 1;
+        let snapshot = build_snapshot(loaded, generation, Some(&previous))?;
+        warn_restart_needed(&previous.settings, &snapshot.settings);
+
+        // Tokens first, then the snapshot: a new token works as soon as the new key is in force, and
+        // when the key changes every digest changes with it, so both land in one reload anyway.
+        let counts = self.tokens.apply(&snapshot.settings.auth.tokens);
+        self.snapshot.store(Arc::new(snapshot));
+        self.generation.store(generation, Ordering::Relaxed);
+        *last_hash = Some(hash);
+        Ok(ReloadOutcome::Applied {
+            generation,
+            counts,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+fn build_snapshot(
+    loaded: Loaded,
+    generation: u64,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, ReloadError> {
+    let Loaded { settings, key, .. } = loaded;
+    let upstreams = UpstreamSet::rebuild(
+        &settings.gateway.upstreams,
+        settings.gateway.upstream_ca_file.as_deref(),
+        previous.map(|p| &p.upstreams),
+    )?;
+    let scheme = if settings.auth.bearer {
+        "Bearer"
+    } else {
+        "Token"
+    };
+    let challenge =
+        HeaderValue::from_str(&format!("{scheme} realm=\"{}\"", settings.gateway.realm))
+            .expect("validated realm is a valid header value");
+    Ok(Snapshot {
+        generation,
+        key,
+        auth_field: settings.auth.request_field.clone(),
+        auth_enabled: settings.auth.use_access_token,
+        bearer: settings.auth.bearer,
+        challenge,
+        max_request_bytes: settings.server.max_request_bytes,
+        session_timeout: settings.server.session_timeout,
+        upstreams,
+        settings,
+    })
+}
+
+fn warn_restart_needed(old: &Settings, new: &Settings) {
+    if old.server.listen != new.server.listen {
+        tracing::warn!("ConnectionString changed; the listener keeps its address until a restart");
+    }
+    if old.gateway.admin != new.gateway.admin {
+        tracing::warn!(
+            "AdminConnectionString changed; the admin listener keeps its address until a restart"
+        );
+    }
+    if old.server.max_sessions != new.server.max_sessions {
+        tracing::warn!("MaxHTTPSessionsNum changed; it applies after a restart");
+    }
+}

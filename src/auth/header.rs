@@ -1,0 +1,157 @@
+//! Reading the token from a request: the `AuthRequestField` header, with or without `Bearer `.
+
+use http::{HeaderMap, HeaderName};
+
+use super::token::MAX_TOKEN_BYTES;
+
+/// Why a request carried no usable token. Cheap to return: these are expected outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `AuthRequestField` header (or several).
+    Missing,
+    /// The header is not `Bearer <token>` when the Bearer scheme is required, or is empty, or the
+    /// token is longer than [`MAX_TOKEN_BYTES`].
+    Scheme,
+    /// The digest is not in the token map.
+    Unknown,
+    /// The token exists but `Enabled` is 0.
+    Disabled,
+    /// The token is valid but its role may not call this method and path (403, not 401).
+    Forbidden,
+}
+
+impl AuthFailure {
+    /// The label used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Scheme => "scheme",
+            AuthFailure::Unknown => "unknown",
+            AuthFailure::Disabled => "disabled",
+            AuthFailure::Forbidden => "forbidden",
+        }
+    }
+}
+
+/// Extracts the token bytes from `headers`.
+///
+/// With `bearer`, the value must be `Bearer` (any case), exactly one space, then the token (RFC 6750
+/// `b64token`, but scangate only requires it to be non-empty without spaces). Header names are
+/// case-insensitive by construction of [`HeaderName`]. Two copies of the header are rejected rather
+/// than guessing which one counts.
+pub fn extract<'a>(
+    headers: &'a HeaderMap,
+    field: &HeaderName,
+    bearer: bool,
+) -> Result<&'a [u8], AuthFailure> {
+    let mut values = headers.get_all(field).iter();
+    let value = values.next().ok_or(AuthFailure::Missing)?;
+    if values.next().is_some() {
+        return Err(AuthFailure::Scheme);
+    }
+    let raw = value.as_bytes();
+    let token = if bearer {
+        match raw.split_at_checked(7) {
+            Some((scheme, rest))
+                if scheme[..6].eq_ignore_ascii_case(b"bearer") && scheme[6] == b' ' =>
+            {
+                rest
+            }
+            _ => return Err(AuthFailure::Scheme),
+        }
+    } else {
+        raw
+    };
+    if token.is_empty()
+        || token.len() > MAX_TOKEN_BYTES
+        || token.iter().any(|&b| b == b' ' || b == b'\t')
+    {
+        return Err(AuthFailure::Scheme);
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    const AUTH: HeaderName = http::header::AUTHORIZATION;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_with_one_space() {
+        assert_eq!(
+            extract(&headers(&[("authorization", "Bearer abc")]), &AUTH, true),
+            Ok(&b"abc"[..])
+        );
+        assert_eq!(
+            extract(&headers(&[("Authorization", "bEaReR abc")]), &AUTH, true),
+            Ok(&b"abc"[..])
+        );
+        assert_eq!(
+            extract(&headers(&[("Authorization", "Bearer  abc")]), &AUTH, true),
+            Err(AuthFailure::Scheme)
+        );
+        assert_eq!(
+            extract(&headers(&[("Authorization", "Basic abc")]), &AUTH, true),
+            Err(AuthFailure::Scheme)
+        );
+        assert_eq!(
+            extract(&headers(&[("Authorization", "Bearer")]), &AUTH, true),
+            Err(AuthFailure::Scheme)
+        );
+        assert_eq!(
+            extract(&headers(&[("Authorization", "Bearer ")]), &AUTH, true),
+            Err(AuthFailure::Scheme)
+        );
+        assert_eq!(
+            extract(&headers(&[("Authorization", "Bearerabc1")]), &AUTH, true),
+            Err(AuthFailure::Scheme)
+        );
+    }
+
+    #[test]
+    fn missing_duplicate_and_oversized() {
+        assert_eq!(
+            extract(&headers(&[]), &AUTH, true),
+            Err(AuthFailure::Missing)
+        );
+        assert_eq!(
+            extract(
+                &headers(&[("Authorization", "Bearer a"), ("Authorization", "Bearer b")]),
+                &AUTH,
+                true
+            ),
+            Err(AuthFailure::Scheme)
+        );
+        let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
+        assert_eq!(
+            extract(&headers(&[("Authorization", &long)]), &AUTH, true),
+            Err(AuthFailure::Scheme)
+        );
+    }
+
+    #[test]
+    fn custom_field_without_bearer() {
+        let field = HeaderName::from_static("x-api-key");
+        assert_eq!(
+            extract(&headers(&[("X-API-Key", "tok")]), &field, false),
+            Ok(&b"tok"[..])
+        );
+        // Without the Bearer scheme a "Bearer x" value is taken literally and contains a space.
+        assert_eq!(
+            extract(&headers(&[("x-api-key", "Bearer x")]), &field, false),
+            Err(AuthFailure::Scheme)
+        );
+    }
+}

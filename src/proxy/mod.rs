@@ -1,1 +1,10 @@
+//! The gateway proper: listener and connections ([`server`]), the request path ([`handler`]),
+//! bodies ([`body`]), header rules ([`headers`]), upstreams ([`upstream`]) and the one mapping from
+//! failures to statuses ([`error`]).
 
+pub mod body;
+pub mod error;
+pub mod handler;
+pub mod headers;
+pub mod server;
+pub mod upstream;

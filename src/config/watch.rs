@@ -1,0 +1,182 @@
+//! Reload triggers: a folder watch (notify), SIGHUP and an optional poll interval, all feeding one
+//! debounced reload loop that calls [`Gateway::reload`].
+//!
+//! The watch is on the config file's folder, not the file: editors that save by rename, Kubernetes
+//! ConfigMap `..data` symlink swaps and `token` commands (temp file + rename) all replace the inode,
+//! which a watch on the file itself would lose.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::state::{Gateway, ReloadOutcome};
+
+/// Quiet time after the last event before reloading: an editor's save or a ConfigMap swap is several
+/// events in a row.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Why the reload triggers could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// notify could not watch a folder.
+    #[error("{}: cannot watch folder: {source}", path.display())]
+    Watch {
+        /// The folder.
+        path: PathBuf,
+        /// notify's error.
+        source: notify::Error,
+    },
+    /// The SIGHUP handler could not be installed.
+    #[error("cannot install SIGHUP handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Keeps the triggers alive; dropping it stops the folder watch.
+pub struct Reloader {
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+/// Starts the triggers for `gw`: folder watch on the config's and the key file's folders, SIGHUP,
+/// and a poll every `poll` if given.
+pub fn start(gw: Arc<Gateway>, poll: Option<Duration>) -> Result<Reloader, WatchError> {
+    let (tx, rx) = mpsc::unbounded_channel::<&'static str>();
+    let watcher = watch_folders(&gw, tx.clone())?;
+
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(WatchError::Signal)?;
+    let hup_tx = tx.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            if hup_tx.send("sighup").is_err() {
+                break;
+            }
+        }
+    });
+
+    if let Some(every) = poll {
+        let poll_tx = tx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if poll_tx.send("poll").is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    tokio::spawn(reload_loop(gw, rx));
+    Ok(Reloader {
+        _watcher: Some(watcher),
+    })
+}
+
+fn watch_folders(
+    gw: &Gateway,
+    tx: mpsc::UnboundedSender<&'static str>,
+) -> Result<notify::RecommendedWatcher, WatchError> {
+    let snap = gw.snapshot.load();
+    let mut files = vec![
+        gw.config_path.clone(),
+        snap.settings.gateway.token_key_file.clone(),
+    ];
+    if let Some(tls) = &snap.settings.server.tls {
+        files.push(tls.cert.clone());
+        files.push(tls.key.clone());
+    }
+    let names: HashSet<OsString> = files
+        .iter()
+        .filter_map(|f| f.file_name().map(|n| n.to_owned()))
+        .collect();
+    let folders: HashSet<PathBuf> = files.iter().map(|f| folder_of(f)).collect();
+
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if event.kind.is_access() {
+            return;
+        }
+        let relevant = event.paths.iter().any(|p| {
+            p.file_name().is_some_and(|n| {
+                // `..data` and `..2026_…` are Kubernetes' atomic-swap entries.
+                names.contains(n) || n.to_string_lossy().starts_with("..")
+            })
+        });
+        if relevant {
+            let _ = tx.send("watch");
+        }
+    })
+    .map_err(|source| WatchError::Watch {
+        path: gw.config_path.clone(),
+        source,
+    })?;
+    for folder in folders {
+        watcher
+            .watch(&folder, RecursiveMode::NonRecursive)
+            .map_err(|source| WatchError::Watch {
+                path: folder.clone(),
+                source,
+            })?;
+    }
+    Ok(watcher)
+}
+
+fn folder_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+async fn reload_loop(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<&'static str>) {
+    while let Some(mut trigger) = rx.recv().await {
+        // Debounce: wait until the events stop for DEBOUNCE. SIGHUP and poll skip the wait.
+        if trigger == "watch" {
+            loop {
+                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    Ok(Some(next)) => trigger = next,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+        }
+        reload_now(&gw, trigger).await;
+    }
+}
+
+/// Runs one reload off the async threads and logs the outcome.
+pub async fn reload_now(gw: &Arc<Gateway>, trigger: &'static str) {
+    let worker = Arc::clone(gw);
+    let result = tokio::task::spawn_blocking(move || worker.reload()).await;
+    match result {
+        Ok(Ok(ReloadOutcome::Applied {
+            generation,
+            counts,
+            elapsed,
+        })) => tracing::info!(
+            trigger,
+            generation,
+            added = counts.added,
+            removed = counts.removed,
+            changed = counts.changed,
+            enabled = counts.enabled,
+            disabled = counts.disabled,
+            ms = elapsed.as_secs_f64() * 1000.0,
+            "config reloaded"
+        ),
+        Ok(Ok(ReloadOutcome::Unchanged)) => tracing::debug!(trigger, "config unchanged"),
+        Ok(Err(e)) => tracing::error!(
+            trigger,
+            generation = gw.generation(),
+            error = %e,
+            "config reload failed; keeping the last good config"
+        ),
+        Err(e) => tracing::error!(trigger, error = %e, "config reload task failed"),
+    }
+}

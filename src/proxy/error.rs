@@ -1,0 +1,139 @@
+//! The one place where gateway failures become HTTP statuses.
+//!
+//! Downstream faults (the client's) are 4xx; upstream faults are 502/503/504. Every body is a small
+//! JSON `{"error": "..."}` that never echoes anything the client sent.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use super::body::ProxyBody;
+use crate::auth::header::AuthFailure;
+
+/// Everything the gateway itself can answer with instead of the upstream's response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayError {
+    /// 401: no usable token, an unknown one or a disabled one.
+    Unauthorized(AuthFailure),
+    /// 403: the token's role may not make this call.
+    Forbidden,
+    /// 400: a request scangate refuses to forward (ambiguous framing and the like).
+    BadRequest(&'static str),
+    /// 408: SessionTimeout passed while the request body was still arriving.
+    RequestTimeout,
+    /// 413: the body is larger than MaxTCPFileSize (declared or streamed).
+    PayloadTooLarge,
+    /// 502: the upstream refused the connection, reset it or sent garbage.
+    UpstreamFailed,
+    /// 503: no upstream is configured or available, or the gateway is overloaded.
+    Unavailable,
+    /// 504: the upstream did not answer within SessionTimeout.
+    UpstreamTimeout,
+}
+
+impl GatewayError {
+    /// The status for this failure.
+    pub fn status(self) -> StatusCode {
+        match self {
+            GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden => StatusCode::FORBIDDEN,
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UpstreamFailed => StatusCode::BAD_GATEWAY,
+            GatewayError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The JSON body. Built from constants only: nothing from the request is echoed.
+    pub fn body(self) -> Bytes {
+        let text = match self {
+            GatewayError::Unauthorized(AuthFailure::Missing) => r#"{"error":"missing API token"}"#,
+            GatewayError::Unauthorized(AuthFailure::Scheme) => {
+                r#"{"error":"malformed API token header"}"#
+            }
+            GatewayError::Unauthorized(_) => r#"{"error":"invalid API token"}"#,
+            GatewayError::Forbidden => r#"{"error":"token not allowed for this operation"}"#,
+            GatewayError::BadRequest(reason) => {
+                return Bytes::from(format!(r#"{{"error":"bad request: {reason}"}}"#));
+            }
+            GatewayError::RequestTimeout => r#"{"error":"request timeout"}"#,
+            GatewayError::PayloadTooLarge => r#"{"error":"request body too large"}"#,
+            GatewayError::UpstreamFailed => r#"{"error":"upstream connection failed"}"#,
+            GatewayError::Unavailable => r#"{"error":"no upstream available"}"#,
+            GatewayError::UpstreamTimeout => r#"{"error":"upstream timeout"}"#,
+        };
+        Bytes::from_static(text.as_bytes())
+    }
+
+    /// Which side failed, for logs and metrics.
+    pub fn side(self) -> &'static str {
+        match self {
+            GatewayError::UpstreamFailed
+            | GatewayError::Unavailable
+            | GatewayError::UpstreamTimeout => "upstream",
+            _ => "downstream",
+        }
+    }
+
+    /// The response. `www_authenticate` is the precomputed challenge for 401s.
+    pub fn into_response(self, www_authenticate: &HeaderValue) -> Response<ProxyBody> {
+        let mut resp = Response::new(ProxyBody::full(self.body()));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let GatewayError::Unauthorized(_) = self {
+            h.insert(header::WWW_AUTHENTICATE, www_authenticate.clone());
+        }
+        if matches!(
+            self,
+            GatewayError::RequestTimeout
+                | GatewayError::PayloadTooLarge
+                | GatewayError::BadRequest(_)
+        ) {
+            // The rest of the request body is unread; the connection cannot be reused.
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_body_is_json_with_an_error_field() {
+        let all = [
+            GatewayError::Unauthorized(AuthFailure::Missing),
+            GatewayError::Unauthorized(AuthFailure::Scheme),
+            GatewayError::Unauthorized(AuthFailure::Unknown),
+            GatewayError::Forbidden,
+            GatewayError::BadRequest("x"),
+            GatewayError::RequestTimeout,
+            GatewayError::PayloadTooLarge,
+            GatewayError::UpstreamFailed,
+            GatewayError::Unavailable,
+            GatewayError::UpstreamTimeout,
+        ];
+        for e in all {
+            let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+            assert!(v["error"].is_string(), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn unauthorized_carries_the_challenge() {
+        let challenge = HeaderValue::from_static(r#"Bearer realm="scangate""#);
+        let resp = GatewayError::Unauthorized(AuthFailure::Unknown).into_response(&challenge);
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], challenge);
+        let resp = GatewayError::UpstreamTimeout.into_response(&challenge);
+        assert_eq!(resp.status(), 504);
+        assert!(resp.headers().get(header::WWW_AUTHENTICATE).is_none());
+    }
+}

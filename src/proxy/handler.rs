@@ -1,0 +1,225 @@
+//! The request path, in request order: request filter (auth, policy, limits), upstream selection,
+//! upstream request, response filter, logging. One straight-line function per phase.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Request, Response, Version};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::body::{GuardedBody, ProxyBody, Upload, UploadState};
+use super::error::GatewayError;
+use super::headers::{self, Forwarded, X_SCANGATE_TENANTS, X_SCANGATE_TOKEN_NAME};
+use crate::auth::header::{extract, AuthFailure};
+use crate::auth::policy;
+use crate::auth::store::{Lookup, TokenRecord};
+use crate::state::{Gateway, Snapshot};
+
+/// What the handler knows about the downstream connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Downstream {
+    /// The client's address; `None` on a unix socket.
+    pub peer: Option<SocketAddr>,
+    /// The listener terminates TLS.
+    pub https: bool,
+}
+
+/// Handles one request. Never fails: every failure is a response from [`GatewayError`].
+pub async fn handle(
+    gw: Arc<Gateway>,
+    downstream: Downstream,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+    let started = Instant::now();
+    let snap = gw.snapshot.load_full();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+
+    let (result, token, upstream) = proxy(&gw, &snap, downstream, req, started).await;
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(err) => err.into_response(&snap.challenge),
+    };
+
+    // Logging phase: one line per request, the token's name, never the token.
+    let status = resp.status().as_u16();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let client = downstream.peer.map(|p| p.ip().to_string());
+    let token_name = token.as_ref().map(|t| &*t.name);
+    tracing::info!(
+        target: "scangate::access",
+        client = client.as_deref().unwrap_or("unix"),
+        %method,
+        path,
+        status,
+        ms = elapsed_ms,
+        token = token_name,
+        upstream = upstream.as_deref(),
+    );
+    Ok(resp)
+}
+
+type Outcome = (
+    Result<Response<ProxyBody>, GatewayError>,
+    Option<Arc<TokenRecord>>,
+    Option<Arc<str>>,
+);
+
+async fn proxy(
+    gw: &Gateway,
+    snap: &Snapshot,
+    downstream: Downstream,
+    mut req: Request<Incoming>,
+    started: Instant,
+) -> Outcome {
+    // Request filter 1: authenticate.
+    let token = match authenticate(gw, snap, &req) {
+        Ok(token) => token,
+        Err(failure) => {
+            tracing::debug!(reason = failure.as_str(), "request rejected");
+            let err = match failure {
+                AuthFailure::Forbidden => GatewayError::Forbidden,
+                f => GatewayError::Unauthorized(f),
+            };
+            return (Err(err), None, None);
+        }
+    };
+    // Request filter 2: what this token may call.
+    if let Some(t) = &token {
+        if !policy::allows(t.role, req.method(), req.uri().path()) {
+            return (Err(GatewayError::Forbidden), token, None);
+        }
+        t.stats.requests.fetch_add(1, Ordering::Relaxed);
+    }
+    // Request filter 3: a declared body over the limit is refused before any upstream work.
+    if let Some(len) = declared_length(&req) {
+        if len > snap.max_request_bytes {
+            return (Err(GatewayError::PayloadTooLarge), token, None);
+        }
+    }
+
+    // Upstream selection.
+    let Some(upstream) = snap.upstreams.pick() else {
+        return (Err(GatewayError::Unavailable), token, None);
+    };
+    let label = Some(Arc::clone(&upstream.label));
+
+    // Upstream request: same method, path, query and body; gateway-owned headers.
+    let host = req.headers().get(header::HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let uri = upstream.uri_for(req.uri().path_and_query());
+    {
+        let h = req.headers_mut();
+        headers::strip_hop_by_hop(h);
+        headers::strip_scangate(h);
+        if snap.auth_enabled {
+            h.remove(&snap.auth_field);
+        }
+        h.remove(header::HOST);
+        let fwd = Forwarded {
+            client_ip: downstream.peer.map(|p| p.ip()),
+            https: downstream.https,
+        };
+        headers::add_forwarded(h, fwd, host);
+        if let Some(t) = &token {
+            h.insert(X_SCANGATE_TOKEN_NAME.clone(), t.name_header.clone());
+            if let Some(tenants) = &t.tenants_header {
+                h.insert(X_SCANGATE_TENANTS.clone(), tenants.clone());
+            }
+        }
+    }
+    let deadline = snap.session_timeout.map(|t| started + t);
+    let upload = Arc::new(UploadState::default());
+    let (mut parts, body) = req.into_parts();
+    let has_body = !http_body::Body::is_end_stream(&body);
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let body = GuardedBody::new(body, snap.max_request_bytes, deadline, Arc::clone(&upload));
+    let upstream_req = Request::from_parts(parts, body);
+
+    let sent = upstream.send(upstream_req);
+    let result = match deadline {
+        Some(d) => match tokio::time::timeout_at(d, sent).await {
+            Ok(r) => r,
+            Err(_) => return (Err(timeout_error(&upload, has_body)), token, label),
+        },
+        None => sent.await,
+    };
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            let err = match upload.outcome() {
+                Upload::TooLarge => GatewayError::PayloadTooLarge,
+                Upload::TimedOut => GatewayError::RequestTimeout,
+                Upload::Aborted => GatewayError::BadRequest("client body aborted"),
+                Upload::Streaming | Upload::Complete => {
+                    tracing::warn!(upstream = &*upstream.label, error = %error_chain(&e), "upstream request failed");
+                    GatewayError::UpstreamFailed
+                }
+            };
+            return (Err(err), token, label);
+        }
+    };
+
+    // Response filter: hop-by-hop headers never cross the gateway.
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    (
+        Ok(Response::from_parts(parts, ProxyBody::upstream(body))),
+        token,
+        label,
+    )
+}
+
+/// Runs the auth decision: `Ok(None)` when auth is off, `Ok(Some)` for a valid token.
+fn authenticate(
+    gw: &Gateway,
+    snap: &Snapshot,
+    req: &Request<Incoming>,
+) -> Result<Option<Arc<TokenRecord>>, AuthFailure> {
+    if !snap.auth_enabled {
+        return Ok(None);
+    }
+    let key = snap.key.as_ref().ok_or(AuthFailure::Unknown)?;
+    let token = extract(req.headers(), &snap.auth_field, snap.bearer)?;
+    match gw.tokens.lookup(&key.digest(token)) {
+        Lookup::Valid(record) => Ok(Some(record)),
+        Lookup::Disabled(_) => Err(AuthFailure::Disabled),
+        Lookup::Unknown => Err(AuthFailure::Unknown),
+    }
+}
+
+fn declared_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// At the deadline: the client's fault if its upload was still arriving, else the upstream's.
+fn timeout_error(upload: &UploadState, has_body: bool) -> GatewayError {
+    match upload.outcome() {
+        Upload::TimedOut => GatewayError::RequestTimeout,
+        Upload::Streaming if has_body => GatewayError::RequestTimeout,
+        Upload::TooLarge => GatewayError::PayloadTooLarge,
+        _ => GatewayError::UpstreamTimeout,
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
