@@ -125,8 +125,10 @@ async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::R
         upstreams = snap.upstreams.all().len(),
         "scangate serving"
     );
-    let _reloader =
-        scangate::config::watch::start(gw.clone(), args.reload_poll.map(Duration::from_secs))?;
+    let _reloader = scangate::config::watch::start(
+        gw.clone(),
+        scangate::config::watch::Triggers::all(args.reload_poll.map(Duration::from_secs)),
+    )?;
     scangate::proxy::server::run(
         listener,
         gw,

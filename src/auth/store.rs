@@ -235,6 +235,7 @@ fn header_value(text: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     fn entry(name: &str, seed: u8, enabled: bool) -> TokenEntry {
         TokenEntry {

@@ -41,24 +41,50 @@ pub struct Reloader {
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
-/// Starts the triggers for `gw`: folder watch on the config's and the key file's folders, SIGHUP,
-/// and a poll every `poll` if given.
-pub fn start(gw: Arc<Gateway>, poll: Option<Duration>) -> Result<Reloader, WatchError> {
-    let (tx, rx) = mpsc::unbounded_channel::<&'static str>();
-    let watcher = watch_folders(&gw, tx.clone())?;
+/// Which reload triggers to run. `serve` runs all three (poll only with `--reload-poll`).
+#[derive(Debug, Clone, Copy)]
+pub struct Triggers {
+    /// Watch the folders of the config, key and certificate files.
+    pub watch_folder: bool,
+    /// Reload on SIGHUP.
+    pub sighup: bool,
+    /// Also reload every this often.
+    pub poll: Option<Duration>,
+}
 
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(WatchError::Signal)?;
-    let hup_tx = tx.clone();
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            if hup_tx.send("sighup").is_err() {
-                break;
-            }
+impl Triggers {
+    /// Folder watch and SIGHUP, with an optional poll.
+    pub fn all(poll: Option<Duration>) -> Triggers {
+        Triggers {
+            watch_folder: true,
+            sighup: true,
+            poll,
         }
-    });
+    }
+}
 
-    if let Some(every) = poll {
+/// Starts the reload triggers for `gw`.
+pub fn start(gw: Arc<Gateway>, triggers: Triggers) -> Result<Reloader, WatchError> {
+    let (tx, rx) = mpsc::unbounded_channel::<&'static str>();
+    let watcher = match triggers.watch_folder {
+        true => Some(watch_folders(&gw, tx.clone())?),
+        false => None,
+    };
+
+    if triggers.sighup {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(WatchError::Signal)?;
+        let hup_tx = tx.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                if hup_tx.send("sighup").is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    if let Some(every) = triggers.poll {
         let poll_tx = tx.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -73,9 +99,7 @@ pub fn start(gw: Arc<Gateway>, poll: Option<Duration>) -> Result<Reloader, Watch
     }
     drop(tx);
     tokio::spawn(reload_loop(gw, rx));
-    Ok(Reloader {
-        _watcher: Some(watcher),
-    })
+    Ok(Reloader { _watcher: watcher })
 }
 
 fn watch_folders(

@@ -1,0 +1,225 @@
+//! Hot reload: folder watch (rename, Kubernetes `..data` swap), SIGHUP, bad files, and a token that
+//! stays valid through many reloads under load.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+
+const OLD: &str = "sg_OldToken-1";
+const NEW: &str = "sg_NewToken-2";
+
+#[tokio::test]
+async fn token_added_by_rename_is_accepted_within_2s_and_disabled_is_rejected() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let mut cfg = Cfg::new(&up.url(), &[Tok::new("old", OLD, true)]);
+    let gw = TestGateway::start(&cfg).await;
+    let c = client();
+    let url = gw.url("/api/v3.0/version");
+    assert_eq!(status_with(&c, &url, NEW).await, 401);
+
+    cfg.tokens.push(Tok::new("new", NEW, true));
+    gw.rewrite(&cfg);
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            status_with(&c, &url, NEW).await == 200
+        })
+        .await,
+        "new token not accepted within 2 s"
+    );
+    assert_eq!(status_with(&c, &url, OLD).await, 200);
+    assert_eq!(gw.gw.generation(), 2);
+
+    cfg.tokens[0].enabled = false;
+    gw.rewrite(&cfg);
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            status_with(&c, &url, OLD).await == 401
+        })
+        .await,
+        "disabled token still accepted after 2 s"
+    );
+    assert_eq!(status_with(&c, &url, NEW).await, 200);
+}
+
+#[tokio::test]
+async fn kubernetes_data_symlink_swap_is_picked_up() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let mut cfg = Cfg::new(&up.url(), &[Tok::new("old", OLD, true)]);
+    // Lay the folder out like a ConfigMap volume: files live in a timestamped folder, `..data` points
+    // at it, and the visible names are symlinks through `..data`.
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = dir.path().join("..2026_11_22_v1");
+    std::fs::create_dir(&v1).unwrap();
+    std::fs::write(v1.join("scangate.xml"), cfg.xml()).unwrap();
+    std::fs::write(v1.join("scangate.key"), base64_key()).unwrap();
+    std::os::unix::fs::symlink("..2026_11_22_v1", dir.path().join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/scangate.xml", dir.path().join("scangate.xml")).unwrap();
+    std::os::unix::fs::symlink("..data/scangate.key", dir.path().join("scangate.key")).unwrap();
+    let path = dir.path().join("scangate.xml");
+    let gw = TestGateway::start_in(ConfigDir { dir, path }, true).await;
+    let c = client();
+    let url = gw.url("/");
+    assert_eq!(status_with(&c, &url, NEW).await, 401);
+
+    // kubelet's swap: write the new version, point `..data_tmp` at it, rename over `..data`.
+    cfg.tokens.push(Tok::new("new", NEW, true));
+    let root = gw.config.dir.path();
+    let v2 = root.join("..2026_11_22_v2");
+    std::fs::create_dir(&v2).unwrap();
+    std::fs::write(v2.join("scangate.xml"), cfg.xml()).unwrap();
+    std::fs::write(v2.join("scangate.key"), base64_key()).unwrap();
+    std::os::unix::fs::symlink("..2026_11_22_v2", root.join("..data_tmp")).unwrap();
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    std::fs::remove_dir_all(root.join("..2026_11_22_v1")).unwrap();
+
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            status_with(&c, &url, NEW).await == 200
+        })
+        .await,
+        "..data swap not picked up"
+    );
+}
+
+/// SIGHUP goes to the whole test process, so only this test may use it: its gateway has no folder
+/// watch, and the other gateways in this binary ignore an unchanged file.
+#[tokio::test]
+async fn sighup_reloads() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let mut cfg = Cfg::new(&up.url(), &[Tok::new("old", OLD, true)]);
+    let config = ConfigDir::new(&cfg);
+    let gw = TestGateway::start_in(config, false).await;
+    let only_hup = scangate::config::watch::Triggers {
+        watch_folder: false,
+        sighup: true,
+        poll: None,
+    };
+    let _reloader = scangate::config::watch::start(gw.gw.clone(), only_hup).unwrap();
+    let c = client();
+    let url = gw.url("/");
+    cfg.tokens.push(Tok::new("new", NEW, true));
+    gw.rewrite(&cfg);
+    // No watch: the change is not seen without a signal.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        status_with(&c, &url, NEW).await,
+        401,
+        "reloaded without a trigger"
+    );
+
+    let pid = std::process::id();
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            status_with(&c, &url, NEW).await == 200
+        })
+        .await,
+        "SIGHUP did not reload"
+    );
+}
+
+#[tokio::test]
+async fn invalid_file_keeps_old_tokens_and_reports_the_error() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let cfg = Cfg::new(&up.url(), &[Tok::new("old", OLD, true)]);
+    let gw = TestGateway::start_in(ConfigDir::new(&cfg), false).await;
+    let c = client();
+    let url = gw.url("/");
+
+    // Half-written XML.
+    let xml = cfg.xml();
+    std::fs::write(&gw.config.path, &xml[..xml.len() / 2]).unwrap();
+    let err = gw.gw.reload().unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("{}:", gw.config.path.display())),
+        "{err}"
+    );
+    assert_eq!(status_with(&c, &url, OLD).await, 200);
+    assert_eq!(gw.gw.generation(), 1);
+
+    // Deleted file.
+    std::fs::remove_file(&gw.config.path).unwrap();
+    let err = gw.gw.reload().unwrap_err().to_string();
+    assert!(err.contains("cannot read config"), "{err}");
+    assert_eq!(status_with(&c, &url, OLD).await, 200);
+
+    // Back to a good file: applies.
+    std::fs::write(&gw.config.path, &xml).unwrap();
+    assert!(matches!(
+        gw.gw.reload().unwrap(),
+        scangate::state::ReloadOutcome::Applied { generation: 2, .. }
+    ));
+    // Same bytes again: nothing to do.
+    assert_eq!(
+        gw.gw.reload().unwrap(),
+        scangate::state::ReloadOutcome::Unchanged
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stable_token_never_fails_during_50_reloads_under_load() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let mut cfg = Cfg::new(&up.url(), &[Tok::new("stable", OLD, true)]);
+    let gw = TestGateway::start_in(ConfigDir::new(&cfg), false).await;
+    let url = gw.url("/api/v3.0/scanmemory");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut loops = Vec::new();
+    for _ in 0..4 {
+        let (url, stop, ok, bad) = (url.clone(), stop.clone(), ok.clone(), bad.clone());
+        loops.push(tokio::spawn(async move {
+            let c = client();
+            while !stop.load(Ordering::Relaxed) {
+                if status_with(&c, &url, OLD).await == 200 {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    bad.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for i in 0..50 {
+        // Churn other tokens and flip a second one, so every reload really changes the map.
+        cfg.tokens.truncate(1);
+        for j in 0..20 {
+            cfg.tokens.push(Tok::new(
+                &format!("t{i}-{j}"),
+                &format!("sg_Churn{i}x{j}-A"),
+                j % 2 == 0,
+            ));
+        }
+        write_atomic(&gw.config.path, &cfg.xml());
+        let worker = gw.gw.clone();
+        let outcome = tokio::task::spawn_blocking(move || worker.reload())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            outcome,
+            scangate::state::ReloadOutcome::Applied { .. }
+        ));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in loops {
+        l.await.unwrap();
+    }
+    assert_eq!(gw.gw.generation(), 51);
+    assert_eq!(
+        bad.load(Ordering::Relaxed),
+        0,
+        "the stable token failed during reloads"
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 50,
+        "too few requests to mean anything"
+    );
+}
