@@ -13,7 +13,7 @@ use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use scangate::auth::token::TokenKey;
 use scangate::net::Listener;
 use scangate::state::Gateway;

@@ -1,0 +1,177 @@
+//! End to end with the built binary: `scangate serve` as a child process, its exit codes, and a
+//! search of its whole log output for the tokens and the key it handled.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const TOKEN: &str = "sg_SecretLeakProbe-7x";
+const OTHER: &str = "sg_OtherLeakProbe-8y";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn_serve(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_scangate"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn stop(mut child: Child) -> (Option<i32>, String) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    out.push_str(&stdout);
+    (status.code(), out)
+}
+
+#[tokio::test]
+async fn logs_of_a_run_never_contain_a_token_or_the_key() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let port = free_port();
+    let mut cfg = Cfg::new(
+        &up.url(),
+        &[
+            Tok::new("probe", TOKEN, true),
+            Tok::new("off", OTHER, false),
+        ],
+    );
+    let dir = ConfigDir::new(&cfg);
+    let xml = cfg
+        .xml()
+        .replace("http://127.0.0.1:0", &format!("http://127.0.0.1:{port}"));
+    std::fs::write(&dir.path, &xml).unwrap();
+    let child = spawn_serve(&dir.path);
+    let base = format!("http://127.0.0.1:{port}");
+    let c = client();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            c.get(&base).send().await.is_ok()
+        })
+        .await,
+        "serve did not start"
+    );
+    // Every path a token takes: accepted, disabled, unknown-but-plausible, malformed, custom scheme.
+    assert_eq!(
+        status_with(&c, &format!("{base}/api/v3.0/version"), TOKEN).await,
+        200
+    );
+    assert_eq!(status_with(&c, &format!("{base}/x"), OTHER).await, 401);
+    assert_eq!(
+        status_with(&c, &format!("{base}/x"), &format!("{TOKEN}x")).await,
+        401
+    );
+    let r = c
+        .get(&base)
+        .header("authorization", format!("Basic {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // A reload with a broken file logs an error; the file holds only digests, never the token.
+    std::fs::write(&dir.path, "<Configuration><Broken>").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status_with(&c, &format!("{base}/x"), TOKEN).await, 200);
+
+    let (code, logs) = stop(child);
+    assert_eq!(code, Some(0), "logs:\n{logs}");
+    assert!(
+        logs.contains("config reload failed"),
+        "reload error not logged:\n{logs}"
+    );
+    assert!(
+        logs.contains("probe"),
+        "token name missing from access log:\n{logs}"
+    );
+    for secret in [TOKEN, OTHER, &base64_key()] {
+        assert!(!logs.contains(secret), "secret {secret:?} found in logs");
+    }
+    // Nor any substring long enough to matter.
+    assert!(
+        !logs.contains(&TOKEN[3..15]),
+        "part of the token found in logs"
+    );
+}
+
+#[test]
+fn bad_config_exits_64_with_the_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.xml");
+    std::fs::write(
+        &path,
+        "<Configuration>\n  <ServerSettings>\n</Configuration>\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scangate"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:3:", path.display())), "{err}");
+}
+
+#[test]
+fn missing_key_file_is_a_startup_error_naming_the_path() {
+    let cfg = Cfg::new("http://127.0.0.1:9", &[Tok::new("a", TOKEN, true)]);
+    let dir = ConfigDir::new(&cfg);
+    let key = dir.dir.path().join("scangate.key");
+    std::fs::remove_file(&key).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scangate"))
+        .args(["serve", "--config"])
+        .arg(&dir.path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}: cannot read token key file", key.display())),
+        "{err}"
+    );
+
+    std::fs::write(&key, "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scangate"))
+        .args(["serve", "--config"])
+        .arg(&dir.path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}: token key file must hold one line",
+            key.display()
+        )),
+        "{err}"
+    );
+}
