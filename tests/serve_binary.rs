@@ -58,7 +58,7 @@ fn stop(mut child: Child) -> (Option<i32>, String) {
 async fn logs_of_a_run_never_contain_a_token_or_the_key() {
     let up = Upstream::start(Behaviour::Ok).await;
     let port = free_port();
-    let mut cfg = Cfg::new(
+    let cfg = Cfg::new(
         &up.url(),
         &[
             Tok::new("probe", TOKEN, true),
