@@ -1,0 +1,23 @@
+//! HMAC-SHA-512 of one token: keyed state precomputed (what the gateway does) against the key
+//! schedule computed per call.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use scangate::auth::token::TokenKey;
+
+mod common;
+
+fn digest(c: &mut Criterion) {
+    let token = common::token(42);
+    let key = common::key();
+    let mut g = c.benchmark_group("digest");
+    g.bench_function("precomputed", |b| {
+        b.iter(|| key.digest(black_box(token.as_bytes())))
+    });
+    g.bench_function("per_call", |b| {
+        b.iter(|| TokenKey::from_bytes(black_box(&common::KEY)).digest(black_box(token.as_bytes())))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, digest);
+criterion_main!(benches);
