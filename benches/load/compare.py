@@ -1,0 +1,541 @@
+#!/usr/bin/env python3
+"""scangate against nginx and HAProxy doing the same job, on one machine, in one run.
+
+Run it through `compare.sh`, which installs the peers and builds scangate first. Every figure is a
+median over interleaved rounds (A B C A B C …), and every comparison is a ratio within this run.
+See benches/README.md.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # noqa: E402
+import procs  # noqa: E402
+import report  # noqa: E402
+
+PHASES = ["load1", "load2", "tokens", "upload", "https", "reload"]
+GIB = 1 << 30
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        self.work = tempfile.mkdtemp(prefix="scangate-bench-", dir=base)
+        os.chmod(self.work, 0o755)
+        self.token_files = {}
+        self.targets = report.Targets()
+        self.sections = []
+        peers.write_key(self.work)
+
+    # ---- peers -------------------------------------------------------------------------------
+
+    def tokens(self, n):
+        if n not in self.token_files:
+            self.token_files[n] = peers.write_token_files(self.work, n)
+        return self.token_files[n]
+
+    def path(self, name):
+        return os.path.join(self.work, name)
+
+    def start_backend(self, workers, cpus):
+        port = procs.free_port()
+        dav = self.path("dav")
+        os.makedirs(os.path.join(dav, ".tmp"), exist_ok=True)
+        conf = self.path("backend.conf")
+        with open(conf, "w") as f:
+            f.write(peers.nginx_backend(self.work, port, dav, workers))
+        srv = procs.Server(
+            "backend", ["nginx", "-c", conf, "-p", self.work, "-e", self.path("backend.error.log")],
+            self.path("backend.log"), cpus,
+        )
+        return srv, f"http://127.0.0.1:{port}"
+
+    def start_scangate(self, name, backend_url, n, workers, cpus, auth=True, tls=None, config=None,
+                       token_part=None):
+        port = procs.free_port()
+        scheme = "https" if tls else "http"
+        cfg = config or self.path(f"{name}.xml")
+        with open(cfg, "w") as f:
+            f.write(
+                peers.scangate_xml(
+                    f"{scheme}://127.0.0.1:{port}", backend_url,
+                    token_part or self.tokens(n)["scangate"],
+                    auth=auth, tls=tls, admin_port=procs.free_port(),
+                )
+            )
+        env = dict(os.environ, RUST_LOG=self.args.scangate_log)
+        argv = [self.args.scangate, "--log-format", "json", "serve", "--config", cfg,
+                "--threads", str(workers)]
+        srv = procs.Server(name, argv, self.path(f"{name}.log"), cpus, env=env, cwd=self.work)
+        return srv, f"{scheme}://127.0.0.1:{port}"
+
+    def start_nginx(self, name, backend_url, n, workers, cpus, tls=None):
+        port = procs.free_port()
+        conf = self.path(f"{name}.conf")
+        backend_port = int(backend_url.rsplit(":", 1)[1])
+        with open(conf, "w") as f:
+            f.write(peers.nginx_proxy(self.work, name, port, backend_port, self.tokens(n)["nginx"],
+                                      n, workers, tls))
+        srv = procs.Server(
+            name, ["nginx", "-c", conf, "-p", self.work, "-e", self.path(f"{name}.error.log")],
+            self.path(f"{name}.log"), cpus,
+        )
+        return srv, f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+
+    def start_haproxy(self, name, backend_url, n, workers, cpus, tls=None):
+        port = procs.free_port()
+        conf = self.path(f"{name}.cfg")
+        backend_port = int(backend_url.rsplit(":", 1)[1])
+        with open(conf, "w") as f:
+            f.write(peers.haproxy(self.work, name, port, backend_port, self.tokens(n)["haproxy"],
+                                  workers, tls))
+        srv = procs.Server(name, ["haproxy", "-f", conf, "-db"], self.path(f"{name}.log"), cpus)
+        return srv, f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+
+    def stable_token(self, n):
+        return peers.token(peers.stable_index(n))
+
+    def cpus(self, workers):
+        """(proxy CPUs, load generator + backend CPUs). One-worker runs give the proxy core 1 and
+        oha plus the backend core 0; two-worker runs leave scheduling to the kernel."""
+        if self.args.no_pin or workers != 1 or (os.cpu_count() or 1) < 2:
+            return None, None
+        return "1", "0"
+
+    # ---- measuring ---------------------------------------------------------------------------
+
+    def run_rounds(self, targets, token, load_cpus, tls=False, seconds=None):
+        """Warms every target up, then runs oha on each in turn, round after round. `token` is
+        one token for all, or a dict of target name → token."""
+        seconds = seconds or self.args.seconds
+        tok = token.get if isinstance(token, dict) else (lambda _name: token)
+        results = {name: [] for name, _, _ in targets}
+        for name, srv, url in targets:
+            procs.oha(url + peers.SCAN_PATH, tok(name), 2, self.args.conns, load_cpus,
+                      peers.SCAN_BODY, tls)
+        for rnd in range(self.args.rounds):
+            for name, srv, url in targets:
+                time.sleep(0.5)
+                cpu0 = srv.cpu_seconds()
+                res = procs.oha(url + peers.SCAN_PATH, tok(name), seconds, self.args.conns,
+                                load_cpus, peers.SCAN_BODY, tls)
+                run = report.summarise(res, srv.cpu_seconds() - cpu0)
+                results[name].append(run)
+                log(f"  round {rnd + 1} {name}: {run['rps']:.0f} req/s, p99 {run['p99_ms']:.2f} ms, "
+                    f"{run['cpu_us']:.1f} µs/req, non-2xx {run['bad']}")
+        return results
+
+    def section(self, title, text):
+        self.sections.append(f"### {title}\n\n{text}\n")
+        log(f"\n### {title}\n{text}\n")
+
+    def stop(self, *servers):
+        for s in servers:
+            s.stop()
+
+    # ---- phases ------------------------------------------------------------------------------
+
+    def load(self, workers):
+        n = self.args.tokens
+        proxy_cpus, load_cpus = self.cpus(workers)
+        backend, burl = self.start_backend(workers, load_cpus)
+        token = self.stable_token(n)
+        started = [
+            ("scangate", *self.start_scangate("scangate", burl, n, workers, proxy_cpus)),
+            ("scangate-noauth",
+             *self.start_scangate("scangate-noauth", burl, n, workers, proxy_cpus, auth=False)),
+            ("nginx", *self.start_nginx("nginx", burl, n, workers, proxy_cpus)),
+            ("haproxy", *self.start_haproxy("haproxy", burl, n, workers, proxy_cpus)),
+        ]
+        procs.wait_ready(backend, burl, None, 30)
+        for name, srv, url in started:
+            procs.wait_ready(srv, url, token, 120)
+        targets = [("direct (backend)", backend, burl)] + started
+        log(f"\n== load: {workers} worker(s), {n} tokens")
+        results = self.run_rounds(targets, token, load_cpus)
+        self.stop(*[s for _, s, _ in started], backend)
+
+        order = [t[0] for t in targets]
+        text = (f"{n} tokens, {workers} worker(s) each, c={self.args.conns}, "
+                f"{self.args.seconds} s per run, {self.args.rounds} rounds. "
+                f"Pinning: {pin_text(proxy_cpus, load_cpus)}.\n\n"
+                + report.table(results, order) + "\n\n"
+                + report.ratios(results, "scangate", ["nginx", "haproxy"]) + "\n"
+                + report.ratios(results, "scangate", ["scangate-noauth"], ("rps",)))
+        self.section(f"Load, {workers} worker(s), {n} tokens", text)
+        if workers == 1:
+            r_ng = report.ratio(results, "scangate", "nginx", "rps")
+            r_hp = report.ratio(results, "scangate", "haproxy", "rps")
+            self.targets.check("good req/s, 10k tokens, 1 worker", "≥ 1.2 × nginx",
+                               f"{r_ng:.3f} × nginx", r_ng >= 1.2)
+            self.targets.check("good req/s, 10k tokens, 1 worker", "≥ 1.2 × HAProxy",
+                               f"{r_hp:.3f} × HAProxy", r_hp >= 1.2)
+            r_cpu = report.ratio(results, "scangate", "nginx", "cpu_us")
+            self.targets.check("proxy CPU µs per request", "≤ 0.8 × nginx",
+                               f"{r_cpu:.3f} × nginx", r_cpu <= 0.8)
+            sg99, ng99 = (report.median(results[k], "p99_ms") for k in ("scangate", "nginx"))
+            self.targets.check("p99 latency at c=64", "≤ nginx",
+                               f"{sg99:.2f} ms vs {ng99:.2f} ms", sg99 <= ng99)
+            r_auth = report.ratio(results, "scangate", "scangate-noauth", "rps")
+            self.targets.check("auth on vs off", "≤ 3 % req/s difference",
+                               f"{(1 - r_auth) * 100:+.1f} %", abs(1 - r_auth) <= 0.03)
+
+    def token_counts(self):
+        counts = [1, self.args.tokens, self.args.max_tokens]
+        proxy_cpus, load_cpus = self.cpus(1)
+        backend, burl = self.start_backend(1, load_cpus)
+        procs.wait_ready(backend, burl, None, 30)
+        targets, ready, tokens = [], {}, {}
+        for n in counts:
+            name = f"scangate-{n}"
+            srv, url = self.start_scangate(name, burl, n, 1, proxy_cpus)
+            tokens[name] = self.stable_token(n)
+            ready[name] = procs.wait_ready(srv, url, tokens[name], 600)
+            targets.append((name, srv, url))
+        log(f"\n== token counts {counts}")
+        results = self.run_rounds(targets, tokens, load_cpus)
+        rss = {name: srv.rss_kib() for name, srv, _ in targets}
+        self.stop(*[s for _, s, _ in targets], backend)
+
+        order = [t[0] for t in targets]
+        lo, hi = order[0], order[-1]
+        change = report.ratio(results, hi, lo, "rps") - 1
+        per_token = (rss[hi] - rss[lo]) * 1024 / (counts[-1] - counts[0])
+        mem = "\n".join(f"| {k} | {rss[k] / 1024:.1f} MiB | {ready[k]:.1f} s |" for k in order)
+        text = (f"scangate alone at {', '.join(map(str, counts))} tokens, 1 worker, interleaved "
+                f"rounds; each instance is asked for a token of its own set. "
+                f"Pinning: {pin_text(proxy_cpus, load_cpus)}.\n\n"
+                + report.table(results, order)
+                + f"\n\n- req/s change {lo} → {hi}: {change * 100:+.1f} %\n\n"
+                + "| target | RSS after the runs | start-up until ready |\n|---|---:|---:|\n" + mem
+                + f"\n\n- RSS per token: ({hi} − {lo}) / {counts[-1] - counts[0]} = "
+                f"{per_token:.0f} bytes")
+        self.section("Token count", text)
+        self.targets.check(f"1 → {counts[-1]:,} tokens", "req/s changes by ≤ 5 %",
+                           f"{change * 100:+.1f} %", abs(change) <= 0.05)
+        self.targets.check("memory per token", f"≤ 300 B RSS per token at {counts[-1]:,}",
+                           f"{per_token:.0f} B", per_token <= 300)
+
+    def upload(self):
+        proxy_cpus, load_cpus = self.cpus(1)
+        n = self.args.tokens
+        token = self.stable_token(n)
+        backend, burl = self.start_backend(1, load_cpus)
+        started = [
+            ("scangate", *self.start_scangate("scangate-up", burl, n, 1, proxy_cpus)),
+            ("nginx", *self.start_nginx("nginx-up", burl, n, 1, proxy_cpus)),
+            ("haproxy", *self.start_haproxy("haproxy-up", burl, n, 1, proxy_cpus)),
+        ]
+        procs.wait_ready(backend, burl, None, 30)
+        for _, srv, url in started:
+            procs.wait_ready(srv, url, token, 120)
+        blob = self.path("upload.bin")
+        with open(blob, "wb") as f:
+            f.truncate(self.args.upload_bytes)
+        targets = [("direct (backend)", backend, burl)] + started
+        results = {name: [] for name, _, _ in targets}
+        log(f"\n== upload {self.args.upload_bytes} bytes")
+        for rnd in range(self.args.rounds):
+            for name, srv, url in targets:
+                srv.reset_peak()
+                rss0 = srv.rss_kib()
+                argv = ["curl", "-sS", "-o", "/dev/null", "-T", blob,
+                        "-H", f"Authorization: Bearer {token}",
+                        "-w", "%{http_code} %{time_total} %{size_upload}",
+                        f"{url}/upload/blob-{rnd}"]
+                out = subprocess.run(procs.pinned(argv, load_cpus), capture_output=True,
+                                     text=True, timeout=600).stdout.split()
+                code, secs, size = int(out[0]), float(out[1]), int(out[2])
+                growth = max(0, srv.peak_kib() - rss0)
+                dav_file = os.path.join(self.path("dav"), "upload", f"blob-{rnd}")
+                if os.path.exists(dav_file):
+                    os.remove(dav_file)
+                results[name].append({"mib_s": size / secs / (1 << 20), "growth_kib": growth,
+                                      "code": code})
+                log(f"  round {rnd + 1} {name}: {code}, {size / secs / (1 << 20):.0f} MiB/s, "
+                    f"peak RSS growth {growth / 1024:.1f} MiB")
+        self.stop(*[s for _, s, _ in started], backend)
+
+        lines = ["| target | MiB/s (median) | peak RSS growth (max) | statuses | MiB/s per round |",
+                 "|---|---:|---:|---|---|"]
+        for name, runs in results.items():
+            rounds = ", ".join(f"{r['mib_s']:.0f}" for r in runs)
+            codes = ",".join(str(r["code"]) for r in runs)
+            lines.append(
+                f"| {name} | {report.median(runs, 'mib_s'):.0f} | "
+                f"{max(r['growth_kib'] for r in runs) / 1024:.1f} MiB | {codes} | {rounds} |")
+        sg_tp = report.median(results["scangate"], "mib_s")
+        ng_tp = report.median(results["nginx"], "mib_s")
+        sg_growth = max(r["growth_kib"] for r in results["scangate"]) / 1024
+        ok_codes = all(200 <= r["code"] < 300 for runs in results.values() for r in runs)
+        text = (f"One {self.args.upload_bytes / GIB:.2f} GiB PUT per run with curl `-T`, "
+                f"to a backend that reads the whole body (WebDAV PUT to tmpfs), 1 worker each. "
+                f"Peak RSS growth = VmHWM after the upload − VmRSS before it (VmHWM reset with "
+                f"clear_refs).\n\n" + "\n".join(lines))
+        self.section("Streaming upload", text)
+        self.targets.check("1 GiB upload", "RSS growth ≤ 32 MiB", f"{sg_growth:.1f} MiB",
+                           sg_growth <= 32 and ok_codes)
+        self.targets.check("1 GiB upload", "throughput ≥ 1.0 × nginx",
+                           f"{sg_tp / ng_tp:.3f} × nginx", sg_tp >= ng_tp and ok_codes)
+
+    def https(self):
+        proxy_cpus, load_cpus = self.cpus(1)
+        n = self.args.tokens
+        token = self.stable_token(n)
+        cert, key = self.path("tls.crt"), self.path("tls.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "2", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        pem = self.path("tls.pem")
+        with open(pem, "w") as f:
+            f.write(open(cert).read() + open(key).read())
+        tls = {"cert": cert, "key": key, "pem": pem}
+        backend, burl = self.start_backend(1, load_cpus)
+        procs.wait_ready(backend, burl, None, 30)
+        started = []
+        note = ""
+        srv, url = self.start_scangate("scangate-tls", burl, n, 1, proxy_cpus, tls=tls)
+        try:
+            procs.wait_ready(srv, url, token, 120)
+            started.append(("scangate", srv, url))
+        except RuntimeError as e:
+            srv.stop()
+            note = ("**scangate skipped: it did not serve `https://`** (TLS termination not in "
+                    "this build?). Its log:\n\n```\n" + str(e)[-1500:] + "\n```\n\n")
+            log(note)
+        started.append(("nginx", *self.start_nginx("nginx-tls", burl, n, 1, proxy_cpus, tls)))
+        started.append(("haproxy", *self.start_haproxy("haproxy-tls", burl, n, 1, proxy_cpus,
+                                                        tls)))
+        for _, s, u in started[-2:]:
+            procs.wait_ready(s, u, token, 120)
+        log("\n== https")
+        results = self.run_rounds(started, token, load_cpus, tls=True)
+        self.stop(*[s for _, s, _ in started], backend)
+        order = [t[0] for t in started]
+        text = (note + f"Same EC P-256 self-signed certificate for all three, {n} tokens, "
+                f"1 worker each, oha keeps its {self.args.conns} connections.\n\n"
+                + report.table(results, order) + "\n\n"
+                + report.ratios(results, "scangate", ["nginx", "haproxy"]))
+        self.section("HTTPS", text)
+        r = report.ratio(results, "scangate", "nginx", "rps")
+        self.targets.check("HTTPS good req/s", "≥ 1.0 × nginx",
+                           "skipped: scangate refused https" if r is None else f"{r:.3f} × nginx",
+                           None if r is None else r >= 1.0)
+
+    def reload(self):
+        proxy_cpus, load_cpus = self.cpus(1)
+        backend, burl = self.start_backend(1, load_cpus)
+        procs.wait_ready(backend, burl, None, 30)
+        lines = []
+        for n, count, under_load in [(self.args.reload_tokens, self.args.reloads, True),
+                                     (self.args.max_tokens, self.args.reloads_1m, False)]:
+            lines.append(self.reload_one(burl, n, count, under_load, proxy_cpus, load_cpus))
+        backend.stop()
+        self.section("Reload", "\n\n".join(lines))
+
+    def reload_one(self, burl, n, count, under_load, proxy_cpus, load_cpus):
+        """Alternates two n-token files (1 % of the tokens rotated) by rename, `count` times."""
+        name = f"scangate-reload-{n}"
+        stable = ("stable", self.stable_token(n))
+        a = peers.write_token_files(self.work, n, "", stable)["scangate"]
+        b = peers.write_token_files(self.work, n, "-b", stable)["scangate"]
+        cfg = self.path(f"{name}.xml")
+        srv, url = self.start_scangate(name, burl, n, 1, proxy_cpus, config=cfg, token_part=a)
+        procs.wait_ready(srv, url, stable[1], 600)
+        variants = []
+        text = open(cfg).read()
+        for i, part in enumerate([a, b]):
+            start = text.index("      <AccessTokens>\n") + len("      <AccessTokens>\n")
+            end = text.index("      </AccessTokens>")
+            src = self.path(f"{name}-{i}.src")
+            with open(src, "w") as f:
+                f.write(text[:start] + mix(open(part).read(), open(a).read(), n) + text[end:])
+            variants.append(src)
+
+        def swap(i):
+            shutil.copyfile(variants[i % 2], cfg + ".tmp")
+            os.rename(cfg + ".tmp", cfg)
+            return time.time()
+
+        out = [f"**{n:,} tokens** (each reload rotates 1 % of the tokens; `stable` stays)."]
+        log(f"\n== reload {n}")
+        if under_load:
+            seconds = self.args.reload_seconds
+            oha = subprocess.Popen(
+                procs.pinned(["oha", "--no-tui", "--output-format", "json", "-z", f"{seconds}s",
+                              "-c", str(self.args.conns), "-m", "POST", "-d", peers.SCAN_BODY,
+                              "-T", "application/json", "-H", f"Authorization: Bearer {stable[1]}",
+                              url + peers.SCAN_PATH], load_cpus),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            t0 = time.monotonic()
+            period = (seconds - 2) / count
+            for i in range(count):
+                time.sleep(max(0, t0 + 1 + i * period - time.monotonic()))
+                swap(i + 1)
+            stdout, _ = oha.communicate(timeout=seconds + 60)
+            time.sleep(1)
+            run = report.summarise(json.loads(stdout), 0)
+            applied = len(reload_lines(srv.log))
+            out.append(f"- under load: {count} renames in {seconds} s, {applied} reloads applied "
+                       f"(the folder watch debounces for 200 ms), stable token: {run['good']} "
+                       f"2xx, **{run['bad']} non-2xx or failed**, {run['rps']:.0f} req/s")
+            self.targets.check("reload under load",
+                               f"{count} reloads of {n:,} tokens in {seconds} s: 0 non-2xx",
+                               f"{run['bad']} non-2xx, {applied} applied", run["bad"] == 0)
+        # Latency, without load: rename → the "config reloaded" line's timestamp.
+        lat, work_ms = [], []
+        samples = self.args.latency_samples if under_load else count
+        for i in range(samples):
+            seen = len(reload_lines(srv.log))
+            t = swap(i)
+            deadline = time.monotonic() + 60
+            while len(reload_lines(srv.log)) <= seen and time.monotonic() < deadline:
+                time.sleep(0.01)
+            lines = reload_lines(srv.log)
+            if len(lines) <= seen:
+                out.append("- a reload did not apply within 60 s")
+                break
+            lat.append((log_time(lines[-1]) - t) * 1000)
+            work_ms.append(lines[-1].get("ms", 0))
+            time.sleep(0.5)
+        srv.stop()
+        if lat:
+            med = sorted(lat)[len(lat) // 2]
+            out.append(f"- rename → applied (log timestamp), {len(lat)} samples: median "
+                       f"{med:.0f} ms, max {max(lat):.0f} ms; of which parse + apply (`ms=`): "
+                       f"median {sorted(work_ms)[len(work_ms) // 2]:.0f} ms")
+            limit = 300 if n <= 100_000 else 3000
+            self.targets.check("reload latency", f"{n:,} tokens applied ≤ {limit} ms after rename",
+                               f"median {med:.0f} ms, max {max(lat):.0f} ms", max(lat) <= limit)
+        return "\n".join(out)
+
+
+def mix(part, base, n):
+    """Variant text: `base` with its first 1 % of tokens taken from `part`."""
+    k = max(1, n // 100)
+    p, b = part.splitlines(keepends=True), base.splitlines(keepends=True)
+    return "".join(p[:k] + b[k:])
+
+
+def reload_lines(path):
+    out = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            if "config reloaded" in line:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+    return out
+
+
+def log_time(entry):
+    ts = re.sub(r"(\.\d{6})\d+", r"\1", entry["timestamp"]).replace("Z", "+00:00")
+    return datetime.datetime.fromisoformat(ts).timestamp()
+
+
+def pin_text(proxy_cpus, load_cpus):
+    if proxy_cpus is None:
+        return "none (the kernel schedules proxy, backend and oha over all cores)"
+    return f"proxy on CPU {proxy_cpus}, oha and the backend on CPU {load_cpus} (taskset)"
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def versions(scangate):
+    def first(argv):
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (p.stdout + p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+    return {
+        "scangate": first([scangate, "--version"]) + " @ " + first(["git", "rev-parse", "--short", "HEAD"]),
+        "nginx": first(["nginx", "-v"]),
+        "haproxy": first(["haproxy", "-v"]),
+        "oha": first(["oha", "--version"]),
+        "rustc": first(["rustc", "--version"]),
+        "kernel": first(["uname", "-sr"]),
+        "cpu": first(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]),
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated: {PHASES}")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=int, default=10, help="per oha run")
+    p.add_argument("--conns", type=int, default=64)
+    p.add_argument("--tokens", type=int, default=10_000)
+    p.add_argument("--max-tokens", type=int, default=1_000_000)
+    p.add_argument("--reload-tokens", type=int, default=100_000)
+    p.add_argument("--reloads", type=int, default=100)
+    p.add_argument("--reloads-1m", type=int, default=3)
+    p.add_argument("--reload-seconds", type=int, default=20)
+    p.add_argument("--latency-samples", type=int, default=10)
+    p.add_argument("--upload-bytes", type=int, default=GIB)
+    p.add_argument("--scangate", default="target/release/scangate")
+    p.add_argument("--scangate-log", default="info,scangate::access=off",
+                   help="RUST_LOG for scangate (access log off, like the peers)")
+    p.add_argument("--no-pin", action="store_true", help="never pin with taskset")
+    p.add_argument("--record", help="insert the report at the top of this RESULTS.md")
+    p.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = p.parse_args()
+    args.scangate = os.path.abspath(args.scangate)
+    phases = [x for x in args.phases.split(",") if x]
+    bench = Bench(args)
+    log(f"work folder: {bench.work}")
+    try:
+        for phase in phases:
+            {"load1": lambda: bench.load(1), "load2": lambda: bench.load(2),
+             "tokens": bench.token_counts, "upload": bench.upload, "https": bench.https,
+             "reload": bench.reload}[phase]()
+    finally:
+        procs.stop_all()
+        if not args.keep:
+            shutil.rmtree(bench.work, ignore_errors=True)
+
+    v = versions(args.scangate)
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = os.environ.get("BENCH_COMMAND") or " ".join(sys.argv)
+    head = (f"## {now}: load comparison\n\n"
+            f"- command: `{command}`\n- nproc: {os.cpu_count()}, CPU:{v.pop('cpu')}\n"
+            + "".join(f"- {k}: {val}\n" for k, val in v.items())
+            + f"- phases: {', '.join(phases)}; oha c={args.conns}, {args.seconds} s per run, "
+            f"{args.rounds} rounds, POST {peers.SCAN_PATH} with a {len(peers.SCAN_BODY)}-byte "
+            f"body; only 2xx counted; CPU from /proc/PID/stat (utime+stime, all threads and "
+            f"worker processes) before and after each run\n")
+    text = head + "\n### Targets\n\n" + bench.targets.markdown() + "\n\n" + "\n".join(bench.sections)
+    print(text)
+    if args.record:
+        record(args.record, text)
+
+
+def record(path, text):
+    """Newest first: the new report goes right after the file's title block."""
+    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"
+    marker = old.find("\n## ")
+    if marker < 0:
+        new = old.rstrip() + "\n\n" + text
+    else:
+        new = old[:marker + 1] + text + "\n" + old[marker + 1:]
+    with open(path, "w") as f:
+        f.write(new)
+
+
+if __name__ == "__main__":
+    main()
