@@ -203,7 +203,9 @@ fn framing_error(req: &Request<Incoming>) -> Option<GatewayError> {
     let h = req.headers();
     let lengths = h.get_all(header::CONTENT_LENGTH).iter().count();
     if lengths > 0 && h.contains_key(header::TRANSFER_ENCODING) {
-        return Some(GatewayError::BadRequest("both Content-Length and Transfer-Encoding"));
+        return Some(GatewayError::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
     if lengths > 1 {
         return Some(GatewayError::BadRequest("duplicate Content-Length"));

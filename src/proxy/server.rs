@@ -51,7 +51,10 @@ pub async fn run(
     let queue = Arc::new(Semaphore::new(settings.max_sessions));
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(connection_builder(&settings.keep_alive));
-    let max_requests = settings.keep_alive.max_requests.filter(|_| settings.keep_alive.enabled);
+    let max_requests = settings
+        .keep_alive
+        .max_requests
+        .filter(|_| settings.keep_alive.enabled);
     tokio::pin!(shutdown);
 
     loop {
@@ -81,7 +84,8 @@ pub async fn run(
                 }
             },
         };
-        let (gw, builder, sessions) = (Arc::clone(&gw), Arc::clone(&builder), Arc::clone(&sessions));
+        let (gw, builder, sessions) =
+            (Arc::clone(&gw), Arc::clone(&builder), Arc::clone(&sessions));
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = match permit {
@@ -99,7 +103,9 @@ pub async fn run(
             };
             let downstream = Downstream { peer, https };
             if https {
-                let Some(tls) = gw.snapshot.load().tls.clone() else { return };
+                let Some(tls) = gw.snapshot.load().tls.clone() else {
+                    return;
+                };
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls);
                 match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(tls_stream)) => {
@@ -145,7 +151,8 @@ async fn serve<S>(
             // KeepAliveSettings/MaxRequests: the Nth response on an HTTP/1 connection closes it.
             let n = served.fetch_add(1, Ordering::Relaxed) + 1;
             if h1 && max_requests.is_some_and(|max| n >= max) {
-                resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             Ok::<_, std::convert::Infallible>(resp)
         }
