@@ -172,7 +172,9 @@ pub enum PlaintextError {
     #[error("a token must be printable ASCII")]
     NotAscii,
     /// Misses one of the required character classes.
-    #[error("a token needs an upper-case letter, a lower-case letter, a digit and one of - . _ ~ + /")]
+    #[error(
+        "a token needs an upper-case letter, a lower-case letter, a digit and one of - . _ ~ + /"
+    )]
     Classes,
 }
 
@@ -207,10 +209,7 @@ mod tests {
         let mac = Hmac::<Sha512>::new_from_slice(b"Jefe").unwrap();
         let key = TokenKey { mac };
         let d = key.digest(b"what do ya want for nothing?");
-        assert_eq!(
-            d[..8],
-            [0x16, 0x4b, 0x7a, 0x7b, 0xfc, 0xf8, 0x19, 0xe2]
-        );
+        assert_eq!(d[..8], [0x16, 0x4b, 0x7a, 0x7b, 0xfc, 0xf8, 0x19, 0xe2]);
         assert_eq!(key.value("what do ya want for nothing?").len(), 88);
     }
 
@@ -236,7 +235,10 @@ mod tests {
     fn plaintext_rules() {
         assert_eq!(check_plaintext("Ab345-KAV"), Ok(()));
         assert_eq!(check_plaintext("Ab1"), Err(PlaintextError::Length));
-        assert_eq!(check_plaintext(&format!("Ab1-{}", "x".repeat(97))), Err(PlaintextError::Length));
+        assert_eq!(
+            check_plaintext(&format!("Ab1-{}", "x".repeat(97))),
+            Err(PlaintextError::Length)
+        );
         assert_eq!(check_plaintext("abcd1-x"), Err(PlaintextError::Classes));
         assert_eq!(check_plaintext("Ab1 -x"), Err(PlaintextError::NotAscii));
     }
@@ -251,7 +253,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         std::fs::write(&path, "").unwrap();
         let err = TokenKey::read(&path).unwrap_err().to_string();

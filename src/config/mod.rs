@@ -165,7 +165,12 @@ pub enum UpstreamAddr {
 impl std::fmt::Display for UpstreamAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            UpstreamAddr::Http(uri) => write!(f, "{}://{}", uri.scheme_str().unwrap_or("http"), uri.authority().map(|a| a.as_str()).unwrap_or("")),
+            UpstreamAddr::Http(uri) => write!(
+                f,
+                "{}://{}",
+                uri.scheme_str().unwrap_or("http"),
+                uri.authority().map(|a| a.as_str()).unwrap_or("")
+            ),
             UpstreamAddr::Unix(p) => write!(f, "unix:{}", p.display()),
         }
     }
