@@ -119,7 +119,7 @@ const TOP: &[&str] = &["ServerSettings", "GatewaySettings"];
 
 /// Errors found so far, by byte offset; positions are worked out once, at the end.
 #[derive(Default)]
-pub(super) struct Ctx {
+struct Ctx {
     faults: Vec<Fault>,
 }
 
@@ -164,7 +164,7 @@ impl Ctx {
 
 /// What to do with a child a container does not know.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Unknown {
+enum Unknown {
     /// Scan Engine's own containers: their other children are Scan Engine's business.
     Ignore,
     /// scangate's containers: an unknown child is most likely a typo.
@@ -173,7 +173,7 @@ pub(super) enum Unknown {
 
 /// A container's children, sorted into the names it knows. Unknown and duplicate children are
 /// reported while sorting, so the accessors below only ever see the first of each name.
-pub(super) struct Group<'e, 'a> {
+struct Group<'e, 'a> {
     /// The container, for errors about what it lacks.
     element: &'e Element<'a>,
     /// Its path, for the same reason and as the parent of its children's paths.
@@ -311,7 +311,7 @@ impl<'e, 'a> Group<'e, 'a> {
 }
 
 /// A text element, trimmed, with what it takes to report an error about it.
-pub(super) struct Leaf<'e, 'g> {
+struct Leaf<'e, 'g> {
     /// Its text without surrounding whitespace.
     pub text: &'e str,
     /// Its start tag.
@@ -364,7 +364,7 @@ impl<'e, 'g> Leaf<'e, 'g> {
 }
 
 /// A child's path.
-pub(super) fn join(parent: &str, name: &str) -> String {
+fn join(parent: &str, name: &str) -> String {
     if parent.is_empty() {
         name.to_owned()
     } else {
@@ -373,6 +373,6 @@ pub(super) fn join(parent: &str, name: &str) -> String {
 }
 
 /// Whether a text holds a control character (CR, LF, NUL …), which would break a log line or a header.
-pub(super) fn has_control(text: &str) -> bool {
+fn has_control(text: &str) -> bool {
     text.chars().any(char::is_control)
 }

@@ -166,12 +166,11 @@ fn add_text<'a>(open: &mut [Element<'a>], piece: Cow<'a, str>) -> Result<(), &'s
             Err("text outside the root element")
         };
     };
-    if element.text.is_empty() || (is_blank(&element.text) && is_blank(&piece)) {
-        // Most elements hold one run of text: keep it borrowed.
-        if element.text.is_empty() {
-            element.text = piece;
-        }
-    } else {
+    if element.text.is_empty() {
+        // Most elements hold one run of text: it stays borrowed.
+        element.text = piece;
+    } else if !(is_blank(&element.text) && is_blank(&piece)) {
+        // Whitespace between a container's children is never copied; it would be trimmed anyway.
         element.text.to_mut().push_str(&piece);
     }
     Ok(())

@@ -407,3 +407,15 @@ fn duplicate_values_name_the_first_holder() {
         ["ServerSettings/AuthSettings/AccessTokens/Token[2]/Value: duplicate value (same token as Token[1])"]
     );
 }
+
+#[test]
+fn a_second_block_is_reported_and_foreign_ones_ignored() {
+    let text = file("<Flags>x</Flags><CORS><Origin/></CORS>", "").replace(
+        "</Configuration>",
+        "<GatewaySettings/><KSNSettings><X/></KSNSettings></Configuration>",
+    );
+    assert_eq!(
+        errors(&text),
+        ["GatewaySettings: duplicate element <GatewaySettings>"]
+    );
+}
