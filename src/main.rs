@@ -106,6 +106,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::Result<()> {
+    scangate::proxy::server::raise_fd_limit();
     let snap = gw.snapshot.load_full();
     let listener = match &snap.settings.server.listen {
         ListenAddr::Tcp { addr, .. } => Listener::bind_tcp(*addr)

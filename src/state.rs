@@ -5,7 +5,7 @@
 //! does it apply the tokens (inserts before removals) and swap the snapshot in one store.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use http::{HeaderName, HeaderValue};
 use crate::auth::store::{ApplyCounts, TokenStore};
 use crate::auth::token::TokenKey;
 use crate::config::{self, LoadError, Loaded, Settings};
+use crate::proxy::tls::{self, TlsError};
 use crate::proxy::upstream::{UpstreamError, UpstreamSet};
 
 /// Everything a request reads besides the tokens, swapped whole on reload. Read it with
@@ -41,6 +42,8 @@ pub struct Snapshot {
     pub session_timeout: Option<Duration>,
     /// The upstreams, with their pools.
     pub upstreams: UpstreamSet,
+    /// TLS server config for an `https://` listener; new handshakes use the current one.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Why a (re)load failed. The previous generation stays in force.
@@ -52,6 +55,9 @@ pub enum ReloadError {
     /// Building the upstream clients.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The TLS certificate or key at start-up. (On reload a bad certificate keeps the old one.)
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// What a successful reload changed.
@@ -82,6 +88,8 @@ pub struct Gateway {
     /// Serialises reloads and remembers the last content hash.
     reload_lock: Mutex<Option<[u8; 32]>>,
     generation: AtomicU64,
+    /// Set when shutdown starts: readiness turns false while connections drain.
+    pub draining: AtomicBool,
 }
 
 impl Gateway {
@@ -98,6 +106,7 @@ impl Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             reload_lock: Mutex::new(Some(hash)),
             generation: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
         }))
     }
 
@@ -151,6 +160,21 @@ fn build_snapshot(
     } else {
         "Token"
     };
+    let server_tls = match (&settings.server.tls, previous) {
+        (None, _) => None,
+        (Some(files), previous) => match tls::load(files) {
+            Ok(config) => Some(config),
+            // A bad certificate on reload keeps the last good one; everything else still applies,
+            // so a certificate typo never blocks a token revocation.
+            Err(e) => match previous.and_then(|p| p.tls.clone()) {
+                Some(old) => {
+                    tracing::error!(error = %e, "TLS files not applied; keeping the previous certificate");
+                    Some(old)
+                }
+                None => return Err(e.into()),
+            },
+        },
+    };
     let challenge =
         HeaderValue::from_str(&format!("{scheme} realm=\"{}\"", settings.gateway.realm))
             .expect("validated realm is a valid header value");
@@ -164,6 +188,7 @@ fn build_snapshot(
         max_request_bytes: settings.server.max_request_bytes,
         session_timeout: settings.server.session_timeout,
         upstreams,
+        tls: server_tls,
         settings,
     })
 }

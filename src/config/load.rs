@@ -104,6 +104,15 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     let mut hasher = Sha256::new();
     hasher.update((bytes.len() as u64).to_le_bytes());
     hasher.update(&bytes);
+    // Certificate files are part of the content: replacing them is a reload. Unreadable ones hash as
+    // absent here; the TLS loader reports them.
+    if let Some(tls) = &settings.server.tls {
+        for file in [&tls.cert, &tls.key] {
+            let bytes = std::fs::read(file).unwrap_or_default();
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+        }
+    }
     let key_path = &settings.gateway.token_key_file;
     let key = match std::fs::read(key_path) {
         Ok(key_bytes) => {

@@ -1,14 +1,15 @@
 //! Configuration: the kavhttpd.xml-shaped file, parsed in two stages.
 //!
-//! [`xml`] reads the text into raw structs that mirror the file (with positions); [`validate`] turns
-//! those into the typed [`Settings`] below, collecting every error with its position. No XML type
-//! leaves this module. [`load`] is the one place that touches the filesystem for a config: it reads the
-//! file (with a size cap), resolves relative paths against the file's folder and reads the key file.
+//! `xml` reads the text into a tree of raw elements that mirrors the file (with positions);
+//! [`validate`] turns that into the typed [`Settings`] below, collecting every error with its
+//! position. No XML type leaves this module (`xml` is private). [`load`] is the one place that
+//! touches the filesystem for a config: it reads the file (with a size cap), resolves relative paths
+//! against the file's folder and reads the key file.
 
 pub mod load;
 pub mod validate;
 pub mod watch;
-pub mod xml;
+mod xml;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,7 +1,23 @@
-//! Raw structs → typed [`Settings`](super::Settings), with every error's position.
-//! (Being written: see the config helper's work.)
+//! Stage two: the raw element tree → typed [`Settings`], collecting every error with its position.
+//!
+//! Each block has its own file: [`server`] (`ServerSettings`, `KeepAliveSettings`), [`auth`]
+//! (`AuthSettings`, `Token`) and [`gateway`] (`GatewaySettings`). This file holds the error types,
+//! the entry point and the helpers they share: [`Group`] sorts a container's children into the names
+//! it knows, [`Leaf`] is one text element ready to check.
+//!
+//! Validation never stops at the first error. A bad value is reported and replaced by its default so
+//! the rest of the file is still checked; any error at all makes [`parse`] fail.
+
+mod auth;
+mod gateway;
+mod server;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
+
+use super::xml::{self, Element, LineIndex};
+use super::Settings;
 
 /// One validation error: `file:line:column: element/path: rule`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,9 +26,10 @@ pub struct ConfigError {
     pub file: String,
     /// 1-based line.
     pub line: u32,
-    /// 1-based column.
+    /// 1-based column, in characters.
     pub column: u32,
     /// Element path below `<Configuration>`, e.g. `ServerSettings/AuthSettings/AccessTokens/Token[3]/Name`.
+    /// Empty for faults outside any element (a DTD, the root itself).
     pub path: String,
     /// The rule that failed.
     pub rule: String,
@@ -20,11 +37,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}: {}",
-            self.file, self.line, self.column, self.path, self.rule
-        )
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.rule)
     }
 }
 
@@ -48,13 +65,314 @@ impl std::error::Error for ConfigErrors {}
 
 /// Parses and validates a whole config text. `file` labels errors. Relative paths in the result are
 /// left as written; [`super::load`] resolves them.
-pub fn parse(text: &str, file: &str) -> Result<super::Settings, ConfigErrors> {
-    let _ = text;
-    Err(ConfigErrors(vec![ConfigError {
-        file: file.into(),
-        line: 1,
-        column: 1,
-        path: String::new(),
-        rule: "parser not written yet".into(),
-    }]))
+pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigErrors> {
+    let mut ctx = Ctx::default();
+    let settings = match xml::parse(text) {
+        Ok(root) => settings(&mut ctx, &root),
+        Err(e) => {
+            let path: Vec<String> = (e.open.iter())
+                .map(|(name, i)| {
+                    if REPEATED.contains(&name.as_str()) {
+                        format!("{name}[{i}]")
+                    } else {
+                        name.clone()
+                    }
+                })
+                .collect();
+            ctx.fault(e.offset, path.join("/"), e.message);
+            None
+        }
+    };
+    match settings {
+        Some(settings) if ctx.faults.is_empty() => Ok(settings),
+        _ => Err(ctx.into_errors(text, file)),
+    }
+}
+
+/// `<Configuration>`: the two blocks scangate reads. Every other parent belongs to Scan Engine.
+fn settings(ctx: &mut Ctx, root: &Element<'_>) -> Option<Settings> {
+    if root.name != "Configuration" {
+        let rule = format!(
+            "the root element must be <Configuration>, found <{}>",
+            root.name
+        );
+        ctx.fault(root.offset, "", rule);
+        return None;
+    }
+    let top = Group::new(ctx, root, String::new(), TOP, Unknown::Ignore);
+    // Both blocks are checked before either can end the walk, so all their errors are reported.
+    let server = top
+        .required(ctx, "ServerSettings")
+        .map(|el| server::server(ctx, el));
+    let gateway = top
+        .required(ctx, "GatewaySettings")
+        .map(|el| gateway::gateway(ctx, el));
+    let (server, auth) = server?;
+    Some(Settings {
+        server: server?,
+        auth,
+        gateway: gateway?,
+    })
+}
+
+const TOP: &[&str] = &["ServerSettings", "GatewaySettings"];
+
+/// Errors found so far, by byte offset; positions are worked out once, at the end.
+#[derive(Default)]
+struct Ctx {
+    faults: Vec<Fault>,
+}
+
+struct Fault {
+    offset: usize,
+    path: String,
+    rule: String,
+}
+
+impl Ctx {
+    /// Records one error.
+    fn fault(&mut self, offset: usize, path: impl Into<String>, rule: impl Into<String>) {
+        self.faults.push(Fault {
+            offset,
+            path: path.into(),
+            rule: rule.into(),
+        });
+    }
+
+    /// Records an error about a leaf's value.
+    fn bad(&mut self, leaf: &Leaf<'_, '_>, rule: impl Into<String>) {
+        self.fault(leaf.offset, leaf.path(), rule);
+    }
+
+    fn into_errors(mut self, text: &str, file: &str) -> ConfigErrors {
+        // Checks that span several elements report after the elements; file order reads better.
+        self.faults.sort_by_key(|f| f.offset);
+        let lines = LineIndex::new(text);
+        let errors = self.faults.into_iter().map(|f| {
+            let (line, column) = lines.position(f.offset);
+            ConfigError {
+                file: file.to_owned(),
+                line,
+                column,
+                path: f.path,
+                rule: f.rule,
+            }
+        });
+        ConfigErrors(errors.collect())
+    }
+}
+
+/// What to do with a child a container does not know.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unknown {
+    /// Scan Engine's own containers: their other children are Scan Engine's business.
+    Ignore,
+    /// scangate's containers: an unknown child is most likely a typo.
+    Reject,
+}
+
+/// A container's children, sorted into the names it knows. Unknown and duplicate children are
+/// reported while sorting, so the accessors below only ever see the first of each name.
+struct Group<'e, 'a> {
+    /// The container, for errors about what it lacks.
+    element: &'e Element<'a>,
+    /// Its path, for the same reason and as the parent of its children's paths.
+    pub path: String,
+    known: &'static [&'static str],
+    /// Per known name, its elements in file order.
+    found: Vec<Vec<&'e Element<'a>>>,
+}
+
+/// Elements that may repeat; any other name may appear once per container.
+const REPEATED: &[&str] = &["Token", "Tenant", "Upstream"];
+
+impl<'e, 'a> Group<'e, 'a> {
+    /// Sorts `element`'s children into `known`, reporting the rest as `unknown` says.
+    pub fn new(
+        ctx: &mut Ctx,
+        element: &'e Element<'a>,
+        path: String,
+        known: &'static [&'static str],
+        unknown: Unknown,
+    ) -> Self {
+        let mut found = vec![Vec::new(); known.len()];
+        for child in &element.children {
+            let Some(slot) = known.iter().position(|k| *k == child.name) else {
+                if unknown == Unknown::Reject {
+                    let rule = format!("unknown element <{}>", child.name);
+                    ctx.fault(child.offset, join(&path, child.name), rule);
+                }
+                continue;
+            };
+            if !found[slot].is_empty() && !REPEATED.contains(&child.name) {
+                let rule = format!("duplicate element <{}>", child.name);
+                ctx.fault(child.offset, join(&path, child.name), rule);
+                continue;
+            }
+            found[slot].push(child);
+        }
+        if unknown == Unknown::Reject && !xml::is_blank(&element.text) {
+            let rule = format!("unexpected text in <{}>", element.name);
+            ctx.fault(element.offset, path.as_str(), rule);
+        }
+        Group {
+            element,
+            path,
+            known,
+            found,
+        }
+    }
+
+    /// Where errors about the container itself point.
+    pub fn offset(&self) -> usize {
+        self.element.offset
+    }
+
+    /// Every child called `name` (a known name).
+    pub fn all(&self, name: &str) -> &[&'e Element<'a>] {
+        let slot = self.known.iter().position(|k| *k == name);
+        &self.found[slot.expect("asked for a name the group does not know")]
+    }
+
+    /// The child called `name`, if present.
+    pub fn one(&self, name: &str) -> Option<&'e Element<'a>> {
+        self.all(name).first().copied()
+    }
+
+    /// The child called `name`; reports it missing if absent.
+    pub fn required(&self, ctx: &mut Ctx, name: &str) -> Option<&'e Element<'a>> {
+        let child = self.one(name);
+        if child.is_none() {
+            ctx.fault(
+                self.offset(),
+                self.path.as_str(),
+                format!("<{name}> is mandatory"),
+            );
+        }
+        child
+    }
+
+    /// The text child called `name`, if present and not empty.
+    pub fn leaf(&self, ctx: &mut Ctx, name: &'static str) -> Option<Leaf<'e, '_>> {
+        let el = self.one(name)?;
+        Leaf::read(ctx, el, &self.path, name, None).filter(|leaf| leaf.non_empty(ctx))
+    }
+
+    /// Like [`Group::leaf`], but an empty element is fine (and yields an empty text).
+    pub fn maybe_empty_leaf(&self, ctx: &mut Ctx, name: &'static str) -> Option<Leaf<'e, '_>> {
+        Leaf::read(ctx, self.one(name)?, &self.path, name, None)
+    }
+
+    /// Every text child called `name`, numbered `name[1]`, `name[2]` …; empty ones are reported.
+    pub fn leaves(&self, ctx: &mut Ctx, name: &'static str) -> Vec<Leaf<'e, '_>> {
+        let all = self.all(name).iter().enumerate();
+        all.filter_map(|(i, el)| {
+            let leaf = Leaf::read(ctx, el, &self.path, name, Some(i + 1))?;
+            leaf.non_empty(ctx).then_some(leaf)
+        })
+        .collect()
+    }
+
+    /// A mandatory text child: reports it missing if absent.
+    pub fn required_leaf(&self, ctx: &mut Ctx, name: &'static str) -> Option<Leaf<'e, '_>> {
+        self.required(ctx, name)?;
+        self.leaf(ctx, name)
+    }
+
+    /// An optional `0`/`1` child.
+    pub fn flag(&self, ctx: &mut Ctx, name: &'static str) -> Option<bool> {
+        let leaf = self.leaf(ctx, name)?;
+        match leaf.text {
+            "0" => Some(false),
+            "1" => Some(true),
+            other => {
+                ctx.bad(&leaf, format!("{name} must be 0 or 1, found {other:?}"));
+                None
+            }
+        }
+    }
+
+    /// An optional whole number from 0 to `max`.
+    pub fn uint(&self, ctx: &mut Ctx, name: &'static str, max: u64) -> Option<u64> {
+        let leaf = self.leaf(ctx, name)?;
+        let digits = leaf.text.bytes().all(|b| b.is_ascii_digit());
+        match leaf.text.parse::<u64>() {
+            Ok(n) if digits && n <= max => Some(n),
+            _ => {
+                let rule = format!(
+                    "{name} must be a whole number from 0 to {max}, found {:?}",
+                    leaf.text
+                );
+                ctx.bad(&leaf, rule);
+                None
+            }
+        }
+    }
+}
+
+/// A text element, trimmed, with what it takes to report an error about it.
+struct Leaf<'e, 'g> {
+    /// Its text without surrounding whitespace.
+    pub text: &'e str,
+    /// Its start tag.
+    pub offset: usize,
+    parent: &'g str,
+    name: &'static str,
+    index: Option<usize>,
+}
+
+impl<'e, 'g> Leaf<'e, 'g> {
+    /// Reads a text element. Child elements in it are reported as unknown.
+    fn read(
+        ctx: &mut Ctx,
+        el: &'e Element<'_>,
+        parent: &'g str,
+        name: &'static str,
+        index: Option<usize>,
+    ) -> Option<Self> {
+        let leaf = Leaf {
+            text: el
+                .text
+                .trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n')),
+            offset: el.offset,
+            parent,
+            name,
+            index,
+        };
+        for child in &el.children {
+            let rule = format!("unknown element <{}>", child.name);
+            ctx.fault(child.offset, join(&leaf.path(), child.name), rule);
+        }
+        el.children.is_empty().then_some(leaf)
+    }
+
+    /// Reports an empty leaf: an element that is present must hold a value (Scan Engine's rule).
+    fn non_empty(&self, ctx: &mut Ctx) -> bool {
+        if self.text.is_empty() {
+            ctx.bad(self, "must not be empty");
+        }
+        !self.text.is_empty()
+    }
+
+    /// `Parent/Name` or `Parent/Name[i]`; built only for an error.
+    pub fn path(&self) -> String {
+        match self.index {
+            Some(i) => format!("{}[{i}]", join(self.parent, self.name)),
+            None => join(self.parent, self.name),
+        }
+    }
+}
+
+/// A child's path.
+fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+/// Whether a text holds a control character (CR, LF, NUL …), which would break a log line or a header.
+fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
 }

@@ -24,8 +24,10 @@ pub enum GatewayError {
     PayloadTooLarge,
     /// 502: the upstream refused the connection, reset it or sent garbage.
     UpstreamFailed,
-    /// 503: no upstream is configured or available, or the gateway is overloaded.
+    /// 503: no upstream is configured or available.
     Unavailable,
+    /// 503: MaxHTTPSessionsNum connections are open and none freed up in time.
+    Overloaded,
     /// 504: the upstream did not answer within SessionTimeout.
     UpstreamTimeout,
 }
@@ -40,7 +42,7 @@ impl GatewayError {
             GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamFailed => StatusCode::BAD_GATEWAY,
-            GatewayError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Unavailable | GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -61,6 +63,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => r#"{"error":"request body too large"}"#,
             GatewayError::UpstreamFailed => r#"{"error":"upstream connection failed"}"#,
             GatewayError::Unavailable => r#"{"error":"no upstream available"}"#,
+            GatewayError::Overloaded => r#"{"error":"gateway overloaded"}"#,
             GatewayError::UpstreamTimeout => r#"{"error":"upstream timeout"}"#,
         };
         Bytes::from_static(text.as_bytes())
@@ -72,8 +75,24 @@ impl GatewayError {
             GatewayError::UpstreamFailed
             | GatewayError::Unavailable
             | GatewayError::UpstreamTimeout => "upstream",
+            GatewayError::Overloaded => "gateway",
             _ => "downstream",
         }
+    }
+
+    /// The same answer as raw HTTP/1.1 bytes, for connections turned away before hyper serves them.
+    pub fn raw_http1(self) -> Vec<u8> {
+        let body = self.body();
+        let status = self.status();
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        out
     }
 
     /// The response. `www_authenticate` is the precomputed challenge for 401s.
@@ -118,6 +137,7 @@ mod tests {
             GatewayError::PayloadTooLarge,
             GatewayError::UpstreamFailed,
             GatewayError::Unavailable,
+            GatewayError::Overloaded,
             GatewayError::UpstreamTimeout,
         ];
         for e in all {

@@ -7,4 +7,5 @@ pub mod error;
 pub mod handler;
 pub mod headers;
 pub mod server;
+pub mod tls;
 pub mod upstream;

@@ -1,27 +1,44 @@
-//! The client listener: accept, cap concurrent connections, serve HTTP/1.1 and h2c with hyper, and
-//! drain gracefully on shutdown.
+//! The client listener: accept, cap concurrent connections, terminate TLS, serve HTTP/1.1 and h2
+//! (ALPN or h2c prior knowledge) with hyper, and drain gracefully on shutdown.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{header, HeaderValue, Request, Version};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
+use super::error::GatewayError;
 use super::handler::{handle, Downstream};
+use crate::config::{KeepAlive, ListenAddr};
 use crate::net::Listener;
 use crate::state::Gateway;
 
-/// Time allowed to send a complete request head. Slow clients are cut off after it.
+/// Time allowed for a TLS handshake, and for a request head when keep-alive sets no idle timeout.
+/// Slow clients are cut off after it.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request head, in bytes, HTTP/1.1 (hyper's read buffer cap).
+/// Largest HTTP/1.1 request head (hyper's read buffer cap); past it the client gets 431.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// How long a connection over MaxHTTPSessionsNum waits for a slot before it gets 503.
+pub const QUEUE_WAIT: Duration = Duration::from_millis(500);
+/// HTTP/2 streams per connection.
+pub const H2_MAX_STREAMS: u32 = 256;
+/// HTTP/2 keep-alive ping interval; a peer that does not answer within the same time is dropped.
+pub const H2_PING: Duration = Duration::from_secs(20);
 
 /// Serves the gateway on `listener` until `shutdown` resolves, then stops accepting and waits up to
 /// `drain` for in-flight connections.
+///
+/// At most MaxHTTPSessionsNum connections are served at once. Past that, up to as many again wait
+/// [`QUEUE_WAIT`] for a slot and then get 503; any beyond those get 503 at once. So the number of
+/// open sockets stays bounded and the process never runs out of file descriptors.
 pub async fn run(
     listener: Listener,
     gw: Arc<Gateway>,
@@ -29,16 +46,18 @@ pub async fn run(
     drain: Duration,
 ) -> std::io::Result<()> {
     let settings = gw.snapshot.load().settings.server.clone();
+    let https = matches!(settings.listen, ListenAddr::Tcp { tls: true, .. });
     let sessions = Arc::new(Semaphore::new(settings.max_sessions));
+    let queue = Arc::new(Semaphore::new(settings.max_sessions));
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(connection_builder(&settings.keep_alive));
+    let max_requests = settings
+        .keep_alive
+        .max_requests
+        .filter(|_| settings.keep_alive.enabled);
     tokio::pin!(shutdown);
 
     loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&sessions).acquire_owned() => permit.expect("semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -51,20 +70,58 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let downstream = Downstream { peer, https: false };
-        let gw = Arc::clone(&gw);
-        let service = service_fn(move |req| handle(Arc::clone(&gw), downstream, req));
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
+        let permit = match Arc::clone(&sessions).try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => None,
+        };
+        let queued = match permit {
+            Some(_) => None,
+            None => match Arc::clone(&queue).try_acquire_owned() {
+                Ok(q) => Some(q),
+                Err(_) => {
+                    tokio::spawn(turn_away(stream, https));
+                    continue;
+                }
+            },
+        };
+        let (gw, builder, sessions) =
+            (Arc::clone(&gw), Arc::clone(&builder), Arc::clone(&sessions));
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let _permit = match permit {
+                Some(p) => p,
+                None => match tokio::time::timeout(QUEUE_WAIT, sessions.acquire_owned()).await {
+                    Ok(p) => {
+                        drop(queued);
+                        p.expect("semaphore is never closed")
+                    }
+                    Err(_) => {
+                        drop(queued);
+                        return turn_away(stream, https).await;
+                    }
+                },
+            };
+            let downstream = Downstream { peer, https };
+            if https {
+                let Some(tls) = gw.snapshot.load().tls.clone() else {
+                    return;
+                };
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => {
+                        serve(tls_stream, gw, downstream, &builder, max_requests, watcher).await
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                }
+            } else {
+                serve(stream, gw, downstream, &builder, max_requests, watcher).await
             }
-            drop(permit);
         });
     }
 
     drop(listener);
+    gw.draining.store(true, Ordering::Relaxed);
     tracing::info!("listener closed; draining connections");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
@@ -73,17 +130,75 @@ pub async fn run(
     Ok(())
 }
 
-fn connection_builder(keep_alive: &crate::config::KeepAlive) -> auto::Builder<TokioExecutor> {
+/// Serves one connection until it closes or the drain asks it to finish.
+async fn serve<S>(
+    stream: S,
+    gw: Arc<Gateway>,
+    downstream: Downstream,
+    builder: &auto::Builder<TokioExecutor>,
+    max_requests: Option<u32>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let served = Arc::new(AtomicU32::new(0));
+    let service = service_fn(move |req: Request<Incoming>| {
+        let gw = Arc::clone(&gw);
+        let served = Arc::clone(&served);
+        async move {
+            let h1 = req.version() < Version::HTTP_2;
+            let mut resp = handle(gw, downstream, req).await?;
+            // KeepAliveSettings/MaxRequests: the Nth response on an HTTP/1 connection closes it.
+            let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+            if h1 && max_requests.is_some_and(|max| n >= max) {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Answers 503 on a connection that got no slot, then closes it. TLS connections are just closed:
+/// a plaintext answer would mean nothing to a TLS client, and a handshake costs what we lack.
+async fn turn_away<S: AsyncWrite + Unpin>(mut stream: S, https: bool) {
+    if !https {
+        let bytes = GatewayError::Overloaded.raw_http1();
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&bytes)).await;
+        let _ = stream.shutdown().await;
+    }
+    tracing::warn!("MaxHTTPSessionsNum reached; connection turned away with 503");
+}
+
+fn connection_builder(keep_alive: &KeepAlive) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // hyper's header read timeout also bounds the idle wait between keep-alive requests, so it is
+    // KeepAliveSettings/TimeoutMs when that is set.
+    let head_timeout = keep_alive.idle_timeout.unwrap_or(HEADER_READ_TIMEOUT);
     b.http1()
         // Without a timer hyper silently disables the header read timeout.
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(head_timeout)
         .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(keep_alive.enabled);
     b.http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .keep_alive_interval(H2_PING)
+        .keep_alive_timeout(H2_PING);
     b
+}
+
+/// Raises the soft open-files limit to the hard limit, so MaxHTTPSessionsNum is what bounds
+/// connections, not a small default `ulimit -n`.
+pub fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
 }

@@ -182,6 +182,10 @@ pub struct Cfg {
     pub bearer: bool,
     pub max_bytes: u64,
     pub session_timeout_ms: u64,
+    /// `ConnectionString` (the harness binds its own port-0 listener; only the scheme matters).
+    pub connection: String,
+    /// Extra XML inside `ServerSettings`.
+    pub server_extra: String,
 }
 
 impl Cfg {
@@ -194,6 +198,8 @@ impl Cfg {
             bearer: true,
             max_bytes: 1024 * 1024,
             session_timeout_ms: 10_000,
+            connection: "http://127.0.0.1:0".into(),
+            server_extra: String::new(),
         }
     }
 
@@ -221,8 +227,8 @@ impl Cfg {
             r#"<?xml version="1.0" encoding="utf-8"?>
 <Configuration>
   <ServerSettings>
-    <ConnectionString>http://127.0.0.1:0</ConnectionString>
-    <MaxTCPFileSize>{max}</MaxTCPFileSize>
+    <ConnectionString>{connection}</ConnectionString>
+    <MaxTCPFileSize>{max}</MaxTCPFileSize>{server_extra}
     <SessionTimeout>{timeout}</SessionTimeout>
     <AuthSettings>
       <UseAccessToken>{use_at}</UseAccessToken>
@@ -240,6 +246,8 @@ impl Cfg {
 </Configuration>
 "#,
             max = self.max_bytes,
+            connection = self.connection,
+            server_extra = self.server_extra,
             timeout = self.session_timeout_ms,
             use_at = u8::from(self.use_access_token),
             field = self.field,

@@ -1,0 +1,238 @@
+//! `AuthSettings` and its `Token`s: Scan Engine's rules (reference §1.3), plus scangate's `Role` and
+//! `Tenants` and a check that no two tokens share a Value.
+
+use std::collections::hash_map::{Entry, HashMap};
+
+use http::HeaderName;
+
+use super::{has_control, join, Ctx, Group, Leaf, Unknown};
+use crate::auth::token::{decode_value, Digest};
+use crate::config::xml::Element;
+use crate::config::{AuthSettings, Role, TokenEntry};
+
+const KNOWN: &[&str] = &[
+    "UseAccessToken",
+    "AuthRequestField",
+    "UseBearerAuthScheme",
+    "AccessTokens",
+];
+
+const TOKEN: &[&str] = &["Name", "Value", "Description", "Enabled", "Role", "Tenants"];
+
+/// Headers HTTP itself or scangate's forwarding relies on. Carrying the token in one of them would
+/// break framing or routing, and scangate strips the token header before forwarding.
+const RESERVED_HEADERS: &[&str] = &[
+    "connection",
+    "content-length",
+    "content-type",
+    "expect",
+    "host",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// `AuthSettings`; absent means Scan Engine's defaults (no token check).
+pub(super) fn auth(ctx: &mut Ctx, el: Option<&Element<'_>>, parent: &str) -> AuthSettings {
+    let mut auth = AuthSettings {
+        use_access_token: false,
+        request_field: http::header::AUTHORIZATION,
+        bearer: true,
+        tokens: Vec::new(),
+    };
+    let Some(el) = el else {
+        return auth;
+    };
+    let g = Group::new(
+        ctx,
+        el,
+        join(parent, "AuthSettings"),
+        KNOWN,
+        Unknown::Reject,
+    );
+    auth.use_access_token = g.flag(ctx, "UseAccessToken").unwrap_or(false);
+    let field = g.leaf(ctx, "AuthRequestField");
+    if let Some(field) = field.and_then(|leaf| request_field(ctx, &leaf)) {
+        auth.request_field = field;
+    }
+    auth.bearer = g.flag(ctx, "UseBearerAuthScheme").unwrap_or(true);
+    if let Some(el) = g.one("AccessTokens") {
+        auth.tokens = tokens(ctx, el, &g.path, auth.use_access_token);
+    }
+    if auth.use_access_token {
+        for name in ["AuthRequestField", "UseBearerAuthScheme", "AccessTokens"] {
+            if g.one(name).is_none() {
+                let rule = format!("UseAccessToken is 1 but <{name}> is missing");
+                ctx.fault(g.offset(), g.path.as_str(), rule);
+            }
+        }
+    }
+    auth
+}
+
+/// `AccessTokens`: every Token, checked alone and against the others.
+fn tokens(ctx: &mut Ctx, el: &Element<'_>, parent: &str, required: bool) -> Vec<TokenEntry> {
+    let g = Group::new(
+        ctx,
+        el,
+        join(parent, "AccessTokens"),
+        &["Token"],
+        Unknown::Reject,
+    );
+    let elements = g.all("Token");
+    if required && elements.is_empty() {
+        let rule = "UseAccessToken is 1 but AccessTokens has no Token";
+        ctx.fault(g.offset(), g.path.as_str(), rule);
+    }
+    // Token index by name and by digest, to name the first holder of a duplicate.
+    let mut names: HashMap<&str, usize> = HashMap::with_capacity(elements.len());
+    let mut digests: HashMap<Digest, usize> = HashMap::with_capacity(elements.len());
+    let mut entries = Vec::with_capacity(elements.len());
+    for (i, el) in elements.iter().enumerate() {
+        let path = format!("{}/Token[{}]", g.path, i + 1);
+        let t = Group::new(ctx, el, path, TOKEN, Unknown::Reject);
+
+        let name = t.required_leaf(ctx, "Name").filter(|l| name_ok(ctx, l));
+        if let Some(leaf) = &name {
+            match names.entry(leaf.text) {
+                Entry::Occupied(_) => ctx.bad(leaf, format!("duplicate name {:?}", leaf.text)),
+                Entry::Vacant(slot) => _ = slot.insert(i),
+            }
+        }
+        let digest = t.required_leaf(ctx, "Value").and_then(|leaf| {
+            let digest = value(ctx, &leaf)?;
+            match digests.entry(digest) {
+                Entry::Occupied(first) => {
+                    let rule =
+                        format!("duplicate value (same token as Token[{}])", first.get() + 1);
+                    ctx.bad(&leaf, rule);
+                }
+                Entry::Vacant(slot) => _ = slot.insert(i),
+            }
+            Some(digest)
+        });
+        let description = t.maybe_empty_leaf(ctx, "Description").and_then(|leaf| {
+            let chars = leaf.text.chars().count();
+            if chars > 1000 {
+                let rule = format!("Description must be at most 1000 characters, found {chars}");
+                ctx.bad(&leaf, rule);
+            }
+            (!leaf.text.is_empty()).then(|| leaf.text.to_owned())
+        });
+        let enabled = t.required(ctx, "Enabled").and(t.flag(ctx, "Enabled"));
+        let role = t.leaf(ctx, "Role").and_then(|leaf| role(ctx, &leaf));
+        let tenants = match t.one("Tenants") {
+            Some(el) => tenants(ctx, el, &t.path),
+            None => Vec::new(),
+        };
+        if let (Some(name), Some(digest), Some(enabled)) = (name, digest, enabled) {
+            entries.push(TokenEntry {
+                name: name.text.to_owned(),
+                digest,
+                description,
+                enabled,
+                role,
+                tenants,
+            });
+        }
+    }
+    entries
+}
+
+/// `Name`: 1–40 Unicode characters (empty is reported by the reader), no control characters because
+/// the name goes into log lines and a request header.
+fn name_ok(ctx: &mut Ctx, leaf: &Leaf<'_, '_>) -> bool {
+    let chars = leaf.text.chars().count();
+    let rule = if chars > 40 {
+        format!("Name must be 1 to 40 characters, found {chars}")
+    } else if has_control(leaf.text) {
+        "Name must not contain control characters".to_owned()
+    } else {
+        return true;
+    };
+    ctx.bad(leaf, rule);
+    false
+}
+
+/// `Value`: 88 characters of standard base64 encoding a 64-byte digest.
+fn value(ctx: &mut Ctx, leaf: &Leaf<'_, '_>) -> Option<Digest> {
+    let chars = leaf.text.chars().count();
+    let rule = if chars != 88 {
+        format!("Value must be 88 characters, found {chars}")
+    } else if let Some(digest) = decode_value(leaf.text) {
+        return Some(digest);
+    } else {
+        "Value is not base64 of 64 bytes".to_owned()
+    };
+    ctx.bad(leaf, rule);
+    None
+}
+
+/// `Role`: scangate's names, or the MDR spellings an MDR user would write.
+fn role(ctx: &mut Ctx, leaf: &Leaf<'_, '_>) -> Option<Role> {
+    match leaf.text {
+        "Administrator" | "MDR Administrator" => Some(Role::Administrator),
+        "SeniorSecurityOfficer" | "Senior Security Officer" => Some(Role::SeniorSecurityOfficer),
+        "SecurityOfficer" | "Security Officer" => Some(Role::SecurityOfficer),
+        other => {
+            let rule = format!(
+                "Role must be Administrator, SeniorSecurityOfficer or SecurityOfficer, found {other:?}"
+            );
+            ctx.bad(leaf, rule);
+            None
+        }
+    }
+}
+
+/// `Tenants/Tenant`: 1–100 printable characters each.
+fn tenants(ctx: &mut Ctx, el: &Element<'_>, parent: &str) -> Vec<String> {
+    let g = Group::new(
+        ctx,
+        el,
+        join(parent, "Tenants"),
+        &["Tenant"],
+        Unknown::Reject,
+    );
+    let mut tenants = Vec::new();
+    for leaf in g.leaves(ctx, "Tenant") {
+        let chars = leaf.text.chars().count();
+        if chars > 100 {
+            ctx.bad(
+                &leaf,
+                format!("Tenant must be 1 to 100 characters, found {chars}"),
+            );
+        } else if has_control(leaf.text) {
+            ctx.bad(&leaf, "Tenant must not contain control characters");
+        } else {
+            tenants.push(leaf.text.to_owned());
+        }
+    }
+    tenants
+}
+
+/// `AuthRequestField`: 3–40 RFC 7230 token characters, and not a header HTTP needs for itself.
+fn request_field(ctx: &mut Ctx, leaf: &Leaf<'_, '_>) -> Option<HeaderName> {
+    let text = leaf.text;
+    let chars = text.chars().count();
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let name = HeaderName::from_bytes(text.as_bytes()).ok();
+    let name = name.filter(|_| text.bytes().all(tchar));
+    let lower = text.to_ascii_lowercase();
+    let rule = if !(3..=40).contains(&chars) {
+        format!("AuthRequestField must be 3 to 40 characters, found {chars}")
+    } else if name.is_none() {
+        format!(
+            "AuthRequestField must hold only RFC 7230 token characters \
+             (letters, digits and !#$%&'*+-.^_`|~), found {text:?}"
+        )
+    } else if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-scangate-") {
+        format!("AuthRequestField {text:?} is a header HTTP or scangate relies on; choose another")
+    } else {
+        return name;
+    };
+    ctx.bad(leaf, rule);
+    None
+}
