@@ -31,5 +31,6 @@ if ! have oha; then
 fi
 
 cargo build --release --locked --quiet
+export PYTHONDONTWRITEBYTECODE=1
 export BENCH_COMMAND="benches/load/compare.sh $*"
 exec timeout --kill-after=30 "${BENCH_TIMEOUT:-5400}" python3 benches/load/compare.py "$@"
