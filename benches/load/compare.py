@@ -61,7 +61,7 @@ class Bench:
         return srv, f"http://127.0.0.1:{port}"
 
     def start_scangate(self, name, backend_url, n, workers, cpus, auth=True, tls=None, config=None,
-                       token_part=None):
+                       token_part=None, binary=None):
         port = procs.free_port()
         scheme = "https" if tls else "http"
         cfg = config or self.path(f"{name}.xml")
@@ -74,7 +74,7 @@ class Bench:
                 )
             )
         env = dict(os.environ, RUST_LOG=self.args.scangate_log)
-        argv = [self.args.scangate, "--log-format", "json", "serve", "--config", cfg,
+        argv = [binary or self.args.scangate, "--log-format", "json", "serve", "--config", cfg,
                 "--threads", str(workers)]
         srv = procs.Server(name, argv, self.path(f"{name}.log"), cpus, env=env, cwd=self.work)
         return srv, f"{scheme}://127.0.0.1:{port}"
@@ -126,10 +126,11 @@ class Bench:
         for rnd in range(self.args.rounds):
             for name, srv, url in targets:
                 time.sleep(0.5)
-                cpu0 = srv.cpu_seconds()
+                u0, s0 = srv.cpu_times()
                 res = procs.oha(url + peers.SCAN_PATH, tok(name), seconds, self.args.conns,
                                 load_cpus, peers.SCAN_BODY, tls)
-                run = report.summarise(res, srv.cpu_seconds() - cpu0)
+                u1, s1 = srv.cpu_times()
+                run = report.summarise(res, (u1 - u0, s1 - s0))
                 results[name].append(run)
                 log(f"  round {rnd + 1} {name}: {run['rps']:.0f} req/s, p99 {run['p99_ms']:.2f} ms, "
                     f"{run['cpu_us']:.1f} µs/req, non-2xx {run['bad']}")
@@ -157,6 +158,9 @@ class Bench:
             ("nginx", *self.start_nginx("nginx", burl, n, workers, proxy_cpus)),
             ("haproxy", *self.start_haproxy("haproxy", burl, n, workers, proxy_cpus)),
         ]
+        if self.args.baseline:
+            started.append(("scangate-baseline", *self.start_scangate(
+                "scangate-baseline", burl, n, workers, proxy_cpus, binary=self.args.baseline)))
         procs.wait_ready(backend, burl, None, 30)
         for name, srv, url in started:
             procs.wait_ready(srv, url, token, 120)
@@ -171,7 +175,8 @@ class Bench:
                 f"Pinning: {pin_text(proxy_cpus, load_cpus)}.\n\n"
                 + report.table(results, order) + "\n\n"
                 + report.ratios(results, "scangate", ["nginx", "haproxy"]) + "\n"
-                + report.ratios(results, "scangate", ["scangate-noauth"], ("rps",)))
+                + report.ratios(results, "scangate", ["scangate-noauth"], ("rps",)) + "\n"
+                + report.ratios(results, "scangate", ["scangate-baseline"]))
         self.section(f"Load, {workers} worker(s), {n} tokens", text)
         if workers == 1:
             r_ng = report.ratio(results, "scangate", "nginx", "rps")
@@ -386,7 +391,7 @@ class Bench:
                 swap(i + 1)
             stdout, _ = oha.communicate(timeout=seconds + 60)
             time.sleep(1)
-            run = report.summarise(json.loads(stdout), 0)
+            run = report.summarise(json.loads(stdout), (0, 0))
             applied = len(reload_lines(srv.log))
             out.append(f"- under load: {count} renames in {seconds} s, {applied} reloads applied "
                        f"(the folder watch debounces for 200 ms), stable token: {run['good']} "
@@ -492,10 +497,13 @@ def main():
     p.add_argument("--scangate-log", default="info,scangate::access=off",
                    help="RUST_LOG for scangate (access log off, like the peers)")
     p.add_argument("--no-pin", action="store_true", help="never pin with taskset")
+    p.add_argument("--baseline", help="another scangate binary to run beside it (before/after)")
     p.add_argument("--record", help="insert the report at the top of this RESULTS.md")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     args = p.parse_args()
     args.scangate = os.path.abspath(args.scangate)
+    if args.baseline:
+        args.baseline = os.path.abspath(args.baseline)
     phases = [x for x in args.phases.split(",") if x]
     bench = Bench(args)
     log(f"work folder: {bench.work}")

@@ -209,7 +209,7 @@ def haproxy(work, name, port, backend_port, token_map, threads=1, tls=None):
         bind += f" ssl crt {tls['pem']}"
     return f"""global
   nbthread {threads}
-  maxconn 20000
+  maxconn 4096
   pidfile {work}/{name}.pid
 
 defaults

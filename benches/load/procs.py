@@ -65,17 +65,21 @@ class Server:
                 pass
         return out
 
-    def cpu_seconds(self):
-        """User + system CPU of the process and its descendants, all threads."""
-        total = 0
+    def cpu_times(self):
+        """(user, system) CPU seconds of the process and its descendants, all threads."""
+        user = system = 0
         for pid in self.pids():
             try:
                 with open(f"/proc/{pid}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime, stime
+                user += int(fields[11])
+                system += int(fields[12])
             except OSError:
                 pass
-        return total / CLK_TCK
+        return user / CLK_TCK, system / CLK_TCK
+
+    def cpu_seconds(self):
+        return sum(self.cpu_times())
 
     def status_kib(self, field):
         total = 0

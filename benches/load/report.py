@@ -4,8 +4,11 @@ every target. Nothing here starts a process."""
 import statistics
 
 
-def summarise(res, cpu_seconds):
-    """One oha run → good req/s, latencies, the proxy's CPU per good request."""
+def summarise(res, cpu):
+    """One oha run → good req/s, latencies, the proxy's CPU per good request. `cpu` is the
+    proxy's (user, system) CPU seconds during the run."""
+    user, system = cpu
+    cpu_seconds = user + system
     codes = res.get("statusCodeDistribution") or {}
     good = sum(v for k, v in codes.items() if k.startswith("2"))
     non2xx = sum(v for k, v in codes.items() if not k.startswith("2"))
@@ -19,6 +22,8 @@ def summarise(res, cpu_seconds):
         "p50_ms": (pct.get("p50") or 0) * 1000,
         "p99_ms": (pct.get("p99") or 0) * 1000,
         "cpu_us": cpu_seconds * 1e6 / good if good else float("nan"),
+        "user_us": user * 1e6 / good if good else float("nan"),
+        "sys_us": system * 1e6 / good if good else float("nan"),
         "util": cpu_seconds / secs,
         "good": good,
         "bad": non2xx + failed,
@@ -32,8 +37,9 @@ def median(runs, key):
 def table(results, order):
     """Markdown table of medians, one row per target, plus every round's req/s."""
     lines = [
-        "| target | good req/s | p50 ms | p99 ms | proxy CPU µs/req | proxy CPU use | non-2xx+errors | req/s per round |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| target | good req/s | p50 ms | p99 ms | proxy CPU µs/req | user + sys µs/req "
+        "| proxy CPU use | non-2xx+errors | req/s per round |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name in order:
         runs = results.get(name)
@@ -43,6 +49,7 @@ def table(results, order):
         lines.append(
             f"| {name} | {median(runs, 'rps'):.0f} | {median(runs, 'p50_ms'):.2f} | "
             f"{median(runs, 'p99_ms'):.2f} | {median(runs, 'cpu_us'):.1f} | "
+            f"{median(runs, 'user_us'):.1f} + {median(runs, 'sys_us'):.1f} | "
             f"{median(runs, 'util') * 100:.0f} % | {sum(r['bad'] for r in runs)} | {rounds} |"
         )
     return "\n".join(lines)
