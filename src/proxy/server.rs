@@ -70,10 +70,7 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let permit = match Arc::clone(&sessions).try_acquire_owned() {
-            Ok(p) => Some(p),
-            Err(_) => None,
-        };
+        let permit = Arc::clone(&sessions).try_acquire_owned().ok();
         let queued = match permit {
             Some(_) => None,
             None => match Arc::clone(&queue).try_acquire_owned() {
