@@ -165,6 +165,8 @@ class Bench:
         for name, srv, url in started:
             procs.wait_ready(srv, url, token, 120)
         targets = [("direct (backend)", backend, burl)] + started
+        if self.args.only:
+            targets = [t for t in targets if t[0] in self.args.only.split(",")]
         log(f"\n== load: {workers} worker(s), {n} tokens")
         results = self.run_rounds(targets, token, load_cpus)
         self.stop(*[s for _, s, _ in started], backend)
@@ -178,7 +180,7 @@ class Bench:
                 + report.ratios(results, "scangate", ["scangate-noauth"], ("rps",)) + "\n"
                 + report.ratios(results, "scangate", ["scangate-baseline"]))
         self.section(f"Load, {workers} worker(s), {n} tokens", text)
-        if workers == 1:
+        if workers == 1 and not self.args.only:
             r_ng = report.ratio(results, "scangate", "nginx", "rps")
             r_hp = report.ratio(results, "scangate", "haproxy", "rps")
             self.targets.check("good req/s, 10k tokens, 1 worker", "≥ 1.2 × nginx",
@@ -369,8 +371,12 @@ class Bench:
                 f.write(text[:start] + mix(open(part).read(), open(a).read(), n) + text[end:])
             variants.append(src)
 
-        def swap(i):
-            shutil.copyfile(variants[i % 2], cfg + ".tmp")
+        current = [0]
+
+        def swap():
+            """Renames the other variant over the config, so every rename changes it."""
+            current[0] ^= 1
+            shutil.copyfile(variants[current[0]], cfg + ".tmp")
             os.rename(cfg + ".tmp", cfg)
             return time.time()
 
@@ -388,7 +394,7 @@ class Bench:
             period = (seconds - 2) / count
             for i in range(count):
                 time.sleep(max(0, t0 + 1 + i * period - time.monotonic()))
-                swap(i + 1)
+                swap()
             stdout, _ = oha.communicate(timeout=seconds + 60)
             time.sleep(1)
             run = report.summarise(json.loads(stdout), (0, 0))
@@ -404,7 +410,7 @@ class Bench:
         samples = self.args.latency_samples if under_load else count
         for i in range(samples):
             seen = len(reload_lines(srv.log))
-            t = swap(i)
+            t = swap()
             deadline = time.monotonic() + 60
             while len(reload_lines(srv.log)) <= seen and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -498,6 +504,7 @@ def main():
                    help="RUST_LOG for scangate (access log off, like the peers)")
     p.add_argument("--no-pin", action="store_true", help="never pin with taskset")
     p.add_argument("--baseline", help="another scangate binary to run beside it (before/after)")
+    p.add_argument("--only", help="load phases: measure only these targets (comma-separated)")
     p.add_argument("--record", help="insert the report at the top of this RESULTS.md")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     args = p.parse_args()
@@ -505,8 +512,16 @@ def main():
     if args.baseline:
         args.baseline = os.path.abspath(args.baseline)
     phases = [x for x in args.phases.split(",") if x]
+    v = versions(args.scangate)
     bench = Bench(args)
     log(f"work folder: {bench.work}")
+    # A private copy, so a rebuild during the run cannot change the binary under test.
+    for attr in ("scangate", "baseline"):
+        if getattr(args, attr):
+            copy = os.path.join(bench.work, f"{attr}-bin")
+            shutil.copy2(getattr(args, attr), copy)
+            setattr(args, attr + "_source", getattr(args, attr))
+            setattr(args, attr, copy)
     try:
         for phase in phases:
             {"load1": lambda: bench.load(1), "load2": lambda: bench.load(2),
@@ -517,7 +532,6 @@ def main():
         if not args.keep:
             shutil.rmtree(bench.work, ignore_errors=True)
 
-    v = versions(args.scangate)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = os.environ.get("BENCH_COMMAND") or " ".join(sys.argv)
     head = (f"## {now}: load comparison\n\n"
