@@ -56,7 +56,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Removes client-sent `X-Scangate-*` headers. Allocates only when the client sent some.
 pub fn strip_scangate(headers: &mut HeaderMap) {
-    let forged = headers.keys().any(|k| is_scangate(k));
+    let forged = headers.keys().any(is_scangate);
     if forged {
         let names: Vec<HeaderName> = headers.keys().filter(|k| is_scangate(k)).cloned().collect();
         for name in names {

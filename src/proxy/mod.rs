@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod error;
+pub mod framing;
 pub mod handler;
 pub mod headers;
 pub mod server;

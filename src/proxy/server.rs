@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 use super::error::GatewayError;
+use super::framing::FramingGuard;
 use super::handler::{handle, Downstream};
 use crate::config::{KeepAlive, ListenAddr};
 use crate::net::Listener;
@@ -70,10 +71,7 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let permit = match Arc::clone(&sessions).try_acquire_owned() {
-            Ok(p) => Some(p),
-            Err(_) => None,
-        };
+        let permit = Arc::clone(&sessions).try_acquire_owned().ok();
         let queued = match permit {
             Some(_) => None,
             None => match Arc::clone(&queue).try_acquire_owned() {
@@ -157,7 +155,7 @@ async fn serve<S>(
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection(TokioIo::new(FramingGuard::new(stream)), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(error = %e, "connection ended with an error");
     }
