@@ -24,9 +24,8 @@ pub enum Api {
     V1,
 }
 
-/// An engine method, whatever the protocol.
+/// An engine method, whatever the protocol; each variant is named after its path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(missing_docs)]
 pub enum Endpoint {
     ScanFile,
     ScanMemory,
