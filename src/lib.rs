@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod emulator;
 pub mod net;
 pub mod proxy;
 pub mod state;
