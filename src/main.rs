@@ -39,6 +39,22 @@ enum LogFormat {
 enum Command {
     /// Run the gateway.
     Serve(ServeArgs),
+    /// GET an admin URL; exit 0 on 200, else 1 (Docker HEALTHCHECK in an image without curl).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(clap::Args)]
+struct HealthcheckArgs {
+    /// The URL to check.
+    #[arg(
+        long,
+        env = "SCANGATE_HEALTHCHECK_URL",
+        default_value = "http://127.0.0.1:9090/readyz"
+    )]
+    url: String,
+    /// Give up after this many milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -62,14 +78,45 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Healthcheck(args) => healthcheck(args),
+    }
+}
+
+fn healthcheck(args: HealthcheckArgs) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let result = match rt {
+        Ok(rt) => rt.block_on(scangate::admin::healthcheck::healthcheck(
+            &args.url, timeout,
+        )),
+        Err(e) => {
+            eprintln!("scangate: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match result {
+        Ok(status) if status == 200 => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("scangate: {}: {status}", args.url);
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("scangate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // No colour codes when stderr is a pipe or a container log.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -130,6 +177,24 @@ async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::R
         gw.clone(),
         scangate::config::watch::Triggers::all(args.reload_poll.map(Duration::from_secs)),
     )?;
+    // The admin listener outlives the client listener's drain, so /readyz can report it.
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = match snap.settings.gateway.admin {
+        Some(addr) => {
+            let admin = Listener::bind_tcp(addr)
+                .await
+                .with_context(|| format!("cannot bind admin listener {addr}"))?;
+            let stopped = async {
+                let _ = admin_stopped.await;
+            };
+            Some(tokio::spawn(scangate::admin::run(
+                admin,
+                gw.clone(),
+                stopped,
+            )))
+        }
+        None => None,
+    };
     scangate::proxy::server::run(
         listener,
         gw,
@@ -137,6 +202,10 @@ async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::R
         Duration::from_secs(args.drain_secs),
     )
     .await?;
+    let _ = admin_stop.send(());
+    if let Some(admin) = admin {
+        admin.await??;
+    }
     tracing::info!("scangate stopped");
     Ok(())
 }

@@ -60,15 +60,7 @@ pub async fn run(
 
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = listener.accept_retrying() => accepted,
             () = &mut shutdown => break,
         };
         let permit = Arc::clone(&sessions).try_acquire_owned().ok();
@@ -99,6 +91,7 @@ pub async fn run(
                     }
                 },
             };
+            let _open = gw.metrics.connection_opened();
             let downstream = Downstream { peer, https };
             if https {
                 let Some(tls) = gw.snapshot.load().tls.clone() else {

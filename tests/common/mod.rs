@@ -186,6 +186,9 @@ pub struct Cfg {
     pub connection: String,
     /// Extra XML inside `ServerSettings`.
     pub server_extra: String,
+    /// `AdminConnectionString`: `off` by default, so binaries started in parallel never race
+    /// for 127.0.0.1:9090.
+    pub admin: String,
 }
 
 impl Cfg {
@@ -200,6 +203,7 @@ impl Cfg {
             session_timeout_ms: 10_000,
             connection: "http://127.0.0.1:0".into(),
             server_extra: String::new(),
+            admin: "off".into(),
         }
     }
 
@@ -241,6 +245,7 @@ impl Cfg {
   <GatewaySettings>
     <Upstreams>{upstreams}</Upstreams>
     <TokenKeyFile>scangate.key</TokenKeyFile>
+    <AdminConnectionString>{admin}</AdminConnectionString>
     <Realm>test-realm</Realm>
   </GatewaySettings>
 </Configuration>
@@ -252,6 +257,7 @@ impl Cfg {
             use_at = u8::from(self.use_access_token),
             field = self.field,
             bearer = u8::from(self.bearer),
+            admin = self.admin,
         )
     }
 }
