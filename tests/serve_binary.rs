@@ -175,3 +175,110 @@ fn missing_key_file_is_a_startup_error_naming_the_path() {
         "{err}"
     );
 }
+
+fn healthcheck(url: &str) -> Option<i32> {
+    Command::new(env!("CARGO_BIN_EXE_scangate"))
+        .args(["healthcheck", "--timeout-ms", "1000", "--url", url])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .code()
+}
+
+#[tokio::test]
+async fn json_access_log_admin_and_healthcheck_of_the_binary() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let (port, admin_port) = (free_port(), free_port());
+    let mut cfg = Cfg::new(&up.url(), &[Tok::new("probe", TOKEN, true)]);
+    cfg.connection = format!("http://127.0.0.1:{port}");
+    cfg.admin = format!("127.0.0.1:{admin_port}");
+    let dir = ConfigDir::new(&cfg);
+    let child = Command::new(env!("CARGO_BIN_EXE_scangate"))
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&dir.path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let url = readyz.clone();
+            tokio::task::spawn_blocking(move || healthcheck(&url))
+                .await
+                .unwrap()
+                == Some(0)
+        })
+        .await,
+        "healthcheck never passed"
+    );
+    let free = format!("http://127.0.0.1:{}/readyz", free_port());
+    assert_eq!(healthcheck(&free), Some(1), "healthcheck of a closed port");
+    let missing = format!("http://127.0.0.1:{admin_port}/nope");
+    assert_eq!(healthcheck(&missing), Some(1), "healthcheck of a 404");
+
+    let base = format!("http://127.0.0.1:{port}");
+    let c = client();
+    let r = c
+        .post(format!("{base}/api/v3.0/scanmemory?x=1"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "upstream-ok");
+    assert_eq!(
+        c.get(format!("{base}/x")).send().await.unwrap().status(),
+        401
+    );
+    let metrics = c
+        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"scangate_auth_failures_total{reason="missing"} 1"#),
+        "{metrics}"
+    );
+
+    let (code, logs) = stop(child);
+    assert_eq!(code, Some(0), "logs:\n{logs}");
+    let access: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))
+        })
+        .filter(|v| v["target"] == "scangate::access")
+        .collect();
+    assert_eq!(access.len(), 2, "logs:\n{logs}");
+    let ok = &access[0];
+    assert!(ok["timestamp"].is_string(), "{ok}");
+    assert!(
+        ok["client"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{ok}"
+    );
+    assert_eq!(ok["method"], "POST");
+    assert_eq!(
+        ok["path"], "/api/v3.0/scanmemory",
+        "the query is not logged"
+    );
+    assert_eq!(ok["status"], 200);
+    assert!(ok["duration_ms"].as_f64().unwrap() > 0.0, "{ok}");
+    assert_eq!(ok["bytes_in"], 5);
+    assert_eq!(ok["bytes_out"], "upstream-ok".len());
+    assert_eq!(ok["token"], "probe");
+    assert_eq!(ok["upstream"], up.url());
+    assert!(ok.get("reason").is_none(), "{ok}");
+    let denied = &access[1];
+    assert_eq!(denied["status"], 401);
+    assert_eq!(denied["reason"], "missing");
+    assert!(denied.get("token").is_none(), "{denied}");
+    assert!(denied.get("upstream").is_none(), "{denied}");
+    assert!(!logs.contains(TOKEN), "token in logs");
+}
