@@ -22,8 +22,14 @@ const EXIT_USAGE: u8 = 64;
     about = "Authenticating gateway for antivirus scan engines"
 )]
 struct Cli {
-    /// Log format for stderr.
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    /// Log format for stderr (the container image sets json).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "SCANGATE_LOG_FORMAT",
+        default_value = "text"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
