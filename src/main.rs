@@ -39,6 +39,10 @@ enum LogFormat {
 enum Command {
     /// Run the gateway.
     Serve(ServeArgs),
+    /// Run the KAV-protocol scan-engine emulator.
+    Emulator(scangate::cli::emulator::EmulatorArgs),
+    /// Run an emulator and a gateway with a throwaway token, and print curl lines to try them.
+    Demo(scangate::cli::demo::DemoArgs),
 }
 
 #[derive(clap::Args)]
@@ -62,6 +66,8 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Emulator(args) => scangate::cli::emulator::run(args),
+        Command::Demo(args) => scangate::cli::demo::run(args),
     }
 }
 
