@@ -192,8 +192,8 @@ fn config_xml(gateway: SocketAddr, emulator: SocketAddr, value: &str) -> String 
   <GatewaySettings>
     <Upstreams><Upstream>http://{emulator}</Upstream></Upstreams>
     <TokenKeyFile>scangate.key</TokenKeyFile>
-    <!-- Port 0: the demo starts no admin listener, and must not take 9090 from a real one. -->
-    <AdminConnectionString>127.0.0.1:0</AdminConnectionString>
+    <!-- No admin listener: the demo must not take 9090 from a real gateway. -->
+    <AdminConnectionString>off</AdminConnectionString>
     <Realm>scangate-demo</Realm>
   </GatewaySettings>
 </Configuration>
@@ -259,6 +259,7 @@ mod tests {
             }
         );
         assert_eq!(settings.auth.tokens.len(), 1);
+        assert_eq!(settings.gateway.admin, None);
         assert!(xml.contains("<Upstream>http://127.0.0.1:40000</Upstream>"));
         assert!(!xml.contains("sg_x"), "the token must not be in the config");
     }
