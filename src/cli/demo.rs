@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use tempfile::TempDir;
 use tokio::sync::oneshot;
 
 use super::process::{self, Failure, StopSignals};
@@ -36,6 +37,9 @@ pub struct DemoArgs {
 
 /// How long in-flight requests may finish after Ctrl-C: a demo has few, and a user waits.
 const DRAIN: Duration = Duration::from_secs(5);
+
+/// The config's name inside the temp folder.
+const CONFIG_FILE: &str = "scangate.xml";
 
 /// The clean sample the printed curl line scans.
 const CLEAN_SAMPLE: &[u8] = b"Hello, scangate!";
@@ -100,15 +104,7 @@ async fn demo(args: DemoArgs) -> Result<(), DemoError> {
     let stop = StopSignals::install().map_err(DemoError::Signals)?;
     // The gateway's port first: it is the one the user chose, so a clash is reported before
     // anything else is set up.
-    let gateway_listener = Listener::bind_tcp(args.listen)
-        .await
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::AddrInUse => DemoError::AddrInUse { addr: args.listen },
-            _ => DemoError::BindFailed {
-                addr: args.listen,
-                source,
-            },
-        })?;
+    let gateway_listener = bind_gateway(args.listen).await?;
     let gateway_addr = gateway_listener.local_addr().unwrap_or(args.listen);
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let emulator_listener =
@@ -120,18 +116,9 @@ async fn demo(args: DemoArgs) -> Result<(), DemoError> {
             })?;
     let emulator_addr = emulator_listener.local_addr().unwrap_or(loopback);
 
-    let folder = tempfile::Builder::new()
-        .prefix("scangate-demo-")
-        .tempdir()
-        .map_err(DemoError::Folder)?;
-    let key = TokenKey::read_or_create(&folder.path().join("scangate.key"))?;
-    let token = token::mint();
-    let config_path = folder.path().join("scangate.xml");
-    let xml = config_xml(gateway_addr, emulator_addr, &key.value(&token));
-    std::fs::write(&config_path, xml).map_err(DemoError::Folder)?;
-    let gw = Gateway::start(&config_path)?;
+    let (folder, token) = write_folder(gateway_addr, emulator_addr)?;
+    let gw = Gateway::start(&folder.path().join(CONFIG_FILE))?;
     let reloader = watch::start(Arc::clone(&gw), Triggers::all(None))?;
-
     let (stop_emulator, emulator_stopped) = oneshot::channel::<()>();
     let emulator = tokio::spawn(emulator::run(
         emulator_listener,
@@ -140,6 +127,7 @@ async fn demo(args: DemoArgs) -> Result<(), DemoError> {
             let _ = emulator_stopped.await;
         },
     ));
+
     let url = format!("http://{gateway_addr}");
     let text = instructions(&url, &token, folder.path(), emulator_addr);
     // A closed stdout must not stop the demo: the gateway serves whether or not anyone reads this.
@@ -159,6 +147,29 @@ async fn demo(args: DemoArgs) -> Result<(), DemoError> {
         .map_err(|source| DemoError::Cleanup { path, source })?;
     tracing::info!("demo stopped; config folder removed");
     Ok(())
+}
+
+async fn bind_gateway(addr: SocketAddr) -> Result<Listener, DemoError> {
+    Listener::bind_tcp(addr)
+        .await
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::AddrInUse => DemoError::AddrInUse { addr },
+            _ => DemoError::BindFailed { addr, source },
+        })
+}
+
+/// Creates the temp folder with a fresh key (mode 0600) and the config, and mints the one token.
+/// Dropping the folder removes it, so an error on the way cleans up too.
+fn write_folder(gateway: SocketAddr, emulator: SocketAddr) -> Result<(TempDir, String), DemoError> {
+    let folder = tempfile::Builder::new()
+        .prefix("scangate-demo-")
+        .tempdir()
+        .map_err(DemoError::Folder)?;
+    let key = TokenKey::read_or_create(&folder.path().join("scangate.key"))?;
+    let token = token::mint();
+    let xml = config_xml(gateway, emulator, &key.value(&token));
+    std::fs::write(folder.path().join(CONFIG_FILE), xml).map_err(DemoError::Folder)?;
+    Ok((folder, token))
 }
 
 /// `--listen` for the gateway: TCP only, since the printed curl lines need a URL.
