@@ -14,10 +14,12 @@
 //! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`, `/config`) and the
 //!   upstream reachability probe behind readiness.
 //! - [`emulator`]: a KAV-protocol scan-engine emulator for demos, tests and benchmarks.
+//! - [`cli`]: subcommands whose work lives here so `main.rs` stays thin (`emulator`, `demo`, `healthcheck`).
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod emulator;
 pub mod metrics;

@@ -45,22 +45,12 @@ enum LogFormat {
 enum Command {
     /// Run the gateway.
     Serve(ServeArgs),
+    /// Run the KAV-protocol scan-engine emulator.
+    Emulator(scangate::cli::emulator::EmulatorArgs),
+    /// Run an emulator and a gateway with a throwaway token, and print curl lines to try them.
+    Demo(scangate::cli::demo::DemoArgs),
     /// GET an admin URL; exit 0 on 200, else 1 (Docker HEALTHCHECK in an image without curl).
-    Healthcheck(HealthcheckArgs),
-}
-
-#[derive(clap::Args)]
-struct HealthcheckArgs {
-    /// The URL to check.
-    #[arg(
-        long,
-        env = "SCANGATE_HEALTHCHECK_URL",
-        default_value = "http://127.0.0.1:9090/readyz"
-    )]
-    url: String,
-    /// Give up after this many milliseconds.
-    #[arg(long, default_value_t = 2000)]
-    timeout_ms: u64,
+    Healthcheck(scangate::cli::healthcheck::HealthcheckArgs),
 }
 
 #[derive(clap::Args)]
@@ -84,34 +74,9 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Healthcheck(args) => healthcheck(args),
-    }
-}
-
-fn healthcheck(args: HealthcheckArgs) -> ExitCode {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    let timeout = Duration::from_millis(args.timeout_ms);
-    let result = match rt {
-        Ok(rt) => rt.block_on(scangate::admin::healthcheck::healthcheck(
-            &args.url, timeout,
-        )),
-        Err(e) => {
-            eprintln!("scangate: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match result {
-        Ok(status) if status == 200 => ExitCode::SUCCESS,
-        Ok(status) => {
-            eprintln!("scangate: {}: {status}", args.url);
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("scangate: {e}");
-            ExitCode::FAILURE
-        }
+        Command::Emulator(args) => scangate::cli::emulator::run(args),
+        Command::Demo(args) => scangate::cli::demo::run(args),
+        Command::Healthcheck(args) => scangate::cli::healthcheck::run(args),
     }
 }
 

@@ -231,12 +231,14 @@ async fn image_runs_gateway_and_emulator_reloads_from_the_host_and_drains_on_sto
         docker_ok(&["inspect", "--format", "{{.State.Health.Status}}", &gateway]) == "healthy"
     });
     assert!(healthy, "HEALTHCHECK never passed; logs:\n{}", logs());
-    let uids = docker_ok(&["top", &gateway, "-o", "uid"]);
-    assert_eq!(
-        uids.lines().skip(1).collect::<Vec<_>>(),
-        ["10001"],
-        "{uids}"
-    );
+    // `docker top` runs ps on the host: the process's real uid, not what the image claims.
+    let top = docker_ok(&["top", &gateway, "-o", "pid,uid"]);
+    let uids: Vec<_> = top
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(uids, ["10001"], "{top}");
 
     // EICAR through the gateway, to the emulator by its service name.
     let scan = format!("http://{client_addr}/api/v3.0/scanmemory");

@@ -9,7 +9,6 @@
 //!   states, and the upstreams. Never a Value or the key: the gateway holds neither in a form it
 //!   could show (the token store keeps digests, and this page does not print them).
 
-pub mod healthcheck;
 pub mod probe;
 
 use std::convert::Infallible;

@@ -16,6 +16,9 @@ mod tests;
 
 use std::fmt;
 
+/// The address rules of `ConnectionString` and `Upstream`, shared with the command line's `--listen`.
+pub(crate) use server::{socket_addr, unix_path};
+
 use super::xml::{self, Element, LineIndex};
 use super::Settings;
 
