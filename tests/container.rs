@@ -332,3 +332,36 @@ async fn image_runs_gateway_and_emulator_reloads_from_the_host_and_drains_on_sto
         assert!(!logs.contains(token), "token in the container's logs");
     }
 }
+
+/// Needs no Docker: the compose demo's config folder loads, and the token the README prints for it
+/// is the one its key and Value accept.
+#[test]
+fn compose_demo_config_loads_and_its_documented_token_is_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let xml = root.join("docker/config/scangate.xml");
+    let loaded = scangate::config::load(&xml).unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(&xml).unwrap();
+    let token = text
+        .split("Demo token: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the demo config names its token");
+    let digest = loaded.key.as_ref().unwrap().digest(token.as_bytes());
+    let demo = &loaded.settings.auth.tokens[0];
+    assert_eq!((demo.name.as_str(), demo.enabled), ("demo", true));
+    assert_eq!(demo.digest, digest, "the documented token does not match");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains(token),
+        "README does not show the demo token"
+    );
+    assert_eq!(
+        loaded.settings.gateway.upstreams[0].to_string(),
+        "http://emulator:9999"
+    );
+    let compose = std::fs::read_to_string(root.join("docker/compose.yaml")).unwrap();
+    assert!(
+        compose.contains("- ./config:/etc/scangate:ro"),
+        "compose must mount the folder"
+    );
+}
