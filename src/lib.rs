@@ -11,9 +11,11 @@
 //!   (`body`) and the one error → status mapping (`error`).
 //! - [`state`]: the reloadable snapshot (arc-swap) plus the token store, and the reload function.
 //! - [`emulator`]: a KAV-protocol scan-engine emulator for demos, tests and benchmarks.
+//! - [`cli`]: the operator commands beside `serve`: `token …` and `check`.
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod emulator;
 pub mod net;

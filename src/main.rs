@@ -39,6 +39,10 @@ enum LogFormat {
 enum Command {
     /// Run the gateway.
     Serve(ServeArgs),
+    /// Manage API tokens in the config file (the kl_access_util counterpart).
+    Token(scangate::cli::token::TokenArgs),
+    /// Validate the config and key files; exit 1 when any error is found.
+    Check(scangate::cli::check::CheckArgs),
 }
 
 #[derive(clap::Args)]
@@ -58,10 +62,39 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     init_tracing(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Token(args) => finish(scangate::cli::token::run(args)),
+        Command::Check(args) => finish(scangate::cli::check::run(args)),
+    }
+}
+
+/// clap's own exit code for bad usage is 2; scangate's is 64. Help and version exit 0.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let _ = e.print();
+    match e.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+            ExitCode::SUCCESS
+        }
+        _ => ExitCode::from(EXIT_USAGE),
+    }
+}
+
+/// Prints a command's error, one `scangate:` line per problem, and picks the exit code.
+fn finish(result: Result<(), scangate::cli::CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("scangate: {line}");
+            }
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 

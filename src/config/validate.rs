@@ -16,6 +16,8 @@ mod tests;
 
 use std::fmt;
 
+pub use auth::{check_description, check_name, check_tenant, parse_role};
+
 use super::xml::{self, Element, LineIndex};
 use super::Settings;
 
