@@ -150,11 +150,16 @@ fn name_ok(ctx: &mut Ctx, leaf: &Leaf<'_, '_>) -> bool {
 /// `Name`: 1–40 Unicode characters, no control characters because the name goes into log lines and
 /// a request header. Shared with the `token` commands so they refuse a bad name in the same words.
 pub fn check_name(name: &str) -> Result<(), String> {
-    let chars = name.chars().count();
-    if !(1..=40).contains(&chars) {
-        Err(format!("Name must be 1 to 40 characters, found {chars}"))
-    } else if has_control(name) {
-        Err("Name must not contain control characters".to_owned())
+    short_text("Name", name, 40)
+}
+
+/// 1 to `max` characters, none of them a control character.
+fn short_text(what: &str, text: &str, max: usize) -> Result<(), String> {
+    let chars = text.chars().count();
+    if !(1..=max).contains(&chars) {
+        Err(format!("{what} must be 1 to {max} characters, found {chars}"))
+    } else if has_control(text) {
+        Err(format!("{what} must not contain control characters"))
     } else {
         Ok(())
     }
@@ -173,14 +178,7 @@ pub fn check_description(text: &str) -> Result<(), String> {
 
 /// `Tenant`: 1–100 characters, no control characters (it goes into `X-Scangate-Tenants`).
 pub fn check_tenant(text: &str) -> Result<(), String> {
-    let chars = text.chars().count();
-    if !(1..=100).contains(&chars) {
-        Err(format!("Tenant must be 1 to 100 characters, found {chars}"))
-    } else if has_control(text) {
-        Err("Tenant must not contain control characters".to_owned())
-    } else {
-        Ok(())
-    }
+    short_text("Tenant", text, 100)
 }
 
 /// `Role`: scangate's names, or the MDR spellings an MDR user would write.
