@@ -91,23 +91,30 @@ impl ConfigFile {
         };
         let meta = std::fs::metadata(&self.real).map_err(write_err(&self.real))?;
         let name = self.real.file_name().unwrap_or_default().to_string_lossy();
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(write_err(dir))?;
-        let file = tmp.as_file();
+        let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut file = opts.open(&tmp).map_err(write_err(dir))?;
+        // From here on the temp file is removed on any failure. (The path is absolute: `real` is
+        // canonical, so this cannot fail in practice.)
+        let tmp = tempfile::TempPath::try_from_path(&tmp).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            write_err(dir)(e)
+        })?;
         file.set_permissions(meta.permissions())
-            .map_err(write_err(tmp.path()))?;
+            .map_err(write_err(&tmp))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::MetadataExt;
             // Best effort: only root may give the file back to its owner, and only then it matters.
-            let _ = std::os::unix::fs::fchown(file, Some(meta.uid()), Some(meta.gid()));
+            let _ = std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()));
         }
-        tmp.write_all(new.as_bytes())
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(write_err(tmp.path()))?;
+        file.write_all(new.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(write_err(&tmp))?;
+        drop(file);
         tmp.persist(&self.real)
             .map_err(|e| write_err(&self.real)(e.error))?;
         sync_folder(dir);

@@ -157,7 +157,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
 fn short_text(what: &str, text: &str, max: usize) -> Result<(), String> {
     let chars = text.chars().count();
     if !(1..=max).contains(&chars) {
-        Err(format!("{what} must be 1 to {max} characters, found {chars}"))
+        Err(format!(
+            "{what} must be 1 to {max} characters, found {chars}"
+        ))
     } else if has_control(text) {
         Err(format!("{what} must not contain control characters"))
     } else {
