@@ -57,7 +57,7 @@ fn a_valid_file_passes_with_its_token_counts() {
     let dir = ConfigDir::new(&cfg);
     let run = scangate(&dir.path, &["check"]);
     let summary = format!(
-        "{}: valid: 2 enabled and 1 disabled tokens\n",
+        "{}: valid; tokens: 2 enabled, 1 disabled\n",
         dir.path.display()
     );
     assert_eq!(
@@ -73,7 +73,7 @@ fn the_key_file_is_checked_when_it_is_needed_or_present() {
     let (p, key) = (dir.path.display(), dir.dir.path().join("scangate.key"));
     let k = key.display();
     let failed = |run: &Run, error: &str| {
-        let summary = format!("{p}: config valid: 1 enabled and 0 disabled tokens\n");
+        let summary = format!("{p}: config valid; tokens: 1 enabled, 0 disabled\n");
         let stderr = format!("scangate: {error}\nscangate: {p}: 1 error\n");
         assert_eq!(
             (run.code, run.stdout.as_str(), run.stderr.as_str()),
@@ -98,7 +98,7 @@ fn the_key_file_is_checked_when_it_is_needed_or_present() {
     std::fs::remove_file(&key).unwrap();
     let run = scangate(&dir.path, &["check"]);
     let summary = format!(
-        "{p}: valid: 1 enabled and 0 disabled tokens; UseAccessToken is 0, so no request is \
+        "{p}: valid; tokens: 1 enabled, 0 disabled; UseAccessToken is 0, so no request is \
          authenticated\n"
     );
     assert_eq!((run.code, run.stdout.as_str()), (Some(0), summary.as_str()));

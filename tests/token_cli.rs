@@ -197,6 +197,46 @@ async fn a_running_gateway_accepts_added_tokens_and_drops_rotated_ones() {
     assert_eq!(status_with(&c, &url, "Seed-Token-1").await, 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlinked_config_is_edited_at_its_target_and_still_reloads() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let cfg = Cfg::new(&up.url(), &[Tok::new("seed", "Seed-Token-1", true)]);
+    let target = ConfigDir::new(&cfg);
+    // The link lives in another folder, with the key: relative paths resolve against the link's
+    // folder, as `serve` resolves them.
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("scangate.xml");
+    std::os::unix::fs::symlink(&target.path, &link).unwrap();
+    let key = target.dir.path().join("scangate.key");
+    std::fs::copy(&key, dir.path().join("scangate.key")).unwrap();
+    let gw = TestGateway::start_in(
+        ConfigDir {
+            dir,
+            path: link.clone(),
+        },
+        true,
+    )
+    .await;
+
+    let add = link.clone();
+    let added =
+        tokio::task::spawn_blocking(move || scangate(&add, &["token", "add", "--name", "ci"]));
+    let token = printed_token(&added.await.unwrap());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(read(&target.path).contains("<Name>ci</Name>"));
+    let (c, url) = (client(), gw.url("/api/v3.0/version"));
+    let accepted = eventually(Duration::from_secs(10), || async {
+        status_with(&c, &url, &token).await == 200
+    });
+    assert!(
+        accepted.await,
+        "the edit at the link's target was not picked up"
+    );
+}
+
 #[test]
 fn twenty_parallel_adds_all_land() {
     let dir = seeded();

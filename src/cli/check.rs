@@ -65,7 +65,7 @@ pub fn run(args: CheckArgs) -> Result<(), CliError> {
             "config valid"
         };
         let summary = format!(
-            "{}: {verdict}: {enabled} enabled and {disabled} disabled tokens{auth}\n",
+            "{}: {verdict}; tokens: {enabled} enabled, {disabled} disabled{auth}\n",
             path.display()
         );
         let _ = std::io::stdout().lock().write_all(summary.as_bytes());

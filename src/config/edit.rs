@@ -19,7 +19,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 
 pub use file::ConfigFile;
-use layout::{deeper, render, sep_before, Node};
+use layout::{deeper, render, sep_before, token_node, wrapped, Node};
 use outline::{Container, Outline, Span, TokenNode};
 
 use super::load::LoadError;
@@ -363,50 +363,6 @@ impl<'t> Document<'t> {
             "no <ServerSettings> to add to".into(),
         );
         EditError::Rejected(invalid(self.text, self.label).unwrap_or(fallback))
-    }
-}
-
-/// A Token element with `inner` before each child and `outer` before its end tag; `deepest` is the
-/// separator inside `Tenants`.
-fn token_node<'a>(t: &'a NewToken, deepest: &str, inner: String, outer: String) -> Node<'a> {
-    let mut children = vec![Node::Leaf("Name", &t.name), Node::Leaf("Value", &t.value)];
-    if let Some(description) = &t.description {
-        children.push(Node::Leaf("Description", description));
-    }
-    children.push(Node::Leaf("Enabled", if t.enabled { "1" } else { "0" }));
-    if let Some(role) = t.role {
-        children.push(Node::Leaf("Role", role.as_str()));
-    }
-    if !t.tenants.is_empty() {
-        children.push(Node::Parent {
-            name: "Tenants",
-            children: t.tenants.iter().map(|t| Node::Leaf("Tenant", t)).collect(),
-            inner: deepest.to_owned(),
-            outer: inner.clone(),
-        });
-    }
-    Node::Parent {
-        name: "Token",
-        children,
-        inner,
-        outer,
-    }
-}
-
-/// The Token inside the containers `wrap` names (outermost first), each one level deeper. `parent`
-/// is the separator before the element that receives the result, `sep` the one before the result.
-fn wrapped<'a>(token: &'a NewToken, wrap: &[&'static str], parent: &str, sep: &str) -> Node<'a> {
-    let Some((&name, rest)) = wrap.split_first() else {
-        let inner = deeper(parent, sep);
-        let deepest = deeper(sep, &inner);
-        return token_node(token, &deepest, inner, sep.to_owned());
-    };
-    let inner = deeper(parent, sep);
-    Node::Parent {
-        name,
-        children: vec![wrapped(token, rest, sep, &inner)],
-        inner,
-        outer: sep.to_owned(),
     }
 }
 

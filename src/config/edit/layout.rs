@@ -1,9 +1,12 @@
 //! Whitespace: how the operator laid the file out, so inserted elements look as if they had written
-//! them. New elements themselves are produced by quick-xml's writer, which escapes their text.
+//! them. New elements are built as [`Node`]s ([`token_node`], [`wrapped`]) and written by quick-xml's
+//! writer, which escapes their text.
 
 use quick_xml::escape::partial_escape;
 use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
+
+use super::NewToken;
 
 /// Indentation step when the file shows none to copy.
 const DEFAULT_STEP: &str = "  ";
@@ -99,6 +102,55 @@ fn whitespace(w: &mut Writer<Vec<u8>>, sep: &str) {
 
 fn emit(w: &mut Writer<Vec<u8>>, event: Event<'_>) {
     w.write_event(event).expect("writing to a Vec cannot fail");
+}
+
+/// A Token element with `inner` before each child and `outer` before its end tag; `deepest` is the
+/// separator inside `Tenants`.
+pub fn token_node<'a>(t: &'a NewToken, deepest: &str, inner: String, outer: String) -> Node<'a> {
+    let mut children = vec![Node::Leaf("Name", &t.name), Node::Leaf("Value", &t.value)];
+    if let Some(description) = &t.description {
+        children.push(Node::Leaf("Description", description));
+    }
+    children.push(Node::Leaf("Enabled", if t.enabled { "1" } else { "0" }));
+    if let Some(role) = t.role {
+        children.push(Node::Leaf("Role", role.as_str()));
+    }
+    if !t.tenants.is_empty() {
+        children.push(Node::Parent {
+            name: "Tenants",
+            children: t.tenants.iter().map(|t| Node::Leaf("Tenant", t)).collect(),
+            inner: deepest.to_owned(),
+            outer: inner.clone(),
+        });
+    }
+    Node::Parent {
+        name: "Token",
+        children,
+        inner,
+        outer,
+    }
+}
+
+/// The Token inside the containers `wrap` names (outermost first), each one level deeper. `parent`
+/// is the separator before the element that receives the result, `sep` the one before the result.
+pub fn wrapped<'a>(
+    token: &'a NewToken,
+    wrap: &[&'static str],
+    parent: &str,
+    sep: &str,
+) -> Node<'a> {
+    let Some((&name, rest)) = wrap.split_first() else {
+        let inner = deeper(parent, sep);
+        let deepest = deeper(sep, &inner);
+        return token_node(token, &deepest, inner, sep.to_owned());
+    };
+    let inner = deeper(parent, sep);
+    Node::Parent {
+        name,
+        children: vec![wrapped(token, rest, sep, &inner)],
+        inner,
+        outer: sep.to_owned(),
+    }
 }
 
 #[cfg(test)]
