@@ -332,6 +332,21 @@ fn bad_supplied_tokens_are_refused_without_being_echoed() {
 }
 
 #[test]
+fn a_supplied_token_may_start_with_a_hyphen() {
+    let dir = seeded();
+    let add = scangate(
+        &dir.path,
+        &["token", "add", "--name", "dash", "--token", "-Dash-1x"],
+    );
+    assert_eq!(printed_token(&add), "-Dash-1x");
+    let entry = settings(&dir.path).auth.tokens.pop().unwrap();
+    assert_eq!(entry.digest, key().digest(b"-Dash-1x"));
+    let padded = ["token", "add", "--name", " padded", "--token", "Padded-1x"];
+    let rule = "scangate: --name: Name must not start or end with whitespace\n";
+    refused(&dir, &padded, 64, rule);
+}
+
+#[test]
 fn an_unreadable_or_missing_key_file_is_refused() {
     let dir = seeded();
     let key = dir.dir.path().join("scangate.key");

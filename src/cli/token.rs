@@ -66,7 +66,7 @@ pub enum TokenCommand {
         /// The token's Name.
         name: String,
         /// Use this token instead of minting one (Scan Engine's plaintext rules apply).
-        #[arg(long, value_name = "TOKEN")]
+        #[arg(long, value_name = "TOKEN", allow_hyphen_values = true)]
         token: Option<String>,
     },
 }
@@ -85,7 +85,7 @@ pub struct AddArgs {
     pub disabled: bool,
     /// Use this token instead of minting one: 4 to 100 ASCII characters with an upper-case letter,
     /// a lower-case letter, a digit and one of - . _ ~ + /.
-    #[arg(long, value_name = "TOKEN")]
+    #[arg(long, value_name = "TOKEN", allow_hyphen_values = true)]
     pub token: Option<String>,
     /// Administrator, SeniorSecurityOfficer or SecurityOfficer (no role: full access).
     #[arg(long, value_name = "ROLE", value_parser = parse_role)]
@@ -104,13 +104,15 @@ pub fn run(args: TokenArgs) -> Result<(), CliError> {
         TokenCommand::Enable { name } => set_enabled(path, &name, true),
         TokenCommand::Disable { name } => set_enabled(path, &name, false),
         TokenCommand::Remove { name } => {
-            edit(path, |doc| doc.remove(&name))?;
+            edit(path, |_, doc| Ok(Some(doc.remove(&name)?)))?;
             eprintln!("removed token {name:?}");
             Ok(())
         }
         TokenCommand::Describe { name, description } => {
             check_description(&description).map_err(|rule| usage("--description", rule))?;
-            edit(path, |doc| doc.set_description(&name, &description))?;
+            edit(path, |_, doc| {
+                Ok(Some(doc.set_description(&name, &description)?))
+            })?;
             eprintln!("set the description of token {name:?}");
             Ok(())
         }
@@ -134,17 +136,20 @@ fn token_or_mint(token: Option<String>) -> Result<String, CliError> {
     }
 }
 
-/// Locks, reads, applies `change`, validates and writes.
-fn edit<F>(path: &Path, change: F) -> Result<(), CliError>
+/// Locks, reads, applies `change`, validates and writes. `change` returns `None` when there is
+/// nothing to write; the result says whether the file was written.
+fn edit<F>(path: &Path, change: F) -> Result<bool, CliError>
 where
-    F: FnOnce(&Document<'_>) -> Result<String, crate::config::edit::EditError>,
+    F: FnOnce(&ConfigFile, &Document<'_>) -> Result<Option<String>, CliError>,
 {
     let file = ConfigFile::open(path)?;
     let label = path.display().to_string();
     let doc = Document::read(file.text(), &label)?;
-    let new = change(&doc)?;
+    let Some(new) = change(&file, &doc)? else {
+        return Ok(false);
+    };
     file.commit(&new)?;
-    Ok(())
+    Ok(true)
 }
 
 /// Prints the token, the one thing these commands put on stdout.
@@ -160,7 +165,9 @@ fn print_token(name: &str, token: &str) -> Result<(), CliError> {
 
 fn add(path: &Path, args: AddArgs) -> Result<(), CliError> {
     check_name(&args.name).map_err(|rule| usage("--name", rule))?;
-    if args.name.trim() != args.name {
+    // The validator trims XML whitespace, so such a name would not read back as given.
+    let xml_space = [' ', '\t', '\r', '\n'];
+    if args.name.trim_matches(xml_space) != args.name {
         return Err(usage(
             "--name",
             "Name must not start or end with whitespace",
@@ -215,12 +222,10 @@ fn add(path: &Path, args: AddArgs) -> Result<(), CliError> {
 
 fn rotate(path: &Path, name: &str, token: Option<String>) -> Result<(), CliError> {
     let token = token_or_mint(token)?;
-    let file = ConfigFile::open(path)?;
-    let label = path.display().to_string();
-    let doc = Document::read(file.text(), &label)?;
-    let key = TokenKey::read(&file.resolve(&doc.key_file()))?;
-    let text = doc.set_value(name, &key.value(&token))?;
-    file.commit(&text)?;
+    edit(path, |file, doc| {
+        let key = TokenKey::read(&file.resolve(&doc.key_file()))?;
+        Ok(Some(doc.set_value(name, &key.value(&token))?))
+    })?;
     print_token(name, &token)?;
     eprintln!("rotated token {name:?}: the old token stops working when the gateway reloads");
     Ok(())
@@ -228,15 +233,10 @@ fn rotate(path: &Path, name: &str, token: Option<String>) -> Result<(), CliError
 
 fn set_enabled(path: &Path, name: &str, enabled: bool) -> Result<(), CliError> {
     let state = if enabled { "enabled" } else { "disabled" };
-    let file = ConfigFile::open(path)?;
-    let label = path.display().to_string();
-    let doc = Document::read(file.text(), &label)?;
-    match doc.set_enabled(name, enabled)? {
-        Some(text) => {
-            file.commit(&text)?;
-            eprintln!("{state} token {name:?}");
-        }
-        None => eprintln!("token {name:?} is already {state}; nothing to do"),
+    if edit(path, |_, doc| Ok(doc.set_enabled(name, enabled)?))? {
+        eprintln!("{state} token {name:?}");
+    } else {
+        eprintln!("token {name:?} is already {state}; nothing to do");
     }
     Ok(())
 }
