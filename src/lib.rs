@@ -11,7 +11,8 @@
 //!   (`body`) and the one error → status mapping (`error`).
 //! - [`state`]: the reloadable snapshot (arc-swap) plus the token store, and the reload function.
 //! - [`emulator`]: a KAV-protocol scan-engine emulator for demos, tests and benchmarks.
-//! - [`cli`]: the operator commands beside `serve`: `token …` and `check`.
+//! - [`cli`]: subcommands whose work lives here so `main.rs` stays thin (`emulator`, `demo`, `token`,
+//!   `check`).
 #![forbid(unsafe_code)]
 
 pub mod auth;

@@ -39,6 +39,10 @@ enum LogFormat {
 enum Command {
     /// Run the gateway.
     Serve(ServeArgs),
+    /// Run the KAV-protocol scan-engine emulator.
+    Emulator(scangate::cli::emulator::EmulatorArgs),
+    /// Run an emulator and a gateway with a throwaway token, and print curl lines to try them.
+    Demo(scangate::cli::demo::DemoArgs),
     /// Manage API tokens in the config file (the kl_access_util counterpart).
     Token(scangate::cli::token::TokenArgs),
     /// Validate the config and key files; exit 1 when any error is found.
@@ -69,8 +73,10 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Token(args) => finish(scangate::cli::token::run(args)),
-        Command::Check(args) => finish(scangate::cli::check::run(args)),
+        Command::Emulator(args) => scangate::cli::emulator::run(args),
+        Command::Demo(args) => scangate::cli::demo::run(args),
+        Command::Token(args) => scangate::cli::token::run(args),
+        Command::Check(args) => scangate::cli::check::run(args),
     }
 }
 
@@ -82,19 +88,6 @@ fn usage_error(e: clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => ExitCode::from(EXIT_USAGE),
-    }
-}
-
-/// Prints a command's error, one `scangate:` line per problem, and picks the exit code.
-fn finish(result: Result<(), scangate::cli::CliError>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            for line in e.to_string().lines() {
-                eprintln!("scangate: {line}");
-            }
-            ExitCode::from(e.exit_code())
-        }
     }
 }
 

@@ -23,9 +23,12 @@ fn every_invalid_fixture_fails_with_each_error_on_its_own_line() {
         let text = std::fs::read_to_string(path).unwrap();
         let errors = validate::parse(&text, &label).expect_err(&label).0;
         let n = errors.len();
-        let mut expected: String = errors.iter().map(|e| format!("scangate: {e}\n")).collect();
+        let mut expected: String = errors
+            .iter()
+            .map(|e| format!("scangate check: {e}\n"))
+            .collect();
         let plural = if n == 1 { "" } else { "s" };
-        expected.push_str(&format!("scangate: {label}: {n} error{plural}\n"));
+        expected.push_str(&format!("scangate check: {label}: {n} error{plural}\n"));
         let run = scangate(path, &["check"]);
         assert_eq!(
             (run.code, run.stdout.as_str(), run.stderr.as_str()),
@@ -38,10 +41,12 @@ fn every_invalid_fixture_fails_with_each_error_on_its_own_line() {
     let run = scangate(&several, &["check"]);
     let s = several.display();
     assert!(run.stderr.starts_with(&format!(
-        "scangate: {s}:13:11: ServerSettings/AuthSettings/AccessTokens/Token[1]/Enabled: Enabled \
-         must be 0 or 1, found \"yes\"\nscangate: {s}:16:11: "
+        "scangate check: {s}:13:11: ServerSettings/AuthSettings/AccessTokens/Token[1]/Enabled: Enabled \
+         must be 0 or 1, found \"yes\"\nscangate check: {s}:16:11: "
     )));
-    assert!(run.stderr.ends_with(&format!("scangate: {s}: 5 errors\n")));
+    assert!(run
+        .stderr
+        .ends_with(&format!("scangate check: {s}: 5 errors\n")));
 }
 
 #[test]
@@ -74,7 +79,7 @@ fn the_key_file_is_checked_when_it_is_needed_or_present() {
     let k = key.display();
     let failed = |run: &Run, error: &str| {
         let summary = format!("{p}: config valid; tokens: 1 enabled, 0 disabled\n");
-        let stderr = format!("scangate: {error}\nscangate: {p}: 1 error\n");
+        let stderr = format!("scangate check: {error}\nscangate check: {p}: 1 error\n");
         assert_eq!(
             (run.code, run.stdout.as_str(), run.stderr.as_str()),
             (Some(1), summary.as_str(), stderr.as_str())
@@ -110,7 +115,7 @@ fn an_unreadable_config_or_no_config_fails() {
     let missing = dir.path().join("nope.xml");
     let run = scangate(&missing, &["check"]);
     let error = format!(
-        "scangate: {}: cannot read config: No such file or directory (os error 2)\n",
+        "scangate check: {}: cannot read config: No such file or directory (os error 2)\n",
         missing.display()
     );
     assert_eq!((run.code, run.stderr.as_str()), (Some(1), error.as_str()));

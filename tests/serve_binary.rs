@@ -175,3 +175,56 @@ fn missing_key_file_is_a_startup_error_naming_the_path() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_request_refuses_new_connections_and_exits_0() {
+    let up = Upstream::start(Behaviour::Delay(Duration::from_secs(1))).await;
+    let port = free_port();
+    let cfg = Cfg::new(&up.url(), &[Tok::new("probe", TOKEN, true)]);
+    let dir = ConfigDir::new(&cfg);
+    let xml = cfg
+        .xml()
+        .replace("http://127.0.0.1:0", &format!("http://127.0.0.1:{port}"));
+    std::fs::write(&dir.path, &xml).unwrap();
+    let mut child = spawn_serve(&dir.path);
+    let base = format!("http://127.0.0.1:{port}");
+    let c = client();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await,
+        "serve did not start"
+    );
+    let url = format!("{base}/api/v3.0/scanmemory");
+    let in_flight = tokio::spawn({
+        let c = c.clone();
+        async move { status_with(&c, &url, TOKEN).await }
+    });
+    // Wait until the upstream holds the request, then signal.
+    assert!(eventually(Duration::from_secs(5), || async { !up.seen().is_empty() }).await);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    // New connections are refused while the old request drains.
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+        })
+        .await,
+        "listener still accepting after SIGTERM"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited before the in-flight request finished"
+    );
+    assert_eq!(in_flight.await.unwrap(), 200);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

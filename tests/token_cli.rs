@@ -288,10 +288,10 @@ fn taken_names_unknown_names_and_repeated_tokens_are_refused() {
         &dir,
         &add("seed"),
         64,
-        "scangate: a token named \"seed\" already exists\n",
+        "scangate token: a token named \"seed\" already exists\n",
     );
     let same = ["token", "add", "--name", "again", "--token", "Seed-Token-1"];
-    let taken = "scangate: that token is already in the file, as \"seed\"\n";
+    let taken = "scangate token: that token is already in the file, as \"seed\"\n";
     refused(&dir, &same, 64, taken);
     let rotate_same = ["token", "rotate", "seed", "--token", "Seed-Token-1"];
     refused(&dir, &rotate_same, 64, taken);
@@ -300,16 +300,16 @@ fn taken_names_unknown_names_and_repeated_tokens_are_refused() {
             &dir,
             &["token", verb, "ghost"],
             64,
-            "scangate: no token named \"ghost\"\n",
+            "scangate token: no token named \"ghost\"\n",
         );
     }
     let long = "n".repeat(41);
-    let rule = "scangate: --name: Name must be 1 to 40 characters, found 41\n";
+    let rule = "scangate token: --name: Name must be 1 to 40 characters, found 41\n";
     refused(&dir, &["token", "add", "--name", &long], 64, rule);
     // The last token cannot go while UseAccessToken is 1: the result would be invalid.
     let p = dir.path.display();
     let invalid = format!(
-        "scangate: not written: {p}:11:7: ServerSettings/AuthSettings/AccessTokens: \
+        "scangate token: not written: {p}:11:7: ServerSettings/AuthSettings/AccessTokens: \
          UseAccessToken is 1 but AccessTokens has no Token\n"
     );
     refused(&dir, &["token", "remove", "seed"], 1, &invalid);
@@ -325,9 +325,19 @@ fn bad_supplied_tokens_are_refused_without_being_echoed() {
     ];
     for (token, rule) in cases {
         let add = ["token", "add", "--name", "x", "--token", token];
-        refused(&dir, &add, 64, &format!("scangate: --token: {rule}\n"));
+        refused(
+            &dir,
+            &add,
+            64,
+            &format!("scangate token: --token: {rule}\n"),
+        );
         let rotate = ["token", "rotate", "seed", "--token", token];
-        refused(&dir, &rotate, 64, &format!("scangate: --token: {rule}\n"));
+        refused(
+            &dir,
+            &rotate,
+            64,
+            &format!("scangate token: --token: {rule}\n"),
+        );
     }
 }
 
@@ -342,7 +352,7 @@ fn a_supplied_token_may_start_with_a_hyphen() {
     let entry = settings(&dir.path).auth.tokens.pop().unwrap();
     assert_eq!(entry.digest, key().digest(b"-Dash-1x"));
     let padded = ["token", "add", "--name", " padded", "--token", "Padded-1x"];
-    let rule = "scangate: --name: Name must not start or end with whitespace\n";
+    let rule = "scangate token: --name: Name must not start or end with whitespace\n";
     refused(&dir, &padded, 64, rule);
 }
 
@@ -353,7 +363,7 @@ fn an_unreadable_or_missing_key_file_is_refused() {
     std::fs::remove_file(&key).unwrap();
     let k = key.display();
     let missing = format!(
-        "scangate: {k}: token key file is missing, but the config already holds 1 token(s) hashed \
+        "scangate token: {k}: token key file is missing, but the config already holds 1 token(s) hashed \
          with a key; restore that key file rather than create a new one\n"
     );
     refused(&dir, &["token", "add", "--name", "x"], 1, &missing);
@@ -361,14 +371,14 @@ fn an_unreadable_or_missing_key_file_is_refused() {
 
     std::fs::create_dir(&key).unwrap();
     let unreadable =
-        format!("scangate: {k}: cannot read token key file: Is a directory (os error 21)\n");
+        format!("scangate token: {k}: cannot read token key file: Is a directory (os error 21)\n");
     refused(&dir, &["token", "add", "--name", "x"], 1, &unreadable);
     refused(&dir, &["token", "rotate", "seed"], 1, &unreadable);
 
     std::fs::remove_dir(&key).unwrap();
     std::fs::write(&key, "not a key\n").unwrap();
     let malformed = format!(
-        "scangate: {k}: token key file must hold one line: the standard base64 of 32 random bytes\n"
+        "scangate token: {k}: token key file must hold one line: the standard base64 of 32 random bytes\n"
     );
     refused(&dir, &["token", "add", "--name", "x"], 1, &malformed);
 }
@@ -408,7 +418,7 @@ fn a_read_only_folder_is_refused() {
     mode(&folder, 0o555);
     let add = run(&["token", "add", "--name", "x"]);
     let lock = format!(
-        "scangate: {}: cannot lock: Permission denied (os error 13)\n",
+        "scangate token: {}: cannot lock: Permission denied (os error 13)\n",
         real.join("scangate.xml.lock").display()
     );
     assert_eq!(
@@ -422,7 +432,7 @@ fn a_read_only_folder_is_refused() {
     mode(&folder, 0o555);
     let disable = run(&["token", "disable", "seed"]);
     let write = format!(
-        "scangate: {}: cannot write: Permission denied (os error 13)\n",
+        "scangate token: {}: cannot write: Permission denied (os error 13)\n",
         real.display()
     );
     let got = (
@@ -485,7 +495,7 @@ fn usage_errors_exit_64_and_help_exits_0() {
     assert_eq!(run.code, Some(64));
     assert_eq!(
         run.stderr,
-        "scangate: no config file: pass --config PATH or set SCANGATE_CONFIG\n"
+        "scangate token: no config file: pass --config PATH or set SCANGATE_CONFIG\n"
     );
     for args in [
         &["token", "add"][..],

@@ -3,6 +3,7 @@
 
 use std::io::{ErrorKind, Write as _};
 use std::path::Path;
+use std::process::ExitCode;
 
 use super::{CliError, ConfigArg};
 use crate::auth::token::{KeyError, TokenKey};
@@ -17,8 +18,13 @@ pub struct CheckArgs {
     pub config: ConfigArg,
 }
 
-/// Checks the files. Success prints a summary on stdout; failure returns every error found.
-pub fn run(args: CheckArgs) -> Result<(), CliError> {
+/// Checks the files: 0 and a summary on stdout when they are good, 1 and every error on stderr
+/// (`scangate check: …`) when not, 64 for bad usage.
+pub fn run(args: CheckArgs) -> ExitCode {
+    super::finish("check", execute(args))
+}
+
+fn execute(args: CheckArgs) -> Result<(), CliError> {
     let path = args.config.path()?;
     let mut errors: Vec<String> = Vec::new();
     let settings = match load::read_settings(path) {

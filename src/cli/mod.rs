@@ -1,23 +1,30 @@
-//! The operator commands beside `serve`: `token …`, the kl_access_util and GUI counterpart
-//! ([`token`]), and `check` ([`check`]). Each returns a [`CliError`]; `main` prints it, one line per
-//! problem, and exits with [`CliError::exit_code`].
+//! Subcommands whose work lives in the library, so `main.rs` holds one enum variant and one dispatch
+//! arm per command. Each module has the command's clap `Args` and its `run`, which returns the exit
+//! code.
 //!
-//! Output contract: a token goes to stdout and nowhere else; every human message goes to stderr.
+//! - [`emulator`]: `scangate emulator`, the KAV-protocol scan-engine emulator as a process.
+//! - [`demo`]: `scangate demo`, an emulator and a gateway in one process with a throwaway token.
+//! - [`token`]: `scangate token …`, the kl_access_util and GUI counterpart: token edits in place.
+//! - [`check`]: `scangate check`, the config and key files validated as `serve` would load them.
+//! - [`process`]: what these commands share: the runtime, stop signals, exit codes.
+//!
+//! `token` and `check` fail with a [`CliError`], printed one line per problem. Their output contract:
+//! a token goes to stdout and nowhere else; every human message goes to stderr.
 
 pub mod check;
+pub mod demo;
+pub mod emulator;
+pub mod process;
 pub mod token;
 
 use std::path::{Path, PathBuf};
 
+use std::process::ExitCode;
+
+use self::process::{Failure, EXIT_USAGE};
 use crate::auth::token::KeyError;
 use crate::config::edit::EditError;
 use crate::config::LoadError;
-
-/// Exit code for bad usage: bad arguments, or a name that is missing or taken (BSD `EX_USAGE`).
-pub const EXIT_USAGE: u8 = 64;
-
-/// Exit code for an invalid or unreadable config or key file, or a write that failed.
-pub const EXIT_INVALID: u8 = 1;
 
 /// `--config PATH` or `SCANGATE_CONFIG`, shared by `token` and `check`. Global, so it may stand
 /// before or after the `token` subcommand.
@@ -84,13 +91,27 @@ pub enum CliError {
     },
 }
 
-impl CliError {
-    /// 64 for bad usage, 1 for everything else (an invalid file or key, a failed write).
-    pub fn exit_code(&self) -> u8 {
+impl Failure for CliError {
+    /// 64 for bad usage (bad arguments, a name missing or taken), 1 for everything else: an invalid
+    /// file or key, a failed write.
+    fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => EXIT_USAGE,
             CliError::Edit(e) if e.is_usage() => EXIT_USAGE,
-            _ => EXIT_INVALID,
+            _ => 1,
+        }
+    }
+}
+
+/// Prints a failure as `scangate <command>: …`, one line per problem, and picks the exit code.
+fn finish(command: &str, result: Result<(), CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("scangate {command}: {line}");
+            }
+            ExitCode::from(e.exit_code())
         }
     }
 }

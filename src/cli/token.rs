@@ -6,6 +6,7 @@
 
 use std::io::Write as _;
 use std::path::Path;
+use std::process::ExitCode;
 
 use serde::Serialize;
 
@@ -95,8 +96,13 @@ pub struct AddArgs {
     pub tenants: Vec<String>,
 }
 
-/// Runs one token subcommand.
-pub fn run(args: TokenArgs) -> Result<(), CliError> {
+/// Runs one token subcommand: 0 on success, 1 for an invalid file or key or a failed write, 64 for
+/// bad usage. Failures go to stderr as `scangate token: …`.
+pub fn run(args: TokenArgs) -> ExitCode {
+    super::finish("token", execute(args))
+}
+
+fn execute(args: TokenArgs) -> Result<(), CliError> {
     let path = args.config.path()?;
     match args.command {
         TokenCommand::Add(add_args) => add(path, add_args),

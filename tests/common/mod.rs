@@ -2,6 +2,8 @@
 //! port 0 from a config written to a temp folder.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
