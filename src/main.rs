@@ -132,6 +132,9 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM during start-up must still end in a clean stop.
+    let stop =
+        scangate::cli::process::StopSignals::install().context("cannot install signal handlers")?;
     scangate::proxy::server::raise_fd_limit();
     let snap = gw.snapshot.load_full();
     let listener = match &snap.settings.server.listen {
@@ -159,20 +162,10 @@ async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::R
     scangate::proxy::server::run(
         listener,
         gw,
-        shutdown_signal(),
+        stop.recv(),
         Duration::from_secs(args.drain_secs),
     )
     .await?;
     tracing::info!("scangate stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
 }
