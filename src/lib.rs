@@ -14,7 +14,8 @@
 //! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`, `/config`) and the
 //!   upstream reachability probe behind readiness.
 //! - [`emulator`]: a KAV-protocol scan-engine emulator for demos, tests and benchmarks.
-//! - [`cli`]: subcommands whose work lives here so `main.rs` stays thin (`emulator`, `demo`, `healthcheck`).
+//! - [`cli`]: subcommands whose work lives here so `main.rs` stays thin (`emulator`, `demo`, `token`,
+//!   `check`, `healthcheck`).
 #![forbid(unsafe_code)]
 
 pub mod admin;

@@ -49,6 +49,10 @@ enum Command {
     Emulator(scangate::cli::emulator::EmulatorArgs),
     /// Run an emulator and a gateway with a throwaway token, and print curl lines to try them.
     Demo(scangate::cli::demo::DemoArgs),
+    /// Manage API tokens in the config file (the kl_access_util counterpart).
+    Token(scangate::cli::token::TokenArgs),
+    /// Validate the config and key files; exit 1 when any error is found.
+    Check(scangate::cli::check::CheckArgs),
     /// GET an admin URL; exit 0 on 200, else 1 (Docker HEALTHCHECK in an image without curl).
     Healthcheck(scangate::cli::healthcheck::HealthcheckArgs),
 }
@@ -70,13 +74,29 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     init_tracing(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Emulator(args) => scangate::cli::emulator::run(args),
         Command::Demo(args) => scangate::cli::demo::run(args),
+        Command::Token(args) => scangate::cli::token::run(args),
+        Command::Check(args) => scangate::cli::check::run(args),
         Command::Healthcheck(args) => scangate::cli::healthcheck::run(args),
+    }
+}
+
+/// clap's own exit code for bad usage is 2; scangate's is 64. Help and version exit 0.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let _ = e.print();
+    match e.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+            ExitCode::SUCCESS
+        }
+        _ => ExitCode::from(EXIT_USAGE),
     }
 }
 
@@ -124,6 +144,9 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM during start-up must still end in a clean stop.
+    let stop =
+        scangate::cli::process::StopSignals::install().context("cannot install signal handlers")?;
     scangate::proxy::server::raise_fd_limit();
     let snap = gw.snapshot.load_full();
     let listener = match &snap.settings.server.listen {
@@ -169,7 +192,7 @@ async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::R
     scangate::proxy::server::run(
         listener,
         gw,
-        shutdown_signal(),
+        stop.recv(),
         Duration::from_secs(args.drain_secs),
     )
     .await?;
@@ -179,14 +202,4 @@ async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::R
     }
     tracing::info!("scangate stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
 }

@@ -3,55 +3,17 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::process::{free_port, Scangate};
 use common::*;
 
 const TOKEN: &str = "sg_SecretLeakProbe-7x";
 const OTHER: &str = "sg_OtherLeakProbe-8y";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn_serve(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_scangate"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn stop(mut child: Child) -> (Option<i32>, String) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
-    let mut out = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    out.push_str(&stdout);
-    (status.code(), out)
+fn spawn_serve(config: &std::path::Path) -> Scangate {
+    Scangate::spawn_logging(&["serve", "--config", config.to_str().unwrap()], "trace")
 }
 
 #[tokio::test]
@@ -102,8 +64,8 @@ async fn logs_of_a_run_never_contain_a_token_or_the_key() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(status_with(&c, &format!("{base}/x"), TOKEN).await, 200);
 
-    let (code, logs) = stop(child);
-    assert_eq!(code, Some(0), "logs:\n{logs}");
+    let (status, logs) = child.stop("TERM");
+    assert_eq!(status.code(), Some(0), "logs:\n{logs}");
     assert!(
         logs.contains("config reload failed"),
         "reload error not logged:\n{logs}"
@@ -179,7 +141,7 @@ fn missing_key_file_is_a_startup_error_naming_the_path() {
 fn healthcheck(url: &str) -> Option<i32> {
     Command::new(env!("CARGO_BIN_EXE_scangate"))
         .args(["healthcheck", "--timeout-ms", "1000", "--url", url])
-        .stderr(Stdio::null())
+        .stderr(std::process::Stdio::null())
         .status()
         .unwrap()
         .code()
@@ -193,14 +155,13 @@ async fn json_access_log_admin_and_healthcheck_of_the_binary() {
     cfg.connection = format!("http://127.0.0.1:{port}");
     cfg.admin = format!("127.0.0.1:{admin_port}");
     let dir = ConfigDir::new(&cfg);
-    let child = Command::new(env!("CARGO_BIN_EXE_scangate"))
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(&dir.path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = Scangate::spawn(&[
+        "--log-format",
+        "json",
+        "serve",
+        "--config",
+        dir.path.to_str().unwrap(),
+    ]);
     let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -246,8 +207,8 @@ async fn json_access_log_admin_and_healthcheck_of_the_binary() {
         "{metrics}"
     );
 
-    let (code, logs) = stop(child);
-    assert_eq!(code, Some(0), "logs:\n{logs}");
+    let (status, logs) = child.stop("TERM");
+    assert_eq!(status.code(), Some(0), "logs:\n{logs}");
     let access: Vec<serde_json::Value> = logs
         .lines()
         .map(|l| {
@@ -312,9 +273,7 @@ async fn sigterm_drains_in_flight_request_refuses_new_connections_and_exits_0() 
     });
     // Wait until the upstream holds the request, then signal.
     assert!(eventually(Duration::from_secs(5), || async { !up.seen().is_empty() }).await);
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    child.signal("TERM");
     // New connections are refused while the old request drains.
     assert!(
         eventually(Duration::from_secs(2), || async {
@@ -326,12 +285,12 @@ async fn sigterm_drains_in_flight_request_refuses_new_connections_and_exits_0() 
         "listener still accepting after SIGTERM"
     );
     assert!(
-        child.try_wait().unwrap().is_none(),
+        child.is_running(),
         "exited before the in-flight request finished"
     );
     assert_eq!(in_flight.await.unwrap(), 200);
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+    let (status, logs) = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(status.code(), Some(0), "logs:\n{logs}");
 }

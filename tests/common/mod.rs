@@ -392,3 +392,39 @@ pub async fn status_with(client: &reqwest::Client, url: &str, token: &str) -> u1
         .map(|r| r.status().as_u16())
         .unwrap_or(0)
 }
+
+/// What one run of the built binary did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A `scangate` command for the built binary, with `--config` set.
+pub fn command(config: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scangate"));
+    cmd.args(args).arg("--config").arg(config);
+    cmd.env_remove("SCANGATE_CONFIG").env_remove("RUST_LOG");
+    cmd
+}
+
+/// Runs `scangate ARGS --config CONFIG` to the end.
+pub fn scangate(config: &Path, args: &[&str]) -> Run {
+    finished(command(config, args).output().unwrap())
+}
+
+pub fn finished(out: std::process::Output) -> Run {
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// `token list --json`, parsed.
+pub fn list_json(config: &Path) -> Vec<serde_json::Value> {
+    let run = scangate(config, &["token", "list", "--json"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    serde_json::from_str(&run.stdout).unwrap()
+}

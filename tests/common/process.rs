@@ -27,9 +27,14 @@ impl Scangate {
     /// Starts `scangate ARGS…` with stdout piped (read by [`Scangate::lines_until`]) and stderr
     /// collected (returned by [`Scangate::stop`]).
     pub fn spawn(args: &[&str]) -> Scangate {
+        Self::spawn_logging(args, "info")
+    }
+
+    /// Like [`Scangate::spawn`], with `RUST_LOG` set to `level`.
+    pub fn spawn_logging(args: &[&str], level: &str) -> Scangate {
         let mut child = Command::new(env!("CARGO_BIN_EXE_scangate"))
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -77,13 +82,23 @@ impl Scangate {
         }
     }
 
-    /// Sends `signal` (as `kill -SIGNAL` names it: TERM, INT), then [`Scangate::wait`]s.
-    pub fn stop(self, signal: &str) -> (ExitStatus, String) {
+    /// Sends `signal` (as `kill -SIGNAL` names it: TERM, INT, HUP) without waiting.
+    pub fn signal(&self, signal: &str) {
         let sent = Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(sent.success(), "kill -{signal} failed");
+    }
+
+    /// True while the child has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends `signal`, then [`Scangate::wait`]s.
+    pub fn stop(self, signal: &str) -> (ExitStatus, String) {
+        self.signal(signal);
         self.wait()
     }
 
