@@ -33,7 +33,16 @@ pub async fn round(gw: &Arc<Gateway>) {
         probes.spawn(async move {
             let before = upstream.reachable();
             let up = upstream.probe(PROBE_TIMEOUT).await;
-            gw.metrics.upstream_up(&upstream.label, up);
+            // A reload may have removed it (and its series) during the probe.
+            let current = gw.snapshot.load();
+            if current
+                .upstreams
+                .all()
+                .iter()
+                .any(|u| Arc::ptr_eq(u, &upstream))
+            {
+                gw.metrics.upstream_up(&upstream.label, up);
+            }
             match (before, up) {
                 (Some(true), false) => {
                     tracing::warn!(upstream = &*upstream.label, "upstream unreachable")

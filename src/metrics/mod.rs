@@ -191,7 +191,7 @@ impl Metrics {
         };
         registry.register(
             "requests",
-            "Requests answered, by token Name (\"\" when no valid token), status class and upstream (\"\" when none was chosen)",
+            "Requests answered, by token Name (empty when no valid token), status class and upstream (empty when none was chosen)",
             families.requests.clone(),
         );
         let duration = LatencyHistogram::new();
