@@ -22,8 +22,14 @@ const EXIT_USAGE: u8 = 64;
     about = "Authenticating gateway for antivirus scan engines"
 )]
 struct Cli {
-    /// Log format for stderr.
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    /// Log format for stderr (the container image sets json).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "SCANGATE_LOG_FORMAT",
+        default_value = "text"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -39,6 +45,16 @@ enum LogFormat {
 enum Command {
     /// Run the gateway.
     Serve(ServeArgs),
+    /// Run the KAV-protocol scan-engine emulator.
+    Emulator(scangate::cli::emulator::EmulatorArgs),
+    /// Run an emulator and a gateway with a throwaway token, and print curl lines to try them.
+    Demo(scangate::cli::demo::DemoArgs),
+    /// Manage API tokens in the config file (the kl_access_util counterpart).
+    Token(scangate::cli::token::TokenArgs),
+    /// Validate the config and key files; exit 1 when any error is found.
+    Check(scangate::cli::check::CheckArgs),
+    /// GET an admin URL; exit 0 on 200, else 1 (Docker HEALTHCHECK in an image without curl).
+    Healthcheck(scangate::cli::healthcheck::HealthcheckArgs),
 }
 
 #[derive(clap::Args)]
@@ -58,18 +74,40 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     init_tracing(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Emulator(args) => scangate::cli::emulator::run(args),
+        Command::Demo(args) => scangate::cli::demo::run(args),
+        Command::Token(args) => scangate::cli::token::run(args),
+        Command::Check(args) => scangate::cli::check::run(args),
+        Command::Healthcheck(args) => scangate::cli::healthcheck::run(args),
+    }
+}
+
+/// clap's own exit code for bad usage is 2; scangate's is 64. Help and version exit 0.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let _ = e.print();
+    match e.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+            ExitCode::SUCCESS
+        }
+        _ => ExitCode::from(EXIT_USAGE),
     }
 }
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // No colour codes when stderr is a pipe or a container log.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -106,6 +144,9 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM during start-up must still end in a clean stop.
+    let stop =
+        scangate::cli::process::StopSignals::install().context("cannot install signal handlers")?;
     scangate::proxy::server::raise_fd_limit();
     let snap = gw.snapshot.load_full();
     let listener = match &snap.settings.server.listen {
@@ -130,23 +171,35 @@ async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::R
         gw.clone(),
         scangate::config::watch::Triggers::all(args.reload_poll.map(Duration::from_secs)),
     )?;
+    // The admin listener outlives the client listener's drain, so /readyz can report it.
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = match snap.settings.gateway.admin {
+        Some(addr) => {
+            let admin = Listener::bind_tcp(addr)
+                .await
+                .with_context(|| format!("cannot bind admin listener {addr}"))?;
+            let stopped = async {
+                let _ = admin_stopped.await;
+            };
+            Some(tokio::spawn(scangate::admin::run(
+                admin,
+                gw.clone(),
+                stopped,
+            )))
+        }
+        None => None,
+    };
     scangate::proxy::server::run(
         listener,
         gw,
-        shutdown_signal(),
+        stop.recv(),
         Duration::from_secs(args.drain_secs),
     )
     .await?;
+    let _ = admin_stop.send(());
+    if let Some(admin) = admin {
+        admin.await??;
+    }
     tracing::info!("scangate stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
 }

@@ -6,9 +6,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+/// Pause after a failed accept (EMFILE and friends) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A bound listener. Bind it before calling a `run()` so tests can use port 0.
 #[derive(Debug)]
@@ -57,6 +61,20 @@ impl Listener {
             Listener::Unix(l, _) => {
                 let (s, _) = l.accept().await?;
                 Ok((Stream::Unix(s), None))
+            }
+        }
+    }
+
+    /// Accepts the next connection, logging and backing off on errors instead of spinning or
+    /// giving up, so running out of file descriptors never stops a server. Cancel-safe.
+    pub async fn accept_retrying(&self) -> (Stream, Option<SocketAddr>) {
+        loop {
+            match self.accept().await {
+                Ok(accepted) => return accepted,
+                Err(e) => {
+                    tracing::warn!(listen = self.describe(), error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
             }
         }
     }

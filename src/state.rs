@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
@@ -15,6 +15,7 @@ use http::{HeaderName, HeaderValue};
 use crate::auth::store::{ApplyCounts, TokenStore};
 use crate::auth::token::TokenKey;
 use crate::config::{self, LoadError, Loaded, Settings};
+use crate::metrics::{Metrics, ReloadResult};
 use crate::proxy::tls::{self, TlsError};
 use crate::proxy::upstream::{UpstreamError, UpstreamSet};
 
@@ -91,6 +92,23 @@ pub struct Gateway {
     generation: AtomicU64,
     /// Set when shutdown starts: readiness turns false while connections drain.
     pub draining: AtomicBool,
+    /// The Prometheus registry and the handles the request path and reloads update.
+    pub metrics: Metrics,
+    /// The last load or reload attempt, for the admin `/config` page.
+    last_reload: Mutex<ReloadReport>,
+    /// Notified after each applied reload, so the upstream prober checks new upstreams at once.
+    pub reloaded: tokio::sync::Notify,
+}
+
+/// The outcome of the last load or reload attempt, as `/config` shows it.
+#[derive(Debug, Clone)]
+pub struct ReloadReport {
+    /// When it finished.
+    pub at: SystemTime,
+    /// What came of it.
+    pub result: ReloadResult,
+    /// The error, for `result` = error. Config errors name positions and rules, never a Value.
+    pub error: Option<String>,
 }
 
 impl Gateway {
@@ -100,7 +118,9 @@ impl Gateway {
         let hash = loaded.content_hash;
         let mut snapshot = build_snapshot(loaded, 1, None)?;
         let tokens = TokenStore::new();
-        tokens.apply(&take_tokens(&mut snapshot));
+        let counts = tokens.apply(&take_tokens(&mut snapshot));
+        let metrics = Metrics::new();
+        metrics.config_in_force(1, counts.enabled, counts.disabled);
         Ok(Arc::new(Gateway {
             config_path: path.to_owned(),
             tokens,
@@ -108,7 +128,19 @@ impl Gateway {
             reload_lock: Mutex::new(Some(hash)),
             generation: AtomicU64::new(1),
             draining: AtomicBool::new(false),
+            metrics,
+            last_reload: Mutex::new(ReloadReport {
+                at: SystemTime::now(),
+                result: ReloadResult::Ok,
+                error: None,
+            }),
+            reloaded: tokio::sync::Notify::new(),
         }))
+    }
+
+    /// The last load or reload attempt.
+    pub fn last_reload(&self) -> ReloadReport {
+        self.last_reload.lock().expect("reload report lock").clone()
     }
 
     /// The current generation.
@@ -117,8 +149,28 @@ impl Gateway {
     }
 
     /// Re-reads the config. On any error nothing changes. Reloads are serialised; call it from a
-    /// blocking context (it reads files and may parse a large document).
+    /// blocking context (it reads files and may parse a large document). Every attempt is counted
+    /// in `scangate_config_reload_total` and reported by `/config`, whichever trigger called it.
     pub fn reload(&self) -> Result<ReloadOutcome, ReloadError> {
+        let outcome = self.reload_inner();
+        let (result, error) = match &outcome {
+            Ok(ReloadOutcome::Applied { .. }) => (ReloadResult::Ok, None),
+            Ok(ReloadOutcome::Unchanged) => (ReloadResult::Unchanged, None),
+            Err(e) => (ReloadResult::Error, Some(e.to_string())),
+        };
+        self.metrics.reload(result);
+        *self.last_reload.lock().expect("reload report lock") = ReloadReport {
+            at: SystemTime::now(),
+            result,
+            error,
+        };
+        if result == ReloadResult::Ok {
+            self.reloaded.notify_one();
+        }
+        outcome
+    }
+
+    fn reload_inner(&self) -> Result<ReloadOutcome, ReloadError> {
         let started = Instant::now();
         let mut last_hash = self.reload_lock.lock().expect("reload lock");
         let loaded = config::load(&self.config_path)?;
@@ -133,15 +185,44 @@ impl Gateway {
 
         // Tokens first, then the snapshot: a new token works as soon as the new key is in force, and
         // when the key changes every digest changes with it, so both land in one reload anyway.
-        let counts = self.tokens.apply(&take_tokens(&mut snapshot));
+        let counts = self.tokens.apply_with(&take_tokens(&mut snapshot), |gone| {
+            if let Some(meter) = gone.stats.meter.get() {
+                self.metrics.forget_token(meter);
+            }
+        });
+        self.forget_removed_upstreams(&previous, &snapshot);
         self.snapshot.store(Arc::new(snapshot));
         self.generation.store(generation, Ordering::Relaxed);
+        self.metrics
+            .config_in_force(generation, counts.enabled, counts.disabled);
         *last_hash = Some(hash);
         Ok(ReloadOutcome::Applied {
             generation,
             counts,
             elapsed: started.elapsed(),
         })
+    }
+}
+
+impl Gateway {
+    /// Upstreams that left the config take their series with them, so label cardinality stays
+    /// bounded by the config.
+    fn forget_removed_upstreams(&self, previous: &Snapshot, next: &Snapshot) {
+        let kept = |label: &Arc<str>| next.upstreams.all().iter().any(|u| &u.label == label);
+        let gone: Vec<_> = previous
+            .upstreams
+            .all()
+            .iter()
+            .filter(|u| !kept(&u.label))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let records = self.tokens.records();
+        for upstream in gone {
+            let meters = records.iter().filter_map(|r| r.stats.meter.get());
+            self.metrics.forget_upstream(&upstream.label, meters);
+        }
     }
 }
 

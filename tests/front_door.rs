@@ -401,3 +401,67 @@ async fn max_requests_closes_the_connection_after_the_nth_response() {
     let (rest, closed) = read_all(&mut s, Duration::from_secs(3)).await;
     assert!(closed && rest.is_empty());
 }
+
+/// An HTTPS upstream on 127.0.0.1 with a leaf certificate from `pki`; answers 200 `tls-upstream`.
+async fn tls_upstream(pki: &Pki) -> std::net::SocketAddr {
+    let (cert, key) = pki.leaf(77);
+    let files = scangate::config::TlsFiles {
+        cert: write_temp(&cert),
+        key: write_temp(&key),
+    };
+    let config = scangate::proxy::tls::load(&files).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"tls-upstream")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn write_temp(content: &str) -> std::path::PathBuf {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), content).unwrap();
+    file.into_temp_path().keep().unwrap()
+}
+
+#[tokio::test]
+async fn https_upstream_is_verified_against_upstream_ca_file() {
+    let pki = Pki::new();
+    let addr = tls_upstream(&pki).await;
+    let upstream = format!("https://localhost:{}", addr.port());
+
+    // Without the CA the upstream's certificate is not trusted: 502.
+    let gw = TestGateway::start(&Cfg::new(&upstream, &toks())).await;
+    let c = client();
+    assert_eq!(status_with(&c, &gw.url("/v"), TOKEN).await, 502);
+
+    // With UpstreamCaFile it is.
+    let cfg = Cfg::new(&upstream, &toks());
+    let dir = ConfigDir::new(&cfg);
+    std::fs::write(dir.dir.path().join("ca.pem"), pki.ca_pem()).unwrap();
+    let xml = cfg
+        .xml()
+        .replace("<Realm>", "<UpstreamCaFile>ca.pem</UpstreamCaFile><Realm>");
+    std::fs::write(&dir.path, xml).unwrap();
+    let gw = TestGateway::start_in(dir, false).await;
+    let resp = c.get(gw.url("/v")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "tls-upstream");
+}

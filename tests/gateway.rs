@@ -395,3 +395,32 @@ async fn round_robin_over_two_upstreams() {
     }
     assert_eq!((a.seen().len(), b.seen().len()), (3, 3));
 }
+
+#[tokio::test]
+async fn unix_socket_client_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start(Behaviour::Ok).await;
+    let config = ConfigDir::new(&Cfg::new(&up.url(), &tokens()));
+    let sock = config.dir.path().join("gw.sock");
+    let gw = scangate::state::Gateway::start(&config.path).unwrap();
+    let listener = scangate::net::Listener::bind_unix(&sock).unwrap();
+    tokio::spawn(scangate::proxy::server::run(
+        listener,
+        gw,
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    for (token, want) in [(ALPHA, "HTTP/1.1 200"), ("sg_Nope-1", "HTTP/1.1 401")] {
+        let mut s = tokio::net::UnixStream::connect(&sock).await.unwrap();
+        let req = format!("GET /api/v3.0/version HTTP/1.1\r\nHost: scan\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with(want), "{out}");
+    }
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    // No client address on a unix socket: no X-Forwarded-For is invented.
+    assert!(seen[0].headers.get("x-forwarded-for").is_none());
+    assert_eq!(seen[0].headers["x-scangate-token-name"], "alpha");
+}

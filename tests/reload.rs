@@ -151,17 +151,18 @@ async fn invalid_file_keeps_old_tokens_and_reports_the_error() {
     assert!(err.contains("cannot read config"), "{err}");
     assert_eq!(status_with(&c, &url, OLD).await, 200);
 
-    // Back to a good file: applies.
+    // Back to the same good file: it is what is running already, so nothing to do.
     std::fs::write(&gw.config.path, &xml).unwrap();
-    assert!(matches!(
-        gw.gw.reload().unwrap(),
-        scangate::state::ReloadOutcome::Applied { generation: 2, .. }
-    ));
-    // Same bytes again: nothing to do.
     assert_eq!(
         gw.gw.reload().unwrap(),
         scangate::state::ReloadOutcome::Unchanged
     );
+    // A changed good file applies.
+    std::fs::write(&gw.config.path, xml.replace("test-realm", "other-realm")).unwrap();
+    assert!(matches!(
+        gw.gw.reload().unwrap(),
+        scangate::state::ReloadOutcome::Applied { generation: 2, .. }
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

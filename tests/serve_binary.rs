@@ -3,55 +3,17 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::process::{free_port, Scangate};
 use common::*;
 
 const TOKEN: &str = "sg_SecretLeakProbe-7x";
 const OTHER: &str = "sg_OtherLeakProbe-8y";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn_serve(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_scangate"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn stop(mut child: Child) -> (Option<i32>, String) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
-    let mut out = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    out.push_str(&stdout);
-    (status.code(), out)
+fn spawn_serve(config: &std::path::Path) -> Scangate {
+    Scangate::spawn_logging(&["serve", "--config", config.to_str().unwrap()], "trace")
 }
 
 #[tokio::test]
@@ -102,8 +64,8 @@ async fn logs_of_a_run_never_contain_a_token_or_the_key() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(status_with(&c, &format!("{base}/x"), TOKEN).await, 200);
 
-    let (code, logs) = stop(child);
-    assert_eq!(code, Some(0), "logs:\n{logs}");
+    let (status, logs) = child.stop("TERM");
+    assert_eq!(status.code(), Some(0), "logs:\n{logs}");
     assert!(
         logs.contains("config reload failed"),
         "reload error not logged:\n{logs}"
@@ -174,4 +136,161 @@ fn missing_key_file_is_a_startup_error_naming_the_path() {
         )),
         "{err}"
     );
+}
+
+fn healthcheck(url: &str) -> Option<i32> {
+    Command::new(env!("CARGO_BIN_EXE_scangate"))
+        .args(["healthcheck", "--timeout-ms", "1000", "--url", url])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .code()
+}
+
+#[tokio::test]
+async fn json_access_log_admin_and_healthcheck_of_the_binary() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let (port, admin_port) = (free_port(), free_port());
+    let mut cfg = Cfg::new(&up.url(), &[Tok::new("probe", TOKEN, true)]);
+    cfg.connection = format!("http://127.0.0.1:{port}");
+    cfg.admin = format!("127.0.0.1:{admin_port}");
+    let dir = ConfigDir::new(&cfg);
+    let child = Scangate::spawn(&[
+        "--log-format",
+        "json",
+        "serve",
+        "--config",
+        dir.path.to_str().unwrap(),
+    ]);
+    let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let url = readyz.clone();
+            tokio::task::spawn_blocking(move || healthcheck(&url))
+                .await
+                .unwrap()
+                == Some(0)
+        })
+        .await,
+        "healthcheck never passed"
+    );
+    let free = format!("http://127.0.0.1:{}/readyz", free_port());
+    assert_eq!(healthcheck(&free), Some(1), "healthcheck of a closed port");
+    let missing = format!("http://127.0.0.1:{admin_port}/nope");
+    assert_eq!(healthcheck(&missing), Some(1), "healthcheck of a 404");
+
+    let base = format!("http://127.0.0.1:{port}");
+    let c = client();
+    let r = c
+        .post(format!("{base}/api/v3.0/scanmemory?x=1"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "upstream-ok");
+    assert_eq!(
+        c.get(format!("{base}/x")).send().await.unwrap().status(),
+        401
+    );
+    let metrics = c
+        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"scangate_auth_failures_total{reason="missing"} 1"#),
+        "{metrics}"
+    );
+
+    let (status, logs) = child.stop("TERM");
+    assert_eq!(status.code(), Some(0), "logs:\n{logs}");
+    let access: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))
+        })
+        .filter(|v| v["target"] == "scangate::access")
+        .collect();
+    assert_eq!(access.len(), 2, "logs:\n{logs}");
+    let ok = &access[0];
+    assert!(ok["timestamp"].is_string(), "{ok}");
+    assert!(
+        ok["client"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{ok}"
+    );
+    assert_eq!(ok["method"], "POST");
+    assert_eq!(
+        ok["path"], "/api/v3.0/scanmemory",
+        "the query is not logged"
+    );
+    assert_eq!(ok["status"], 200);
+    assert!(ok["duration_ms"].as_f64().unwrap() > 0.0, "{ok}");
+    assert_eq!(ok["bytes_in"], 5);
+    assert_eq!(ok["bytes_out"], "upstream-ok".len());
+    assert_eq!(ok["token"], "probe");
+    assert_eq!(ok["upstream"], up.url());
+    assert!(ok.get("reason").is_none(), "{ok}");
+    let denied = &access[1];
+    assert_eq!(denied["status"], 401);
+    assert_eq!(denied["reason"], "missing");
+    assert!(denied.get("token").is_none(), "{denied}");
+    assert!(denied.get("upstream").is_none(), "{denied}");
+    assert!(!logs.contains(TOKEN), "token in logs");
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_request_refuses_new_connections_and_exits_0() {
+    let up = Upstream::start(Behaviour::Delay(Duration::from_secs(1))).await;
+    let port = free_port();
+    let cfg = Cfg::new(&up.url(), &[Tok::new("probe", TOKEN, true)]);
+    let dir = ConfigDir::new(&cfg);
+    let xml = cfg
+        .xml()
+        .replace("http://127.0.0.1:0", &format!("http://127.0.0.1:{port}"));
+    std::fs::write(&dir.path, &xml).unwrap();
+    let mut child = spawn_serve(&dir.path);
+    let base = format!("http://127.0.0.1:{port}");
+    let c = client();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await,
+        "serve did not start"
+    );
+    let url = format!("{base}/api/v3.0/scanmemory");
+    let in_flight = tokio::spawn({
+        let c = c.clone();
+        async move { status_with(&c, &url, TOKEN).await }
+    });
+    // Wait until the upstream holds the request, then signal.
+    assert!(eventually(Duration::from_secs(5), || async { !up.seen().is_empty() }).await);
+    child.signal("TERM");
+    // New connections are refused while the old request drains.
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+        })
+        .await,
+        "listener still accepting after SIGTERM"
+    );
+    assert!(
+        child.is_running(),
+        "exited before the in-flight request finished"
+    );
+    assert_eq!(in_flight.await.unwrap(), 200);
+    let (status, logs) = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "logs:\n{logs}");
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use http::HeaderValue;
@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 
 use super::token::Digest;
 use crate::config::{Role, TokenEntry};
+use crate::metrics::TokenMeter;
 
 /// What the gateway knows about one token. Never holds the token itself.
 #[derive(Debug)]
@@ -39,6 +40,8 @@ pub struct TokenRecord {
 pub struct TokenStats {
     /// Requests this token was accepted for.
     pub requests: AtomicU64,
+    /// The token's Prometheus series, created on first use (see [`crate::metrics`]).
+    pub meter: OnceLock<TokenMeter>,
 }
 
 /// Outcome of a lookup.
@@ -146,6 +149,16 @@ impl TokenStore {
 
     /// Makes `tokens` the store's content: inserts and updates first, removals after.
     pub fn apply(&self, tokens: &[TokenEntry]) -> ApplyCounts {
+        self.apply_with(tokens, |_| {})
+    }
+
+    /// [`apply`](Self::apply), calling `removed` with the record of each name that left the store
+    /// (so its metric series can go with it).
+    pub fn apply_with(
+        &self,
+        tokens: &[TokenEntry],
+        mut removed: impl FnMut(&TokenRecord),
+    ) -> ApplyCounts {
         let mut by_name = self.by_name.lock().expect("token store lock");
         let mut counts = ApplyCounts::default();
         let mut next: HashMap<Arc<str>, Arc<TokenRecord>> = HashMap::with_capacity(tokens.len());
@@ -185,6 +198,7 @@ impl TokenStore {
                 }
                 None => {
                     counts.removed += 1;
+                    removed(old);
                     self.by_digest
                         .remove_if(&old.digest, |_, r| Arc::ptr_eq(r, old));
                 }

@@ -93,31 +93,27 @@ impl TokenKey {
 
     /// Reads the key file, or creates it (mode 0600, fresh random key) when it does not exist.
     pub fn read_or_create(path: &Path) -> Result<TokenKey, KeyError> {
+        let (key, new) = Self::read_or_new(path)?;
+        if let Some(new) = new {
+            new.write(path)?;
+        }
+        Ok(key)
+    }
+
+    /// Reads the key file, or generates a key in memory when the file does not exist. The second
+    /// value is then that key, for the caller to [`NewKey::write`] once it decides to go ahead.
+    pub fn read_or_new(path: &Path) -> Result<(TokenKey, Option<NewKey>), KeyError> {
         match std::fs::metadata(path) {
-            Ok(_) => Self::read(path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(path),
+            Ok(_) => Ok((Self::read(path)?, None)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let new = NewKey::generate();
+                Ok((new.key(), Some(new)))
+            }
             Err(source) => Err(KeyError::Read {
                 path: path.to_owned(),
                 source,
             }),
         }
-    }
-
-    fn create(path: &Path) -> Result<TokenKey, KeyError> {
-        let mut key = [0u8; KEY_BYTES];
-        rand::rngs::OsRng.fill_bytes(&mut key);
-        let err = |source| KeyError::Create {
-            path: path.to_owned(),
-            source,
-        };
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut file = opts.open(path).map_err(err)?;
-        writeln!(file, "{}", B64.encode(key)).map_err(err)?;
-        file.sync_all().map_err(err)?;
-        Ok(TokenKey::from_bytes(&key))
     }
 
     /// HMAC-SHA-512 of a token.
@@ -130,6 +126,53 @@ impl TokenKey {
     /// The `Value` text for a token: base64 of its digest, 88 characters.
     pub fn value(&self, token: &str) -> String {
         encode_value(&self.digest(token.as_bytes()))
+    }
+}
+
+/// A fresh key that exists only in memory until [`NewKey::write`] creates its file. `token add` uses
+/// it so that a command whose result is refused leaves no key file behind.
+pub struct NewKey {
+    bytes: [u8; KEY_BYTES],
+}
+
+impl fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NewKey(<redacted>)")
+    }
+}
+
+impl NewKey {
+    /// 32 bytes from the OS RNG.
+    pub fn generate() -> NewKey {
+        let mut bytes = [0u8; KEY_BYTES];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        NewKey { bytes }
+    }
+
+    /// The key, for computing digests before the file exists.
+    pub fn key(&self) -> TokenKey {
+        TokenKey::from_bytes(&self.bytes)
+    }
+
+    /// Creates the key file with mode 0600 and syncs it. Fails if the file already exists, so a key
+    /// is never overwritten.
+    pub fn write(&self, path: &Path) -> Result<(), KeyError> {
+        let err = |source| KeyError::Create {
+            path: path.to_owned(),
+            source,
+        };
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut file = opts.open(path).map_err(err)?;
+        writeln!(file, "{}", B64.encode(self.bytes)).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        // Make the new name durable too; a failure here leaves a written, synced file.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
     }
 }
 

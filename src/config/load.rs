@@ -64,6 +64,19 @@ pub fn read_capped(path: &Path) -> Result<Vec<u8>, LoadError> {
     Ok(bytes)
 }
 
+/// The file's bytes as text; anything but UTF-8 is one error at 1:1.
+pub fn utf8<'b>(bytes: &'b [u8], label: &str) -> Result<&'b str, ConfigErrors> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        ConfigErrors(vec![validate::ConfigError {
+            file: label.to_owned(),
+            line: 1,
+            column: 1,
+            path: String::new(),
+            rule: format!("file is not UTF-8: {e}"),
+        }])
+    })
+}
+
 /// Parses config text and resolves its relative paths against `base` (the config file's folder).
 pub fn parse_at(text: &str, label: &str, base: &Path) -> Result<Settings, ConfigErrors> {
     let mut settings = validate::parse(text, label)?;
@@ -83,23 +96,22 @@ pub fn parse_at(text: &str, label: &str, base: &Path) -> Result<Settings, Config
     Ok(settings)
 }
 
+/// Reads and validates the config at `path`, resolving paths, without the key file: what [`load`]
+/// does first, and all that `token list` and `check` need. Returns the bytes read too.
+pub fn read_settings(path: &Path) -> Result<(Vec<u8>, Settings), LoadError> {
+    let bytes = read_capped(path)?;
+    let label = path.display().to_string();
+    let text = utf8(&bytes, &label).map_err(LoadError::Invalid)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let settings = parse_at(text, &label, base).map_err(LoadError::Invalid)?;
+    Ok((bytes, settings))
+}
+
 /// Loads the config at `path`: reads it, validates it, resolves paths and reads the key file.
 ///
 /// The key file is required when UseAccessToken is 1, and read when present otherwise.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
-    let bytes = read_capped(path)?;
-    let label = path.display().to_string();
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
-        LoadError::Invalid(ConfigErrors(vec![validate::ConfigError {
-            file: label.clone(),
-            line: 1,
-            column: 1,
-            path: String::new(),
-            rule: format!("file is not UTF-8: {e}"),
-        }]))
-    })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let settings = parse_at(text, &label, base).map_err(LoadError::Invalid)?;
+    let (bytes, settings) = read_settings(path)?;
 
     let mut hasher = Sha256::new();
     hasher.update((bytes.len() as u64).to_le_bytes());

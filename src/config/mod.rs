@@ -4,8 +4,10 @@
 //! [`validate`] turns that into the typed [`Settings`] below, collecting every error with its
 //! position. No XML type leaves this module (`xml` is private). [`load`] is the one place that
 //! touches the filesystem for a config: it reads the file (with a size cap), resolves relative paths
-//! against the file's folder and reads the key file.
+//! against the file's folder and reads the key file. [`edit`] changes Token elements in place for the
+//! `token` commands.
 
+pub mod edit;
 pub mod load;
 pub mod validate;
 pub mod watch;
@@ -138,6 +140,17 @@ pub enum Role {
     SeniorSecurityOfficer,
     /// Scans and read-only liveness calls only.
     SecurityOfficer,
+}
+
+impl Role {
+    /// The name scangate writes in `Role` and shows in `token list`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Administrator => "Administrator",
+            Role::SeniorSecurityOfficer => "SeniorSecurityOfficer",
+            Role::SecurityOfficer => "SecurityOfficer",
+        }
+    }
 }
 
 /// `GatewaySettings`: scangate's own block. Unknown children are errors.

@@ -16,6 +16,10 @@ mod tests;
 
 use std::fmt;
 
+pub use auth::{check_description, check_name, check_tenant, parse_role};
+/// The address rules of `ConnectionString` and `Upstream`, shared with the command line's `--listen`.
+pub(crate) use server::{socket_addr, unix_path};
+
 use super::xml::{self, Element, LineIndex};
 use super::Settings;
 

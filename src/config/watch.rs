@@ -111,6 +111,11 @@ fn watch_folders(
         gw.config_path.clone(),
         snap.settings.gateway.token_key_file.clone(),
     ];
+    // A config reached through a symlink is edited at its target (that is where `token` commands
+    // write), so the target's folder is watched too.
+    if let Ok(real) = std::fs::canonicalize(&gw.config_path) {
+        files.push(real);
+    }
     if let Some(tls) = &snap.settings.server.tls {
         files.push(tls.cert.clone());
         files.push(tls.key.clone());

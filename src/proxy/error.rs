@@ -69,6 +69,22 @@ impl GatewayError {
         Bytes::from_static(text.as_bytes())
     }
 
+    /// Why the gateway answered itself, for the access log: the auth reason for 401s, else the
+    /// condition.
+    pub fn reason(self) -> &'static str {
+        match self {
+            GatewayError::Unauthorized(failure) => failure.as_str(),
+            GatewayError::Forbidden => "forbidden",
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::RequestTimeout => "request_timeout",
+            GatewayError::PayloadTooLarge => "too_large",
+            GatewayError::UpstreamFailed => "upstream_failed",
+            GatewayError::Unavailable => "no_upstream",
+            GatewayError::Overloaded => "overloaded",
+            GatewayError::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
     /// Which side failed, for logs and metrics.
     pub fn side(self) -> &'static str {
         match self {

@@ -9,12 +9,14 @@ use http::{header, HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use super::access::{Access, LoggedBody};
 use super::body::{GuardedBody, ProxyBody, Upload, UploadState};
 use super::error::GatewayError;
 use super::headers::{self, Forwarded, X_SCANGATE_TENANTS, X_SCANGATE_TOKEN_NAME};
 use crate::auth::header::{extract, AuthFailure};
 use crate::auth::policy;
 use crate::auth::store::{Lookup, TokenRecord};
+use crate::metrics::UpstreamErrorKind;
 use crate::state::{Gateway, Snapshot};
 
 /// What the handler knows about the downstream connection.
@@ -26,46 +28,34 @@ pub struct Downstream {
     pub https: bool,
 }
 
-/// Handles one request. Never fails: every failure is a response from [`GatewayError`].
+/// Handles one request. Never fails: every failure is a response from [`GatewayError`]. The
+/// logging phase runs when the returned body ends (see [`super::access`]).
 pub async fn handle(
     gw: Arc<Gateway>,
     downstream: Downstream,
     req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+) -> Result<Response<LoggedBody>, std::convert::Infallible> {
     let started = Instant::now();
     let snap = gw.snapshot.load_full();
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-
-    let (result, token, upstream) = proxy(&gw, &snap, downstream, req, started).await;
-    let resp = match result {
-        Ok(resp) => resp,
-        Err(err) => err.into_response(&snap.challenge),
-    };
-
-    // Logging phase: one line per request, the token's name, never the token.
-    let status = resp.status().as_u16();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let client = downstream.peer.map(|p| p.ip().to_string());
-    let token_name = token.as_ref().map(|t| &*t.name);
-    tracing::info!(
-        target: "scangate::access",
-        client = client.as_deref().unwrap_or("unix"),
-        %method,
-        path,
-        status,
-        ms = elapsed_ms,
-        token = token_name,
-        upstream = upstream.as_deref(),
+    let mut access = Access::begin(
+        Arc::clone(&gw),
+        started,
+        downstream.peer,
+        req.method(),
+        req.uri(),
     );
-    Ok(resp)
+    let resp = match proxy(&gw, &snap, downstream, req, started, &mut access).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            if let GatewayError::Unauthorized(failure) = err {
+                gw.metrics.auth_failure(failure);
+            }
+            access.reason = Some(err.reason());
+            err.into_response(&snap.challenge)
+        }
+    };
+    Ok(access.respond(resp))
 }
-
-type Outcome = (
-    Result<Response<ProxyBody>, GatewayError>,
-    Option<Arc<TokenRecord>>,
-    Option<Arc<str>>,
-);
 
 async fn proxy(
     gw: &Gateway,
@@ -73,43 +63,36 @@ async fn proxy(
     downstream: Downstream,
     mut req: Request<Incoming>,
     started: Instant,
-) -> Outcome {
+    access: &mut Access,
+) -> Result<Response<ProxyBody>, GatewayError> {
     // Request filter 0: framing. hyper has picked one framing already; a request that declares two
     // is ambiguous to some hop on the path (request smuggling), so it is never forwarded.
     if let Some(err) = framing_error(&req) {
-        return (Err(err), None, None);
+        return Err(err);
     }
     // Request filter 1: authenticate.
-    let token = match authenticate(gw, snap, &req) {
+    access.token = match authenticate(gw, snap, &req) {
         Ok(token) => token,
-        Err(failure) => {
-            tracing::debug!(reason = failure.as_str(), "request rejected");
-            let err = match failure {
-                AuthFailure::Forbidden => GatewayError::Forbidden,
-                f => GatewayError::Unauthorized(f),
-            };
-            return (Err(err), None, None);
-        }
+        Err(AuthFailure::Forbidden) => return Err(GatewayError::Forbidden),
+        Err(failure) => return Err(GatewayError::Unauthorized(failure)),
     };
     // Request filter 2: what this token may call.
-    if let Some(t) = &token {
+    if let Some(t) = &access.token {
         if !policy::allows(t.role, req.method(), req.uri().path()) {
-            return (Err(GatewayError::Forbidden), token, None);
+            return Err(GatewayError::Forbidden);
         }
         t.stats.requests.fetch_add(1, Ordering::Relaxed);
     }
     // Request filter 3: a declared body over the limit is refused before any upstream work.
     if let Some(len) = declared_length(&req) {
         if len > snap.max_request_bytes {
-            return (Err(GatewayError::PayloadTooLarge), token, None);
+            return Err(GatewayError::PayloadTooLarge);
         }
     }
 
     // Upstream selection.
-    let Some(upstream) = snap.upstreams.pick() else {
-        return (Err(GatewayError::Unavailable), token, None);
-    };
-    let label = Some(Arc::clone(&upstream.label));
+    let upstream = snap.upstreams.pick().ok_or(GatewayError::Unavailable)?;
+    access.upstream = Some(Arc::clone(&upstream.label));
 
     // Upstream request: same method, path, query and body; gateway-owned headers.
     let host = req.headers().get(header::HOST).cloned().or_else(|| {
@@ -131,7 +114,7 @@ async fn proxy(
             https: downstream.https,
         };
         headers::add_forwarded(h, fwd, host);
-        if let Some(t) = &token {
+        if let Some(t) = &access.token {
             h.insert(X_SCANGATE_TOKEN_NAME.clone(), t.name_header.clone());
             if let Some(tenants) = &t.tenants_header {
                 h.insert(X_SCANGATE_TENANTS.clone(), tenants.clone());
@@ -139,7 +122,7 @@ async fn proxy(
         }
     }
     let deadline = snap.session_timeout.map(|t| started + t);
-    let upload = Arc::new(UploadState::default());
+    let upload = Arc::clone(&access.upload);
     let (mut parts, body) = req.into_parts();
     let has_body = !http_body::Body::is_end_stream(&body);
     parts.uri = uri;
@@ -151,34 +134,41 @@ async fn proxy(
     let result = match deadline {
         Some(d) => match tokio::time::timeout_at(d, sent).await {
             Ok(r) => r,
-            Err(_) => return (Err(timeout_error(&upload, has_body)), token, label),
+            Err(_) => {
+                let err = timeout_error(&upload, has_body);
+                if err == GatewayError::UpstreamTimeout {
+                    gw.metrics
+                        .upstream_error(&upstream.label, UpstreamErrorKind::Timeout);
+                }
+                return Err(err);
+            }
         },
         None => sent.await,
     };
     let resp = match result {
         Ok(resp) => resp,
         Err(e) => {
-            let err = match upload.outcome() {
+            return Err(match upload.outcome() {
                 Upload::TooLarge => GatewayError::PayloadTooLarge,
                 Upload::TimedOut => GatewayError::RequestTimeout,
                 Upload::Aborted => GatewayError::BadRequest("client body aborted"),
                 Upload::Streaming | Upload::Complete => {
                     tracing::warn!(upstream = &*upstream.label, error = %error_chain(&e), "upstream request failed");
+                    let kind = match e.is_connect() {
+                        true => UpstreamErrorKind::Connect,
+                        false => UpstreamErrorKind::Request,
+                    };
+                    gw.metrics.upstream_error(&upstream.label, kind);
                     GatewayError::UpstreamFailed
                 }
-            };
-            return (Err(err), token, label);
+            });
         }
     };
 
     // Response filter: hop-by-hop headers never cross the gateway.
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    (
-        Ok(Response::from_parts(parts, ProxyBody::upstream(body))),
-        token,
-        label,
-    )
+    Ok(Response::from_parts(parts, ProxyBody::upstream(body)))
 }
 
 /// Runs the auth decision: `Ok(None)` when auth is off, `Ok(Some)` for a valid token.

@@ -6,7 +6,10 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1 and common legacy ones).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// `Expect` is here too: hyper answers `100 Continue` to the client itself when the body is first
+/// read, so passing it on would make the upstream send a second, unexpected interim response.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::EXPECT,
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -124,6 +127,7 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("upgrade", "h2c"),
             ("proxy-authorization", "Basic x"),
+            ("expect", "100-continue"),
             ("content-type", "application/json"),
             ("x-kav-timeout", "10"),
         ]);

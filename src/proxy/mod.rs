@@ -1,9 +1,12 @@
 //! The gateway proper: listener and connections ([`server`]), the request path ([`handler`]),
-//! bodies ([`body`]), header rules ([`headers`]), upstreams ([`upstream`]) and the one mapping from
-//! failures to statuses ([`error`]).
+//! bodies ([`body`]), the access log and request metrics ([`access`]), header rules
+//! ([`headers`]), upstreams ([`upstream`]) and the one mapping from failures to statuses
+//! ([`error`]).
 
+pub mod access;
 pub mod body;
 pub mod error;
+pub mod framing;
 pub mod handler;
 pub mod headers;
 pub mod server;

@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 use super::error::GatewayError;
+use super::framing::FramingGuard;
 use super::handler::{handle, Downstream};
 use crate::config::{KeepAlive, ListenAddr};
 use crate::net::Listener;
@@ -59,15 +60,7 @@ pub async fn run(
 
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = listener.accept_retrying() => accepted,
             () = &mut shutdown => break,
         };
         let permit = Arc::clone(&sessions).try_acquire_owned().ok();
@@ -98,6 +91,7 @@ pub async fn run(
                     }
                 },
             };
+            let _open = gw.metrics.connection_opened();
             let downstream = Downstream { peer, https };
             if https {
                 let Some(tls) = gw.snapshot.load().tls.clone() else {
@@ -154,7 +148,7 @@ async fn serve<S>(
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection(TokioIo::new(FramingGuard::new(stream)), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(error = %e, "connection ended with an error");
     }

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -57,6 +57,10 @@ pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
     transport: Transport,
+    /// The connector the pool uses, kept to probe reachability the same way (same resolver).
+    probe_connector: Option<HttpConnector>,
+    /// The last probe: 0 not probed yet, 1 reachable, 2 unreachable.
+    probed: AtomicU8,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -69,12 +73,14 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     fn new(addr: &UpstreamAddr, tls: &rustls::ClientConfig) -> Upstream {
+        let mut probe_connector = None;
         let (scheme, authority, transport) = match addr {
             UpstreamAddr::Http(uri) => {
                 let mut http = HttpConnector::new();
                 http.enforce_http(false);
                 http.set_nodelay(true);
                 http.set_connect_timeout(Some(Duration::from_secs(5)));
+                probe_connector = Some(http.clone());
                 let https = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config(tls.clone())
                     .https_or_http()
@@ -100,7 +106,66 @@ impl Upstream {
             scheme,
             authority,
             transport,
+            probe_connector,
+            probed: AtomicU8::new(0),
         }
+    }
+
+    /// Whether the last probe could connect; `None` before the first probe.
+    pub fn reachable(&self) -> Option<bool> {
+        match self.probed.load(Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Opens (and closes) one connection to the upstream, resolving its host as the pool does,
+    /// and remembers whether it worked. No request is sent: a scan engine need not answer a probe.
+    pub async fn probe(&self, timeout: Duration) -> bool {
+        let connect = async {
+            match (&self.addr, self.probe_connector.clone()) {
+                (UpstreamAddr::Unix(path), _) => {
+                    tokio::net::UnixStream::connect(path).await.is_ok()
+                }
+                (UpstreamAddr::Http(_), Some(mut http)) => {
+                    // TCP only, even for https: reachability is the question, not the handshake.
+                    let uri = Uri::from_parts({
+                        let mut parts = http::uri::Parts::default();
+                        parts.scheme = Some(Scheme::HTTP);
+                        parts.authority = Some(self.tcp_authority());
+                        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+                        parts
+                    });
+                    match uri {
+                        Ok(uri) => tower_service::Service::call(&mut http, uri).await.is_ok(),
+                        Err(_) => false,
+                    }
+                }
+                (UpstreamAddr::Http(_), None) => false,
+            }
+        };
+        let up = tokio::time::timeout(timeout, connect)
+            .await
+            .unwrap_or(false);
+        self.probed.store(if up { 1 } else { 2 }, Ordering::Relaxed);
+        up
+    }
+
+    /// `host:port` with the scheme's default port filled in, so the probe's plain-TCP URI keeps
+    /// pointing at an https upstream's port 443.
+    fn tcp_authority(&self) -> Authority {
+        if self.authority.port_u16().is_some() {
+            return self.authority.clone();
+        }
+        let port = if self.scheme == Scheme::HTTPS {
+            443
+        } else {
+            80
+        };
+        format!("{}:{port}", self.authority.host())
+            .parse()
+            .unwrap_or_else(|_| self.authority.clone())
     }
 
     /// The URI for a request to this upstream: its scheme and authority, the client's path and query.

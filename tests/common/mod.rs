@@ -2,6 +2,8 @@
 //! port 0 from a config written to a temp folder.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -186,6 +188,9 @@ pub struct Cfg {
     pub connection: String,
     /// Extra XML inside `ServerSettings`.
     pub server_extra: String,
+    /// `AdminConnectionString`: `off` by default, so binaries started in parallel never race
+    /// for 127.0.0.1:9090.
+    pub admin: String,
 }
 
 impl Cfg {
@@ -200,6 +205,7 @@ impl Cfg {
             session_timeout_ms: 10_000,
             connection: "http://127.0.0.1:0".into(),
             server_extra: String::new(),
+            admin: "off".into(),
         }
     }
 
@@ -241,6 +247,7 @@ impl Cfg {
   <GatewaySettings>
     <Upstreams>{upstreams}</Upstreams>
     <TokenKeyFile>scangate.key</TokenKeyFile>
+    <AdminConnectionString>{admin}</AdminConnectionString>
     <Realm>test-realm</Realm>
   </GatewaySettings>
 </Configuration>
@@ -252,6 +259,7 @@ impl Cfg {
             use_at = u8::from(self.use_access_token),
             field = self.field,
             bearer = u8::from(self.bearer),
+            admin = self.admin,
         )
     }
 }
@@ -383,4 +391,40 @@ pub async fn status_with(client: &reqwest::Client, url: &str, token: &str) -> u1
         .await
         .map(|r| r.status().as_u16())
         .unwrap_or(0)
+}
+
+/// What one run of the built binary did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A `scangate` command for the built binary, with `--config` set.
+pub fn command(config: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scangate"));
+    cmd.args(args).arg("--config").arg(config);
+    cmd.env_remove("SCANGATE_CONFIG").env_remove("RUST_LOG");
+    cmd
+}
+
+/// Runs `scangate ARGS --config CONFIG` to the end.
+pub fn scangate(config: &Path, args: &[&str]) -> Run {
+    finished(command(config, args).output().unwrap())
+}
+
+pub fn finished(out: std::process::Output) -> Run {
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// `token list --json`, parsed.
+pub fn list_json(config: &Path) -> Vec<serde_json::Value> {
+    let run = scangate(config, &["token", "list", "--json"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    serde_json::from_str(&run.stdout).unwrap()
 }

@@ -115,9 +115,7 @@ fn tokens(ctx: &mut Ctx, el: &Element<'_>, parent: &str, required: bool) -> Vec<
             Some(digest)
         });
         let description = t.maybe_empty_leaf(ctx, "Description").and_then(|leaf| {
-            let chars = leaf.text.chars().count();
-            if chars > 1000 {
-                let rule = format!("Description must be at most 1000 characters, found {chars}");
+            if let Err(rule) = check_description(leaf.text) {
                 ctx.bad(&leaf, rule);
             }
             (!leaf.text.is_empty()).then(|| leaf.text.to_owned())
@@ -142,19 +140,59 @@ fn tokens(ctx: &mut Ctx, el: &Element<'_>, parent: &str, required: bool) -> Vec<
     entries
 }
 
-/// `Name`: 1–40 Unicode characters (empty is reported by the reader), no control characters because
-/// the name goes into log lines and a request header.
+/// `Name` as the validator sees it, for errors found by the reader (empty) and by [`check_name`].
 fn name_ok(ctx: &mut Ctx, leaf: &Leaf<'_, '_>) -> bool {
-    let chars = leaf.text.chars().count();
-    let rule = if chars > 40 {
-        format!("Name must be 1 to 40 characters, found {chars}")
-    } else if has_control(leaf.text) {
-        "Name must not contain control characters".to_owned()
+    check_name(leaf.text)
+        .map_err(|rule| ctx.bad(leaf, rule))
+        .is_ok()
+}
+
+/// `Name`: 1–40 Unicode characters, no control characters because the name goes into log lines and
+/// a request header. Shared with the `token` commands so they refuse a bad name in the same words.
+pub fn check_name(name: &str) -> Result<(), String> {
+    short_text("Name", name, 40)
+}
+
+/// 1 to `max` characters, none of them a control character.
+fn short_text(what: &str, text: &str, max: usize) -> Result<(), String> {
+    let chars = text.chars().count();
+    if !(1..=max).contains(&chars) {
+        Err(format!(
+            "{what} must be 1 to {max} characters, found {chars}"
+        ))
+    } else if has_control(text) {
+        Err(format!("{what} must not contain control characters"))
     } else {
-        return true;
-    };
-    ctx.bad(leaf, rule);
-    false
+        Ok(())
+    }
+}
+
+/// `Description`: at most 1000 characters.
+pub fn check_description(text: &str) -> Result<(), String> {
+    let chars = text.chars().count();
+    match chars {
+        0..=1000 => Ok(()),
+        _ => Err(format!(
+            "Description must be at most 1000 characters, found {chars}"
+        )),
+    }
+}
+
+/// `Tenant`: 1–100 characters, no control characters (it goes into `X-Scangate-Tenants`).
+pub fn check_tenant(text: &str) -> Result<(), String> {
+    short_text("Tenant", text, 100)
+}
+
+/// `Role`: scangate's names, or the MDR spellings an MDR user would write.
+pub fn parse_role(text: &str) -> Result<Role, String> {
+    match text {
+        "Administrator" | "MDR Administrator" => Ok(Role::Administrator),
+        "SeniorSecurityOfficer" | "Senior Security Officer" => Ok(Role::SeniorSecurityOfficer),
+        "SecurityOfficer" | "Security Officer" => Ok(Role::SecurityOfficer),
+        other => Err(format!(
+            "Role must be Administrator, SeniorSecurityOfficer or SecurityOfficer, found {other:?}"
+        )),
+    }
 }
 
 /// `Value`: 88 characters of standard base64 encoding a 64-byte digest.
@@ -171,20 +209,10 @@ fn value(ctx: &mut Ctx, leaf: &Leaf<'_, '_>) -> Option<Digest> {
     None
 }
 
-/// `Role`: scangate's names, or the MDR spellings an MDR user would write.
 fn role(ctx: &mut Ctx, leaf: &Leaf<'_, '_>) -> Option<Role> {
-    match leaf.text {
-        "Administrator" | "MDR Administrator" => Some(Role::Administrator),
-        "SeniorSecurityOfficer" | "Senior Security Officer" => Some(Role::SeniorSecurityOfficer),
-        "SecurityOfficer" | "Security Officer" => Some(Role::SecurityOfficer),
-        other => {
-            let rule = format!(
-                "Role must be Administrator, SeniorSecurityOfficer or SecurityOfficer, found {other:?}"
-            );
-            ctx.bad(leaf, rule);
-            None
-        }
-    }
+    parse_role(leaf.text)
+        .map_err(|rule| ctx.bad(leaf, rule))
+        .ok()
 }
 
 /// `Tenants/Tenant`: 1–100 printable characters each.
@@ -198,16 +226,9 @@ fn tenants(ctx: &mut Ctx, el: &Element<'_>, parent: &str) -> Vec<String> {
     );
     let mut tenants = Vec::new();
     for leaf in g.leaves(ctx, "Tenant") {
-        let chars = leaf.text.chars().count();
-        if chars > 100 {
-            ctx.bad(
-                &leaf,
-                format!("Tenant must be 1 to 100 characters, found {chars}"),
-            );
-        } else if has_control(leaf.text) {
-            ctx.bad(&leaf, "Tenant must not contain control characters");
-        } else {
-            tenants.push(leaf.text.to_owned());
+        match check_tenant(leaf.text) {
+            Ok(()) => tenants.push(leaf.text.to_owned()),
+            Err(rule) => ctx.bad(&leaf, rule),
         }
     }
     tenants

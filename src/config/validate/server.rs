@@ -132,7 +132,7 @@ fn listen_addr(ctx: &mut Ctx, leaf: &Leaf<'_, '_>) -> Option<ListenAddr> {
 
 /// `ip:port`, `[v6]:port` or `localhost:port`. Host names are refused: a listener binds an address,
 /// and resolving a name at start-up would make the bind depend on DNS.
-pub(super) fn socket_addr(text: &str) -> Result<SocketAddr, &'static str> {
+pub(crate) fn socket_addr(text: &str) -> Result<SocketAddr, &'static str> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }
@@ -153,7 +153,7 @@ pub(super) fn socket_addr(text: &str) -> Result<SocketAddr, &'static str> {
 }
 
 /// A unix socket path, if the kernel can bind it.
-pub(super) fn unix_path(text: &str) -> Result<PathBuf, String> {
+pub(crate) fn unix_path(text: &str) -> Result<PathBuf, String> {
     if text.len() > MAX_UNIX_PATH_BYTES {
         return Err(format!(
             "unix socket path is {} bytes long; the limit is {MAX_UNIX_PATH_BYTES}",

@@ -1,0 +1,182 @@
+//! The admin listener (`AdminConnectionString`, default 127.0.0.1:9090). It is separate from the
+//! client listener and never behind client auth, so it binds to loopback unless told otherwise.
+//!
+//! - `/healthz`: the process is alive (always 200).
+//! - `/readyz`: 200 when a config is in force, at least one upstream answered the last connect
+//!   probe ([`probe`]) and the gateway is not draining; 503 with a JSON reason otherwise.
+//! - `/metrics`: the Prometheus registry (OpenMetrics text).
+//! - `/config`: the generation, the last reload's result and error, the token names with their
+//!   states, and the upstreams. Never a Value or the key: the gateway holds neither in a form it
+//!   could show (the token store keeps digests, and this page does not print them).
+
+pub mod probe;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+
+use crate::config::Role;
+use crate::net::Listener;
+use crate::proxy::body::ProxyBody;
+use crate::state::Gateway;
+
+/// Slow admin clients are cut off after this; a scraper sends its head at once.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The content type Prometheus negotiates for the OpenMetrics text prometheus-client writes.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Serves the admin endpoints on `listener` until `shutdown` resolves, and probes the upstreams
+/// for `/readyz` meanwhile. Run it past the client listener's drain, so `/readyz` can say
+/// "draining" while connections finish.
+pub async fn run(
+    listener: Listener,
+    gw: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let prober = tokio::spawn(probe::run(Arc::clone(&gw)));
+    tracing::info!(listen = listener.describe(), "admin listening");
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept_retrying() => accepted,
+            () = &mut shutdown => break,
+        };
+        let gw = Arc::clone(&gw);
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let resp = route(&gw, &req);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+    prober.abort();
+    Ok(())
+}
+
+fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<ProxyBody> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut resp = json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": "method not allowed"}),
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+    match req.uri().path() {
+        "/healthz" => json_response(StatusCode::OK, &json!({"status": "alive"})),
+        "/readyz" => {
+            let (status, body) = readiness(gw);
+            json_response(status, &body)
+        }
+        "/metrics" => {
+            let mut resp = Response::new(ProxyBody::full(gw.metrics.encode()));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
+            resp
+        }
+        "/config" => json_response(StatusCode::OK, &config_page(gw)),
+        _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
+    }
+}
+
+/// The `/readyz` answer: 200 or 503, with the reason when not ready.
+pub fn readiness(gw: &Gateway) -> (StatusCode, serde_json::Value) {
+    let snap = gw.snapshot.load();
+    let reachable = snap
+        .upstreams
+        .all()
+        .iter()
+        .filter(|u| u.reachable() == Some(true))
+        .count();
+    let reason = if gw.draining.load(Ordering::Relaxed) {
+        Some("draining")
+    } else if reachable == 0 {
+        Some("no upstream reachable")
+    } else {
+        None
+    };
+    let body = json!({
+        "ready": reason.is_none(),
+        "reason": reason,
+        "generation": snap.generation,
+        "upstreams_reachable": reachable,
+        "upstreams": snap.upstreams.all().len(),
+    });
+    match reason {
+        None => (StatusCode::OK, body),
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, body),
+    }
+}
+
+/// The `/config` page. Built from the token records, which hold names, states and roles; the
+/// digest is deliberately left out.
+pub fn config_page(gw: &Gateway) -> serde_json::Value {
+    let snap = gw.snapshot.load();
+    let last = gw.last_reload();
+    let tokens: Vec<_> = gw
+        .tokens
+        .records()
+        .iter()
+        .map(|t| {
+            json!({
+                "name": &*t.name,
+                "state": if t.enabled { "enabled" } else { "disabled" },
+                "role": t.role.map(role_name),
+            })
+        })
+        .collect();
+    let upstreams: Vec<_> = snap
+        .upstreams
+        .all()
+        .iter()
+        .map(|u| json!({"upstream": &*u.label, "reachable": u.reachable()}))
+        .collect();
+    json!({
+        "generation": snap.generation,
+        "config_path": gw.config_path.display().to_string(),
+        "last_reload": {
+            "result": last.result.as_str(),
+            "error": last.error,
+            "at_unix_seconds": last.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        },
+        "use_access_token": snap.auth_enabled,
+        "tokens": tokens,
+        "upstreams": upstreams,
+    })
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Administrator => "Administrator",
+        Role::SeniorSecurityOfficer => "SeniorSecurityOfficer",
+        Role::SecurityOfficer => "SecurityOfficer",
+    }
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(body.to_string()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

@@ -1,0 +1,119 @@
+//! Subcommands whose work lives in the library, so `main.rs` holds one enum variant and one dispatch
+//! arm per command. Each module has the command's clap `Args` and its `run`, which returns the exit
+//! code.
+//!
+//! - [`emulator`]: `scangate emulator`, the KAV-protocol scan-engine emulator as a process.
+//! - [`demo`]: `scangate demo`, an emulator and a gateway in one process with a throwaway token.
+//! - [`token`]: `scangate token …`, the kl_access_util and GUI counterpart: token edits in place.
+//! - [`check`]: `scangate check`, the config and key files validated as `serve` would load them.
+//! - [`healthcheck`]: `scangate healthcheck`, one GET against the admin listener for Docker.
+//! - [`process`]: what these commands share: the runtime, stop signals, exit codes.
+//!
+//! `token` and `check` fail with a [`CliError`], printed one line per problem. Their output contract:
+//! a token goes to stdout and nowhere else; every human message goes to stderr.
+
+pub mod check;
+pub mod demo;
+pub mod emulator;
+pub mod healthcheck;
+pub mod process;
+pub mod token;
+
+use std::path::{Path, PathBuf};
+
+use std::process::ExitCode;
+
+use self::process::{Failure, EXIT_USAGE};
+use crate::auth::token::KeyError;
+use crate::config::edit::EditError;
+use crate::config::LoadError;
+
+/// `--config PATH` or `SCANGATE_CONFIG`, shared by `token` and `check`. Global, so it may stand
+/// before or after the `token` subcommand.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConfigArg {
+    /// The config file (kavhttpd.xml-shaped).
+    #[arg(long, env = "SCANGATE_CONFIG", value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// The path, or a usage error naming both ways to give it.
+    pub fn path(&self) -> Result<&Path, CliError> {
+        self.config.as_deref().ok_or_else(|| {
+            CliError::Usage("no config file: pass --config PATH or set SCANGATE_CONFIG".into())
+        })
+    }
+}
+
+/// Why a command failed. Each line of its text is one complete message.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad arguments: exit 64.
+    #[error("{0}")]
+    Usage(String),
+    /// An edit was refused or could not be written.
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    /// The config file could not be read or is invalid.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The key file is unreadable or malformed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// `token add` found no key file, but Values made with some key are already in the config: a
+    /// new key would make every one of those tokens fail.
+    #[error(
+        "{}: token key file is missing, but the config already holds {tokens} token(s) hashed \
+         with a key; restore that key file rather than create a new one",
+        path.display()
+    )]
+    KeyMissing {
+        /// The key file.
+        path: PathBuf,
+        /// How many Tokens the config holds.
+        tokens: usize,
+    },
+    /// Writing the listing failed.
+    #[error("cannot write to stdout: {0}")]
+    Stdout(std::io::Error),
+    /// The errors `check` found, one per line.
+    #[error("{}", .0.join("\n"))]
+    Check(Vec<String>),
+    /// The file holds the new token's digest but the token could not be printed.
+    #[error(
+        "token {name:?} was written to the config but could not be printed ({source}); \
+         run `scangate token rotate {name}` to get a new one"
+    )]
+    NotPrinted {
+        /// The token's name.
+        name: String,
+        /// Why stdout failed.
+        source: std::io::Error,
+    },
+}
+
+impl Failure for CliError {
+    /// 64 for bad usage (bad arguments, a name missing or taken), 1 for everything else: an invalid
+    /// file or key, a failed write.
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => EXIT_USAGE,
+            CliError::Edit(e) if e.is_usage() => EXIT_USAGE,
+            _ => 1,
+        }
+    }
+}
+
+/// Prints a failure as `scangate <command>: …`, one line per problem, and picks the exit code.
+fn finish(command: &str, result: Result<(), CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("scangate {command}: {line}");
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The built `scangate` binary as a child process: spawn it, read its stdout line by line, stop it
+//! with a signal and collect its exit code. A child left running by a failed test is killed on drop.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago (bind port 0, read it, release it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `scangate` child.
+pub struct Scangate {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Drains stderr as it comes, so a chatty child never blocks on a full pipe.
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Scangate {
+    /// Starts `scangate ARGS…` with stdout piped (read by [`Scangate::lines_until`]) and stderr
+    /// collected (returned by [`Scangate::stop`]).
+    pub fn spawn(args: &[&str]) -> Scangate {
+        Self::spawn_logging(args, "info")
+    }
+
+    /// Like [`Scangate::spawn`], with `RUST_LOG` set to `level`.
+    pub fn spawn_logging(args: &[&str], level: &str) -> Scangate {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scangate"))
+            .args(args)
+            .env("RUST_LOG", level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Scangate {
+            child,
+            lines,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Stdout lines up to and including the first one that `last` accepts; panics after `deadline`.
+    pub fn lines_until(&self, deadline: Duration, last: impl Fn(&str) -> bool) -> Vec<String> {
+        let end = Instant::now() + deadline;
+        let mut seen = Vec::new();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let done = last(&line);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(e) => panic!("stdout ended or stalled ({e}); so far: {seen:#?}"),
+            }
+        }
+    }
+
+    /// Sends `signal` (as `kill -SIGNAL` names it: TERM, INT, HUP) without waiting.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} failed");
+    }
+
+    /// True while the child has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends `signal`, then [`Scangate::wait`]s.
+    pub fn stop(self, signal: &str) -> (ExitStatus, String) {
+        self.signal(signal);
+        self.wait()
+    }
+
+    /// Waits up to 10 s for the child to exit. Returns the exit status and everything the child
+    /// wrote to stderr.
+    pub fn wait(mut self) -> (ExitStatus, String) {
+        let end = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < end, "scangate did not exit in time");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        (status, stderr)
+    }
+}
+
+impl Drop for Scangate {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! `scangate token …` end to end with the built binary: the round trip, byte-for-byte preservation,
+//! a running gateway picking up added and rotated tokens, concurrent adds, and every refusal leaving
+//! the file as it was.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use scangate::auth::token::encode_value;
+use scangate::config::{load, Settings};
+use serde_json::json;
+
+fn settings(config: &Path) -> Settings {
+    load::read_settings(config).unwrap().1
+}
+
+fn read(config: &Path) -> String {
+    std::fs::read_to_string(config).unwrap()
+}
+
+/// A folder with a valid config holding one enabled token, `seed`.
+fn seeded() -> ConfigDir {
+    let cfg = Cfg::new(
+        "http://127.0.0.1:9",
+        &[Tok::new("seed", "Seed-Token-1", true)],
+    );
+    ConfigDir::new(&cfg)
+}
+
+/// The one line a token command printed on stdout.
+fn printed_token(run: &Run) -> String {
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let token = run.stdout.strip_suffix('\n').expect("one line").to_owned();
+    assert!(!token.contains('\n'), "stdout holds more than the token");
+    assert!(!run.stderr.contains(&token), "token on stderr");
+    token
+}
+
+#[test]
+fn round_trip_add_list_disable_enable_rotate_remove() {
+    let dir = seeded();
+    let p = &dir.path;
+    let add = scangate(
+        p,
+        &[
+            "token",
+            "add",
+            "--name",
+            "ci",
+            "--description",
+            "CI runner",
+            "--role",
+            "SecurityOfficer",
+            "--tenant",
+            "acme",
+        ],
+    );
+    let token = printed_token(&add);
+    assert!(token.starts_with("sg_") && token.len() == 47, "{token}");
+    assert!(token[3..].bytes().all(|b| b.is_ascii_alphanumeric()));
+    let added = format!("added token \"ci\" (enabled) to {}\n", p.display());
+    assert_eq!(add.stderr, added);
+    assert!(!read(p).contains(&token), "the token itself is in the file");
+
+    let ci = |p: &Path| settings(p).auth.tokens.into_iter().find(|t| t.name == "ci");
+    let entry = ci(p).unwrap();
+    assert_eq!(entry.digest, key().digest(token.as_bytes()));
+    assert_eq!(entry.description.as_deref(), Some("CI runner"));
+    assert!(entry.enabled);
+    assert_eq!(entry.tenants, ["acme"]);
+    let listed = |enabled: bool, fingerprint: &str| {
+        json!({
+            "name": "ci", "enabled": enabled, "description": "CI runner",
+            "role": "SecurityOfficer", "tenants": ["acme"], "fingerprint": fingerprint,
+        })
+    };
+    let fingerprint = &encode_value(&entry.digest)[..8];
+    let list = list_json(p);
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["name"], "seed");
+    assert_eq!(list[1], listed(true, fingerprint));
+    let table = scangate(p, &["token", "list"]);
+    assert_eq!(table.code, Some(0));
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME  "), "{}", table.stdout);
+    assert!(lines[2].starts_with("ci "), "{}", table.stdout);
+    assert!(lines[2].contains(fingerprint) && !table.stdout.contains(&token));
+
+    let disable = scangate(p, &["token", "disable", "ci"]);
+    assert_eq!((disable.code, disable.stdout.as_str()), (Some(0), ""));
+    assert_eq!(disable.stderr, "disabled token \"ci\"\n");
+    assert!(!ci(p).unwrap().enabled);
+    assert_eq!(list_json(p)[1], listed(false, fingerprint));
+
+    let enable = scangate(p, &["token", "enable", "ci"]);
+    assert_eq!(
+        (enable.code, enable.stderr.as_str()),
+        (Some(0), "enabled token \"ci\"\n")
+    );
+    assert!(ci(p).unwrap().enabled);
+    assert_eq!(list_json(p)[1], listed(true, fingerprint));
+
+    let rotate = scangate(p, &["token", "rotate", "ci"]);
+    let new = printed_token(&rotate);
+    assert_ne!(new, token);
+    let rotated = ci(p).unwrap();
+    assert_eq!(rotated.digest, key().digest(new.as_bytes()));
+    assert_eq!(
+        (rotated.role, &rotated.tenants, &rotated.description),
+        (entry.role, &entry.tenants, &entry.description)
+    );
+    let new_fingerprint = &encode_value(&rotated.digest)[..8];
+    assert_ne!(new_fingerprint, fingerprint);
+    assert_eq!(list_json(p)[1], listed(true, new_fingerprint));
+
+    let remove = scangate(p, &["token", "remove", "ci"]);
+    assert_eq!(
+        (remove.code, remove.stderr.as_str()),
+        (Some(0), "removed token \"ci\"\n")
+    );
+    assert!(ci(p).is_none());
+    assert!(!read(p).contains("<Name>ci</Name>"));
+    let names: Vec<_> = list_json(p).iter().map(|t| t["name"].clone()).collect();
+    assert_eq!(names, [json!("seed")]);
+}
+
+#[test]
+fn edits_keep_every_byte_outside_the_changed_tokens() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/edit");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("scangate.xml");
+    std::fs::copy(fixtures.join("preserve.xml"), &p).unwrap();
+    std::fs::copy(
+        fixtures.join("scangate.key"),
+        dir.path().join("scangate.key"),
+    )
+    .unwrap();
+    let steps: &[&[&str]] = &[
+        &[
+            "token",
+            "add",
+            "--name",
+            "new",
+            "--token",
+            "Fixed-Token-1",
+            "--role",
+            "SecurityOfficer",
+            "--tenant",
+            "acme",
+        ],
+        &["token", "disable", "soc"],
+        &["token", "describe", "ci", "--description", "CI & nightly"],
+        &["token", "rotate", "legacy", "--token", "Rotated-Token-2"],
+        &["token", "remove", "mail & relay"],
+    ];
+    for step in steps {
+        let run = scangate(&p, step);
+        assert_eq!(run.code, Some(0), "{step:?}: {}", run.stderr);
+    }
+    let got = read(&p);
+    let expected = std::fs::read_to_string(fixtures.join("preserve.expected.xml")).unwrap();
+    if got != expected {
+        let first = got.lines().zip(expected.lines()).position(|(a, b)| a != b);
+        panic!("differs from preserve.expected.xml from line {first:?} on:\n{got}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_gateway_accepts_added_tokens_and_drops_rotated_ones() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let cfg = Cfg::new(&up.url(), &[Tok::new("seed", "Seed-Token-1", true)]);
+    let gw = TestGateway::start_in(ConfigDir::new(&cfg), true).await;
+    let (c, url) = (client(), gw.url("/api/v3.0/version"));
+    let path = gw.config.path.clone();
+    let run = move |args: &'static [&'static str]| {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || scangate(&path, args))
+    };
+    let generation = gw.gw.generation();
+
+    let token = printed_token(&run(&["token", "add", "--name", "ci"]).await.unwrap());
+    let accepted = eventually(Duration::from_secs(10), || async {
+        status_with(&c, &url, &token).await == 200
+    });
+    assert!(accepted.await, "added token never accepted");
+    assert!(gw.gw.generation() > generation, "no reload happened");
+
+    let new = printed_token(&run(&["token", "rotate", "ci"]).await.unwrap());
+    let swapped = eventually(Duration::from_secs(10), || async {
+        status_with(&c, &url, &new).await == 200
+    });
+    assert!(swapped.await, "rotated token never accepted");
+    assert_eq!(status_with(&c, &url, &token).await, 401);
+    assert_eq!(status_with(&c, &url, "Seed-Token-1").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlinked_config_is_edited_at_its_target_and_still_reloads() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let cfg = Cfg::new(&up.url(), &[Tok::new("seed", "Seed-Token-1", true)]);
+    let target = ConfigDir::new(&cfg);
+    // The link lives in another folder, with the key: relative paths resolve against the link's
+    // folder, as `serve` resolves them.
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("scangate.xml");
+    std::os::unix::fs::symlink(&target.path, &link).unwrap();
+    let key = target.dir.path().join("scangate.key");
+    std::fs::copy(&key, dir.path().join("scangate.key")).unwrap();
+    let gw = TestGateway::start_in(
+        ConfigDir {
+            dir,
+            path: link.clone(),
+        },
+        true,
+    )
+    .await;
+
+    let add = link.clone();
+    let added =
+        tokio::task::spawn_blocking(move || scangate(&add, &["token", "add", "--name", "ci"]));
+    let token = printed_token(&added.await.unwrap());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(read(&target.path).contains("<Name>ci</Name>"));
+    let (c, url) = (client(), gw.url("/api/v3.0/version"));
+    let accepted = eventually(Duration::from_secs(10), || async {
+        status_with(&c, &url, &token).await == 200
+    });
+    assert!(
+        accepted.await,
+        "the edit at the link's target was not picked up"
+    );
+}
+
+#[test]
+fn twenty_parallel_adds_all_land() {
+    let dir = seeded();
+    let names: Vec<String> = (0..20).map(|i| format!("parallel-{i:02}")).collect();
+    let children: Vec<_> = (names.iter())
+        .map(|name| {
+            let mut cmd = command(&dir.path, &["token", "add", "--name", name]);
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let tokens: Vec<String> = (children.into_iter())
+        .map(|child| printed_token(&finished(child.wait_with_output().unwrap())))
+        .collect();
+
+    let s = settings(&dir.path);
+    assert_eq!(s.auth.tokens.len(), 21);
+    let mut listed: Vec<String> = (s.auth.tokens.iter().skip(1))
+        .map(|t| t.name.clone())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, names);
+    for (name, token) in names.iter().zip(&tokens) {
+        let entry = s.auth.tokens.iter().find(|t| &t.name == name).unwrap();
+        assert_eq!(entry.digest, key().digest(token.as_bytes()), "{name}");
+    }
+    let check = scangate(&dir.path, &["check"]);
+    assert_eq!(check.code, Some(0), "{}", check.stderr);
+}
+
+/// Runs a command that must be refused: exit `code`, nothing on stdout, exactly `stderr`, and the
+/// config byte for byte as before.
+fn refused(dir: &ConfigDir, args: &[&str], code: i32, stderr: &str) {
+    let before = read(&dir.path);
+    let run = scangate(&dir.path, args);
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (Some(code), "", stderr),
+        "{args:?}"
+    );
+    assert_eq!(read(&dir.path), before, "{args:?} changed the file");
+}
+
+#[test]
+fn taken_names_unknown_names_and_repeated_tokens_are_refused() {
+    let dir = seeded();
+    let add = |name: &'static str| ["token", "add", "--name", name];
+    refused(
+        &dir,
+        &add("seed"),
+        64,
+        "scangate token: a token named \"seed\" already exists\n",
+    );
+    let same = ["token", "add", "--name", "again", "--token", "Seed-Token-1"];
+    let taken = "scangate token: that token is already in the file, as \"seed\"\n";
+    refused(&dir, &same, 64, taken);
+    let rotate_same = ["token", "rotate", "seed", "--token", "Seed-Token-1"];
+    refused(&dir, &rotate_same, 64, taken);
+    for verb in ["enable", "disable", "remove", "rotate"] {
+        refused(
+            &dir,
+            &["token", verb, "ghost"],
+            64,
+            "scangate token: no token named \"ghost\"\n",
+        );
+    }
+    let long = "n".repeat(41);
+    let rule = "scangate token: --name: Name must be 1 to 40 characters, found 41\n";
+    refused(&dir, &["token", "add", "--name", &long], 64, rule);
+    // The last token cannot go while UseAccessToken is 1: the result would be invalid.
+    let p = dir.path.display();
+    let invalid = format!(
+        "scangate token: not written: {p}:11:7: ServerSettings/AuthSettings/AccessTokens: \
+         UseAccessToken is 1 but AccessTokens has no Token\n"
+    );
+    refused(&dir, &["token", "remove", "seed"], 1, &invalid);
+}
+
+#[test]
+fn bad_supplied_tokens_are_refused_without_being_echoed() {
+    let dir = seeded();
+    let cases = [
+        ("Ab1", "a token must be 4 to 100 ASCII characters"),
+        ("lower-case-1", "a token needs an upper-case letter, a lower-case letter, a digit and one of - . _ ~ + /"),
+        ("Päss-word-1", "a token must be printable ASCII"),
+    ];
+    for (token, rule) in cases {
+        let add = ["token", "add", "--name", "x", "--token", token];
+        refused(
+            &dir,
+            &add,
+            64,
+            &format!("scangate token: --token: {rule}\n"),
+        );
+        let rotate = ["token", "rotate", "seed", "--token", token];
+        refused(
+            &dir,
+            &rotate,
+            64,
+            &format!("scangate token: --token: {rule}\n"),
+        );
+    }
+}
+
+#[test]
+fn a_supplied_token_may_start_with_a_hyphen() {
+    let dir = seeded();
+    let add = scangate(
+        &dir.path,
+        &["token", "add", "--name", "dash", "--token", "-Dash-1x"],
+    );
+    assert_eq!(printed_token(&add), "-Dash-1x");
+    let entry = settings(&dir.path).auth.tokens.pop().unwrap();
+    assert_eq!(entry.digest, key().digest(b"-Dash-1x"));
+    let padded = ["token", "add", "--name", " padded", "--token", "Padded-1x"];
+    let rule = "scangate token: --name: Name must not start or end with whitespace\n";
+    refused(&dir, &padded, 64, rule);
+}
+
+#[test]
+fn an_unreadable_or_missing_key_file_is_refused() {
+    let dir = seeded();
+    let key = dir.dir.path().join("scangate.key");
+    std::fs::remove_file(&key).unwrap();
+    let k = key.display();
+    let missing = format!(
+        "scangate token: {k}: token key file is missing, but the config already holds 1 token(s) hashed \
+         with a key; restore that key file rather than create a new one\n"
+    );
+    refused(&dir, &["token", "add", "--name", "x"], 1, &missing);
+    assert!(!key.exists(), "a key file was created");
+
+    std::fs::create_dir(&key).unwrap();
+    let unreadable =
+        format!("scangate token: {k}: cannot read token key file: Is a directory (os error 21)\n");
+    refused(&dir, &["token", "add", "--name", "x"], 1, &unreadable);
+    refused(&dir, &["token", "rotate", "seed"], 1, &unreadable);
+
+    std::fs::remove_dir(&key).unwrap();
+    std::fs::write(&key, "not a key\n").unwrap();
+    let malformed = format!(
+        "scangate token: {k}: token key file must hold one line: the standard base64 of 32 random bytes\n"
+    );
+    refused(&dir, &["token", "add", "--name", "x"], 1, &malformed);
+}
+
+#[test]
+fn a_read_only_folder_is_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+
+    let root = tempfile::tempdir().unwrap();
+    let mode = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    mode(root.path(), 0o755);
+    let folder = root.path().join("ro");
+    std::fs::create_dir(&folder).unwrap();
+    let p = folder.join("scangate.xml");
+    let cfg = Cfg::new(
+        "http://127.0.0.1:9",
+        &[Tok::new("seed", "Seed-Token-1", true)],
+    );
+    std::fs::write(&p, cfg.xml()).unwrap();
+    std::fs::write(folder.join("scangate.key"), base64_key() + "\n").unwrap();
+    mode(&folder.join("scangate.key"), 0o644);
+    // root writes anywhere; run the commands as nobody then.
+    let as_root = std::fs::metadata(&p).unwrap().uid() == 0;
+    let run = |args: &[&str]| {
+        let mut cmd = command(&p, args);
+        if as_root {
+            cmd.uid(65534).gid(65534);
+        }
+        finished(cmd.output().unwrap())
+    };
+    let before = read(&p);
+    let real = std::fs::canonicalize(&folder).unwrap();
+
+    mode(&folder, 0o555);
+    let add = run(&["token", "add", "--name", "x"]);
+    let lock = format!(
+        "scangate token: {}: cannot lock: Permission denied (os error 13)\n",
+        real.join("scangate.xml.lock").display()
+    );
+    assert_eq!(
+        (add.code, add.stdout.as_str(), add.stderr.as_str()),
+        (Some(1), "", lock.as_str())
+    );
+
+    // With the lock file already there, the temp file is what cannot be made.
+    mode(&folder, 0o755);
+    std::fs::write(folder.join("scangate.xml.lock"), "").unwrap();
+    mode(&folder, 0o555);
+    let disable = run(&["token", "disable", "seed"]);
+    let write = format!(
+        "scangate token: {}: cannot write: Permission denied (os error 13)\n",
+        real.display()
+    );
+    let got = (
+        disable.code,
+        disable.stdout.as_str(),
+        disable.stderr.as_str(),
+    );
+    assert_eq!(got, (Some(1), "", write.as_str()));
+    mode(&folder, 0o755);
+
+    assert_eq!(read(&p), before);
+    let mut left: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["scangate.key", "scangate.xml", "scangate.xml.lock"]);
+}
+
+#[test]
+fn add_creates_a_0600_key_file_and_the_config_comes_from_the_environment() {
+    use std::os::unix::fs::PermissionsExt;
+
+    // A fresh folder: no key, no token, UseAccessToken 0.
+    let fresh = tempfile::tempdir().unwrap();
+    let p = fresh.path().join("scangate.xml");
+    let mut cfg = Cfg::new("http://127.0.0.1:9", &[]);
+    cfg.use_access_token = false;
+    std::fs::write(&p, cfg.xml()).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scangate"));
+    cmd.args(["token", "add", "--name", "first"])
+        .env("SCANGATE_CONFIG", &p);
+    let add = finished(cmd.output().unwrap());
+    let token = printed_token(&add);
+    let key = fresh.path().join("scangate.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let k = scangate::auth::token::TokenKey::read(&key).unwrap();
+    assert_eq!(
+        settings(&p).auth.tokens[0].digest,
+        k.digest(token.as_bytes())
+    );
+    assert_eq!(
+        add.stderr,
+        format!(
+            "created token key file {} (mode 0600)\nadded token \"first\" (enabled) to {p}\n\
+             note: UseAccessToken is 0 in {p}: no request is checked until it is 1\n",
+            key.display(),
+            p = p.display()
+        )
+    );
+}
+
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    let dir = seeded();
+    let mut bare = std::process::Command::new(env!("CARGO_BIN_EXE_scangate"));
+    bare.args(["token", "list"]).env_remove("SCANGATE_CONFIG");
+    let run = finished(bare.output().unwrap());
+    assert_eq!(run.code, Some(64));
+    assert_eq!(
+        run.stderr,
+        "scangate token: no config file: pass --config PATH or set SCANGATE_CONFIG\n"
+    );
+    for args in [
+        &["token", "add"][..],
+        &["token", "frobnicate"],
+        &["token", "add", "--name", "x", "--role", "Boss"],
+    ] {
+        assert_eq!(scangate(&dir.path, args).code, Some(64), "{args:?}");
+    }
+    let help = scangate(&dir.path, &["token", "add", "--help"]);
+    assert_eq!(help.code, Some(0));
+    assert!(help.stdout.contains("--tenant <TENANT>"), "{}", help.stdout);
+}
