@@ -173,12 +173,24 @@ impl Gateway {
     fn reload_inner(&self) -> Result<ReloadOutcome, ReloadError> {
         let started = Instant::now();
         let mut last_hash = self.reload_lock.lock().expect("reload lock");
+        let previous = self.snapshot.load_full();
+        // Compare before parsing: a folder event for an unchanged file must not cost a full parse.
+        let bytes = config::load::read_capped(&self.config_path)?;
+        let in_force = &previous.settings;
+        let quick = config::load::content_hash(
+            &bytes,
+            &in_force.gateway.token_key_file,
+            in_force.server.tls.as_ref(),
+        );
+        if *last_hash == Some(quick) {
+            return Ok(ReloadOutcome::Unchanged);
+        }
+        drop(bytes);
         let loaded = config::load(&self.config_path)?;
         if *last_hash == Some(loaded.content_hash) {
             return Ok(ReloadOutcome::Unchanged);
         }
         let hash = loaded.content_hash;
-        let previous = self.snapshot.load_full();
         let generation = previous.generation + 1;
         let mut snapshot = build_snapshot(loaded, generation, Some(&previous))?;
         warn_restart_needed(&previous.settings, &snapshot.settings);

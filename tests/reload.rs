@@ -224,3 +224,26 @@ async fn stable_token_never_fails_during_50_reloads_under_load() {
         "too few requests to mean anything"
     );
 }
+
+#[tokio::test]
+async fn a_changed_key_file_alone_is_a_reload() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let cfg = Cfg::new(&up.url(), &[Tok::new("old", OLD, true)]);
+    let gw = TestGateway::start_in(ConfigDir::new(&cfg), false).await;
+    let c = client();
+    let url = gw.url("/");
+    assert_eq!(status_with(&c, &url, OLD).await, 200);
+    // Same config bytes, new key: every Value now belongs to a different token.
+    use base64::Engine;
+    let new_key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    write_atomic(&gw.config.dir.path().join("scangate.key"), &new_key);
+    assert!(matches!(
+        gw.gw.reload().unwrap(),
+        scangate::state::ReloadOutcome::Applied { generation: 2, .. }
+    ));
+    assert_eq!(status_with(&c, &url, OLD).await, 401);
+    assert_eq!(
+        gw.gw.reload().unwrap(),
+        scangate::state::ReloadOutcome::Unchanged
+    );
+}

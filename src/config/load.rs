@@ -113,24 +113,9 @@ pub fn read_settings(path: &Path) -> Result<(Vec<u8>, Settings), LoadError> {
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     let (bytes, settings) = read_settings(path)?;
 
-    let mut hasher = Sha256::new();
-    hasher.update((bytes.len() as u64).to_le_bytes());
-    hasher.update(&bytes);
-    // Certificate files are part of the content: replacing them is a reload. Unreadable ones hash as
-    // absent here; the TLS loader reports them.
-    if let Some(tls) = &settings.server.tls {
-        for file in [&tls.cert, &tls.key] {
-            let bytes = std::fs::read(file).unwrap_or_default();
-            hasher.update((bytes.len() as u64).to_le_bytes());
-            hasher.update(&bytes);
-        }
-    }
     let key_path = &settings.gateway.token_key_file;
-    let key = match std::fs::read(key_path) {
-        Ok(key_bytes) => {
-            hasher.update(&key_bytes);
-            Some(TokenKey::read(key_path)?)
-        }
+    let key = match std::fs::metadata(key_path) {
+        Ok(_) => Some(TokenKey::read(key_path)?),
         Err(source) if settings.auth.use_access_token => {
             return Err(LoadError::Key(KeyError::Read {
                 path: key_path.clone(),
@@ -139,9 +124,30 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
         }
         Err(_) => None,
     };
+    let content_hash = content_hash(&bytes, key_path, settings.server.tls.as_ref());
     Ok(Loaded {
         settings,
         key,
-        content_hash: hasher.finalize().into(),
+        content_hash,
     })
+}
+
+/// SHA-256 over the config bytes and the files they refer to: the key file and the TLS certificate
+/// and key. Replacing any of them is a change. Unreadable files hash as empty; loading reports them.
+///
+/// The same config bytes always name the same files, so a reload can compare this hash, computed
+/// with the paths of the config in force, before it parses anything.
+pub fn content_hash(config: &[u8], key_file: &Path, tls: Option<&super::TlsFiles>) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    let mut add = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    add(config);
+    add(&std::fs::read(key_file).unwrap_or_default());
+    if let Some(tls) = tls {
+        add(&std::fs::read(&tls.cert).unwrap_or_default());
+        add(&std::fs::read(&tls.key).unwrap_or_default());
+    }
+    hasher.finalize().into()
 }

@@ -20,6 +20,10 @@ use crate::state::{Gateway, ReloadOutcome};
 /// events in a row.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// Longest a steady stream of events can hold a reload back: a folder that changes every 100 ms
+/// still reloads at least once a second.
+pub const DEBOUNCE_MAX: Duration = Duration::from_secs(1);
+
 /// Why the reload triggers could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -164,18 +168,31 @@ fn folder_of(file: &Path) -> PathBuf {
 }
 
 async fn reload_loop(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<&'static str>) {
-    while let Some(mut trigger) = rx.recv().await {
-        // Debounce: wait until the events stop for DEBOUNCE. SIGHUP and poll skip the wait.
-        if trigger == "watch" {
-            loop {
-                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                    Ok(Some(next)) => trigger = next,
-                    Ok(None) => return,
-                    Err(_) => break,
-                }
-            }
-        }
+    while let Some(trigger) = rx.recv().await {
+        let Some(trigger) = debounce(trigger, &mut rx).await else {
+            return;
+        };
         reload_now(&gw, trigger).await;
+    }
+}
+
+/// Waits until folder events stop for [`DEBOUNCE`], or [`DEBOUNCE_MAX`] after the first one.
+/// SIGHUP and poll skip the wait. `None` when the channel closed.
+async fn debounce(
+    mut trigger: &'static str,
+    rx: &mut mpsc::UnboundedReceiver<&'static str>,
+) -> Option<&'static str> {
+    if trigger != "watch" {
+        return Some(trigger);
+    }
+    let latest = tokio::time::Instant::now() + DEBOUNCE_MAX;
+    loop {
+        let quiet_until = (tokio::time::Instant::now() + DEBOUNCE).min(latest);
+        match tokio::time::timeout_at(quiet_until, rx.recv()).await {
+            Ok(Some(next)) => trigger = next,
+            Ok(None) => return None,
+            Err(_) => return Some(trigger),
+        }
     }
 }
 
@@ -207,5 +224,43 @@ pub async fn reload_now(gw: &Arc<Gateway>, trigger: &'static str) {
             "config reload failed; keeping the last good config"
         ),
         Err(e) => tracing::error!(trigger, error = %e, "config reload task failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn debounce_waits_for_quiet_but_not_longer_than_the_cap() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // A burst that ends: reload 200 ms after the last event.
+        let start = Instant::now();
+        for _ in 0..3 {
+            tx.send("watch").unwrap();
+        }
+        assert_eq!(debounce("watch", &mut rx).await, Some("watch"));
+        assert_eq!(start.elapsed(), DEBOUNCE);
+
+        // Events every 100 ms for 5 s: the reload still happens after DEBOUNCE_MAX.
+        let feeder = tokio::spawn({
+            let tx = tx.clone();
+            async move {
+                for _ in 0..50 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let _ = tx.send("watch");
+                }
+            }
+        });
+        let start = Instant::now();
+        assert_eq!(debounce("watch", &mut rx).await, Some("watch"));
+        assert_eq!(start.elapsed(), DEBOUNCE_MAX);
+        feeder.abort();
+
+        // SIGHUP does not wait at all.
+        let start = Instant::now();
+        assert_eq!(debounce("sighup", &mut rx).await, Some("sighup"));
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }
