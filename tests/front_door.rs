@@ -465,3 +465,25 @@ async fn https_upstream_is_verified_against_upstream_ca_file() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "tls-upstream");
 }
+
+#[tokio::test]
+async fn unusable_upstream_ca_file_is_a_startup_error_naming_it() {
+    let cfg = Cfg::new("https://localhost:9", &toks());
+    let dir = ConfigDir::new(&cfg);
+    let ca = dir.dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let xml = cfg
+        .xml()
+        .replace("<Realm>", "<UpstreamCaFile>ca.pem</UpstreamCaFile><Realm>");
+    std::fs::write(&dir.path, xml).unwrap();
+    let err = scangate::state::Gateway::start(&dir.path)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "{}: cannot load upstream CA file: no PEM certificate found",
+            ca.display()
+        )
+    );
+}

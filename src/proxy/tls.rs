@@ -50,16 +50,21 @@ pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let err = |reason: String| TlsError::Certificate {
+    pem_certs(path).map_err(|reason| TlsError::Certificate {
         path: path.to_owned(),
         reason,
-    };
-    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    })
+}
+
+/// Every certificate in a PEM file, or why there is none. Shared by the listener's chain and the
+/// upstream CA bundle; each caller names the file in its own error.
+pub(crate) fn pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| e.to_string())?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<_, _>>()
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     if certs.is_empty() {
-        return Err(err("no PEM certificate found".into()));
+        return Err("no PEM certificate found".into());
     }
     Ok(certs)
 }

@@ -273,13 +273,7 @@ fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, UpstreamEr
             path: path.to_owned(),
             reason,
         };
-        let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
-            .collect::<Result<_, _>>()
-            .map_err(|e| err(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(err("no PEM certificate found".into()));
-        }
+        let certs = super::tls::pem_certs(path).map_err(err)?;
         let (added, _) = roots.add_parsable_certificates(certs);
         if added == 0 {
             return Err(err("no usable CA certificate".into()));
