@@ -424,3 +424,49 @@ async fn unix_socket_client_listener() {
     assert!(seen[0].headers.get("x-forwarded-for").is_none());
     assert_eq!(seen[0].headers["x-scangate-token-name"], "alpha");
 }
+
+#[tokio::test]
+async fn role_outside_its_scope_gets_403_and_tenants_are_forwarded() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let cfg = Cfg::new(&up.url(), &tokens());
+    let config = ConfigDir::new(&cfg);
+    // Give "alpha" the narrowest role and two tenants.
+    let xml = cfg.xml().replacen(
+        "<Enabled>1</Enabled></Token>",
+        "<Enabled>1</Enabled><Role>SecurityOfficer</Role><Tenants><Tenant>acme</Tenant><Tenant>café</Tenant></Tenants></Token>",
+        1,
+    );
+    std::fs::write(&config.path, xml).unwrap();
+    let gw = TestGateway::start_in(config, false).await;
+    let c = client();
+
+    let denied = c
+        .post(gw.url("/api/v3.0/clearstatistics"))
+        .bearer_auth(ALPHA)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    assert!(denied.headers().get("www-authenticate").is_none());
+    assert_eq!(
+        denied.text().await.unwrap(),
+        r#"{"error":"token not allowed for this operation"}"#
+    );
+    assert!(
+        up.seen().is_empty(),
+        "a forbidden call reached the upstream"
+    );
+
+    let allowed = c
+        .post(gw.url("/api/v3.0/scanmemory"))
+        .bearer_auth(ALPHA)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers["x-scangate-tenants"], "acme,caf%C3%A9");
+}

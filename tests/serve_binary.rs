@@ -12,6 +12,15 @@ use common::*;
 const TOKEN: &str = "sg_SecretLeakProbe-7x";
 const OTHER: &str = "sg_OtherLeakProbe-8y";
 
+/// Runs `serve` on a config that must fail at start-up, and returns its output.
+fn serve_once(config: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_scangate"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 fn spawn_serve(config: &std::path::Path) -> Scangate {
     Scangate::spawn_logging(&["serve", "--config", config.to_str().unwrap()], "trace")
 }
@@ -93,11 +102,7 @@ fn bad_config_exits_64_with_the_position() {
         "<Configuration>\n  <ServerSettings>\n</Configuration>\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_scangate"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = serve_once(&path);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:3:", path.display())), "{err}");
@@ -109,11 +114,7 @@ fn missing_key_file_is_a_startup_error_naming_the_path() {
     let dir = ConfigDir::new(&cfg);
     let key = dir.dir.path().join("scangate.key");
     std::fs::remove_file(&key).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_scangate"))
-        .args(["serve", "--config"])
-        .arg(&dir.path)
-        .output()
-        .unwrap();
+    let out = serve_once(&dir.path);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -122,11 +123,7 @@ fn missing_key_file_is_a_startup_error_naming_the_path() {
     );
 
     std::fs::write(&key, "").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_scangate"))
-        .args(["serve", "--config"])
-        .arg(&dir.path)
-        .output()
-        .unwrap();
+    let out = serve_once(&dir.path);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
