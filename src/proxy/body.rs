@@ -12,6 +12,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
+
+use super::upstream::UpstreamBody;
 use tokio::time::{Instant, Sleep};
 
 /// How an upload ended, shared between the body (which sees it) and the handler (which answers).
@@ -166,7 +168,7 @@ pin_project! {
     #[project = ProxyBodyProj]
     pub enum ProxyBody {
         /// Streamed from the upstream as it arrives.
-        Upstream { #[pin] body: Incoming },
+        Upstream { #[pin] body: UpstreamBody },
         /// A gateway-made body (errors, admin pages).
         Full { data: Option<Bytes> },
     }
@@ -182,7 +184,7 @@ impl ProxyBody {
     }
 
     /// The upstream's streamed body.
-    pub fn upstream(body: Incoming) -> ProxyBody {
+    pub fn upstream(body: UpstreamBody) -> ProxyBody {
         ProxyBody::Upstream { body }
     }
 }

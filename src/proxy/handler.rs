@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use http::{header, HeaderValue, Request, Response, Version};
+use http::{header, HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
@@ -100,7 +100,11 @@ async fn proxy(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    let uri = upstream.uri_for(req.uri().path_and_query());
+    // Origin form: the connection already goes to the upstream.
+    let uri = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     {
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h);
@@ -108,7 +112,7 @@ async fn proxy(
         if snap.auth_enabled {
             h.remove(&snap.auth_field);
         }
-        h.remove(header::HOST);
+        h.insert(header::HOST, upstream.host().clone());
         let fwd = Forwarded {
             client_ip: downstream.peer.map(|p| p.ip()),
             https: downstream.https,

@@ -1,0 +1,163 @@
+//! The upstream connection pool against a raw-socket upstream whose connection handling is
+//! scripted: reuse, upstreams that close idle connections, truncated bodies, empty bodies.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const ALPHA: &str = "sg_AlphaToken-1";
+
+/// What the raw upstream does after reading each request head (requests carry no body here).
+#[derive(Debug, Clone, Copy)]
+enum Script {
+    /// `200` with a 2-byte body, and keep the connection open.
+    KeepAlive,
+    /// `204` (no body), and keep the connection open.
+    NoContent,
+    /// `200` with a 2-byte body, then close the connection 50 ms later without saying so first:
+    /// what an upstream with a short keep-alive timeout does.
+    CloseAfterAnswer,
+    /// The first connection promises 100 bytes, sends 10 and closes; later ones behave.
+    TruncateFirst,
+}
+
+/// A raw HTTP/1.1 upstream that counts the connections it accepts.
+struct RawUpstream {
+    addr: std::net::SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+impl RawUpstream {
+    async fn start(script: Script) -> RawUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::spawn(serve(stream, script, n));
+            }
+        });
+        RawUpstream { addr, connections }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve(mut stream: TcpStream, script: Script, nth: usize) {
+    let mut buf = Vec::new();
+    loop {
+        // Read one request head; these requests have no body.
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        buf.drain(..end);
+        let answer: &[u8] = match script {
+            Script::KeepAlive | Script::CloseAfterAnswer => {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+            }
+            Script::NoContent => b"HTTP/1.1 204 No Content\r\n\r\n",
+            Script::TruncateFirst if nth == 1 => {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789"
+            }
+            Script::TruncateFirst => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        };
+        if stream.write_all(answer).await.is_err() {
+            return;
+        }
+        match script {
+            Script::CloseAfterAnswer => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return;
+            }
+            Script::TruncateFirst if nth == 1 => return,
+            _ => {}
+        }
+    }
+}
+
+async fn get(gw: &TestGateway) -> reqwest::Result<(u16, String)> {
+    let resp = client()
+        .get(gw.url("/api/v3.0/version"))
+        .header("Authorization", format!("Bearer {ALPHA}"))
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
+}
+
+async fn gateway(upstream: &RawUpstream) -> TestGateway {
+    let cfg = Cfg::new(&upstream.url(), &[Tok::new("alpha", ALPHA, true)]);
+    TestGateway::start(&cfg).await
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_upstream_connection() {
+    let upstream = RawUpstream::start(Script::KeepAlive).await;
+    let gw = gateway(&upstream).await;
+    for _ in 0..20 {
+        assert_eq!(get(&gw).await.unwrap(), (200, "ok".to_owned()));
+    }
+    assert_eq!(upstream.connections(), 1);
+}
+
+#[tokio::test]
+async fn empty_responses_give_their_connection_back_too() {
+    let upstream = RawUpstream::start(Script::NoContent).await;
+    let gw = gateway(&upstream).await;
+    for _ in 0..5 {
+        assert_eq!(get(&gw).await.unwrap(), (204, String::new()));
+    }
+    assert_eq!(upstream.connections(), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_closing_idle_connections_costs_no_request() {
+    let upstream = RawUpstream::start(Script::CloseAfterAnswer).await;
+    let gw = gateway(&upstream).await;
+    for _ in 0..5 {
+        assert_eq!(get(&gw).await.unwrap(), (200, "ok".to_owned()));
+        // Past the upstream's close: the pooled connection is dead when the next request comes.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(upstream.connections(), 5);
+}
+
+#[tokio::test]
+async fn a_truncated_body_fails_that_response_and_its_connection_is_not_reused() {
+    let upstream = RawUpstream::start(Script::TruncateFirst).await;
+    let gw = gateway(&upstream).await;
+    let resp = client()
+        .get(gw.url("/api/v3.0/version"))
+        .header("Authorization", format!("Bearer {ALPHA}"))
+        .send()
+        .await
+        .unwrap();
+    // The head was good and is passed on; the body then breaks off, and the client sees that.
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.is_err());
+    assert_eq!(get(&gw).await.unwrap(), (200, "ok".to_owned()));
+    assert_eq!(get(&gw).await.unwrap(), (200, "ok".to_owned()));
+    assert_eq!(upstream.connections(), 2);
+}
