@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use rand::RngCore;
-use sha2::Sha512;
 
 /// A token digest: the map key and what `Value` encodes.
 pub type Digest = [u8; 64];
@@ -28,9 +26,11 @@ const MINTED_CHARS: usize = 44;
 pub const MAX_TOKEN_BYTES: usize = 256;
 
 /// The HMAC key, with the keyed state precomputed so a digest costs two compressions, not four.
+/// ring's assembly SHA-512 does it in fewer instructions than the RustCrypto crates (criterion
+/// `digest` bench, benches/RESULTS.md).
 #[derive(Clone)]
 pub struct TokenKey {
-    mac: Hmac<Sha512>,
+    mac: ring::hmac::Key,
 }
 
 impl fmt::Debug for TokenKey {
@@ -70,7 +70,7 @@ impl TokenKey {
     /// A key from raw bytes.
     pub fn from_bytes(key: &[u8; KEY_BYTES]) -> TokenKey {
         TokenKey {
-            mac: Hmac::<Sha512>::new_from_slice(key).expect("HMAC takes any key length"),
+            mac: ring::hmac::Key::new(ring::hmac::HMAC_SHA512, key),
         }
     }
 
@@ -118,9 +118,10 @@ impl TokenKey {
 
     /// HMAC-SHA-512 of a token.
     pub fn digest(&self, token: &[u8]) -> Digest {
-        let mut mac = self.mac.clone();
-        mac.update(token);
-        mac.finalize().into_bytes().into()
+        let tag = ring::hmac::sign(&self.mac, token);
+        tag.as_ref()
+            .try_into()
+            .expect("HMAC-SHA-512 tags are 64 bytes")
     }
 
     /// The `Value` text for a token: base64 of its digest, 88 characters.
@@ -249,7 +250,7 @@ mod tests {
     #[test]
     fn digest_matches_reference_hmac() {
         // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
-        let mac = Hmac::<Sha512>::new_from_slice(b"Jefe").unwrap();
+        let mac = ring::hmac::Key::new(ring::hmac::HMAC_SHA512, b"Jefe");
         let key = TokenKey { mac };
         let d = key.digest(b"what do ya want for nothing?");
         assert_eq!(d[..8], [0x16, 0x4b, 0x7a, 0x7b, 0xfc, 0xf8, 0x19, 0xe2]);

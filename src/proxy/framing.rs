@@ -63,9 +63,9 @@ impl<S> FramingGuard<S> {
                 State::Refused => return Some(i),
                 State::Head => {
                     let start = i;
-                    let end = self.push_head(&bytes[i..])?;
+                    let (end, framing) = self.next_head(&bytes[i..])?;
                     i += end;
-                    match head_framing(&self.head) {
+                    match framing {
                         Framing::Refuse => {
                             self.state = State::Refused;
                             // Bytes of this head seen in earlier reads are harmless: hyper waits
@@ -149,25 +149,68 @@ impl<S> FramingGuard<S> {
         None
     }
 
-    /// Appends to the head; returns how many bytes of `bytes` completed it, if it is now complete.
-    fn push_head(&mut self, bytes: &[u8]) -> Option<usize> {
-        for (k, &b) in bytes.iter().enumerate() {
+    /// Reads a request head from `bytes`. When the head completes in them, returns how many of
+    /// `bytes` it took and its framing. A head that arrives whole in one read (the usual case) is
+    /// read in place; only one split over reads is copied.
+    fn next_head(&mut self, bytes: &[u8]) -> Option<(usize, Framing)> {
+        if self.head.is_empty() {
             // Leading blank lines before a request line are allowed (RFC 9112 §2.2).
-            if self.head.is_empty() && (b == b'\r' || b == b'\n') {
-                continue;
+            let skip = bytes
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+            let rest = &bytes[skip..];
+            if let Some(end) = head_end(rest, 0) {
+                return Some((skip + end, head_framing(&rest[..end])));
             }
-            self.head.push(b);
-            if b == b'\n' && (self.head.ends_with(b"\n\r\n") || self.head.ends_with(b"\n\n")) {
-                return Some(k + 1);
+            return self.keep_partial(rest);
+        }
+        let before = self.head.len();
+        let room = (MAX_HEADER_BYTES + 4).saturating_sub(before);
+        self.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        // The blank line may straddle the two reads: look from just before the new bytes.
+        match head_end(&self.head, before.saturating_sub(3)) {
+            Some(end) => {
+                let framing = head_framing(&self.head[..end]);
+                self.head.clear();
+                Some((end - before, framing))
             }
-            if self.head.len() > MAX_HEADER_BYTES {
-                // hyper answers 431 for this; it will not be forwarded.
-                self.state = State::Off;
-                return None;
+            None => {
+                self.check_size();
+                None
             }
         }
+    }
+
+    /// Keeps the start of a head that continues in the next read.
+    fn keep_partial(&mut self, rest: &[u8]) -> Option<(usize, Framing)> {
+        let room = MAX_HEADER_BYTES + 4;
+        self.head.extend_from_slice(&rest[..rest.len().min(room)]);
+        self.check_size();
         None
     }
+
+    fn check_size(&mut self) {
+        if self.head.len() > MAX_HEADER_BYTES {
+            // hyper answers 431 for this; it will not be forwarded.
+            self.state = State::Off;
+            self.head = Vec::new();
+        }
+    }
+}
+
+/// The end of the head in `buf` (just past its blank line), searching from `from`.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while let Some(k) = memchr::memchr(b'\n', &buf[at..]) {
+        let nl = at + k;
+        match buf.get(nl + 1..) {
+            Some([b'\n', ..]) => return Some(nl + 2),
+            Some([b'\r', b'\n', ..]) => return Some(nl + 3),
+            _ => at = nl + 1,
+        }
+    }
+    None
 }
 
 enum Framing {
@@ -191,8 +234,8 @@ fn head_framing(head: &[u8]) -> Framing {
             continue;
         };
         let name = &line[..colon];
-        let value = std::str::from_utf8(&line[colon + 1..]).unwrap_or("").trim();
         if name.eq_ignore_ascii_case(b"content-length") {
+            let value = std::str::from_utf8(&line[colon + 1..]).unwrap_or("").trim();
             lengths += 1;
             length = value.parse::<u64>().ok();
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
@@ -319,9 +362,25 @@ GET /z HTTP/1.1\r\n\r\n";
         ] {
             let stream = [&first[..], bad].concat();
             assert_eq!(refuse_at(&stream, stream.len()), Some(first.len()));
-            // Split reads: the refusal comes no later than the read that completes the bad head.
-            let at = refuse_at(&stream, 5).unwrap();
-            assert!(at >= first.len() && at <= first.len() + bad.len());
+            // Split reads, including splits inside the blank line: the refusal comes no later than
+            // the read that completes the bad head.
+            for step in 1..=stream.len() {
+                let at = refuse_at(&stream, step).unwrap_or_else(|| panic!("step {step}"));
+                assert!(at >= first.len() && at <= first.len() + bad.len(), "step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_head_over_the_limit_turns_the_guard_off_for_hyper_to_refuse() {
+        for step in [100, MAX_HEADER_BYTES + 10] {
+            let mut g = guard();
+            let mut stream = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+            stream.resize(MAX_HEADER_BYTES + 10, b'a');
+            for piece in stream.chunks(step) {
+                assert_eq!(g.scan(piece), None);
+            }
+            assert_eq!(g.state, State::Off, "step {step}");
         }
     }
 

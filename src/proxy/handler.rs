@@ -20,10 +20,12 @@ use crate::metrics::UpstreamErrorKind;
 use crate::state::{Gateway, Snapshot};
 
 /// What the handler knows about the downstream connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Downstream {
     /// The client's address; `None` on a unix socket.
     pub peer: Option<SocketAddr>,
+    /// The client's IP as an `X-Forwarded-For` element, formatted once per connection.
+    pub client_ip: Option<HeaderValue>,
     /// The listener terminates TLS.
     pub https: bool,
 }
@@ -44,7 +46,7 @@ pub async fn handle(
         req.method(),
         req.uri(),
     );
-    let resp = match proxy(&gw, &snap, downstream, req, started, &mut access).await {
+    let resp = match proxy(&gw, &snap, &downstream, req, started, &mut access).await {
         Ok(resp) => resp,
         Err(err) => {
             if let GatewayError::Unauthorized(failure) = err {
@@ -60,7 +62,7 @@ pub async fn handle(
 async fn proxy(
     gw: &Gateway,
     snap: &Snapshot,
-    downstream: Downstream,
+    downstream: &Downstream,
     mut req: Request<Incoming>,
     started: Instant,
     access: &mut Access,
@@ -114,7 +116,7 @@ async fn proxy(
         }
         h.insert(header::HOST, upstream.host().clone());
         let fwd = Forwarded {
-            client_ip: downstream.peer.map(|p| p.ip()),
+            client_ip: downstream.client_ip.as_ref(),
             https: downstream.https,
         };
         headers::add_forwarded(h, fwd, host);
@@ -134,7 +136,8 @@ async fn proxy(
     let body = GuardedBody::new(body, snap.max_request_bytes, deadline, Arc::clone(&upload));
     let upstream_req = Request::from_parts(parts, body);
 
-    let sent = upstream.send(upstream_req);
+    // Boxed: the timeout below would otherwise move the whole send future by value.
+    let sent = Box::pin(upstream.send(upstream_req));
     let result = match deadline {
         Some(d) => match tokio::time::timeout_at(d, sent).await {
             Ok(r) => r,

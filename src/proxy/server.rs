@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 use super::error::GatewayError;
 use super::framing::FramingGuard;
 use super::handler::{handle, Downstream};
+use super::headers;
 use crate::config::{KeepAlive, ListenAddr};
 use crate::net::Listener;
 use crate::state::Gateway;
@@ -92,7 +93,11 @@ pub async fn run(
                 },
             };
             let _open = gw.metrics.connection_opened();
-            let downstream = Downstream { peer, https };
+            let downstream = Downstream {
+                peer,
+                client_ip: peer.map(|p| headers::client_ip(p.ip())),
+                https,
+            };
             if https {
                 let Some(tls) = gw.snapshot.load().tls.clone() else {
                     return;
@@ -136,9 +141,11 @@ async fn serve<S>(
     let service = service_fn(move |req: Request<Incoming>| {
         let gw = Arc::clone(&gw);
         let served = Arc::clone(&served);
+        let h1 = req.version() < Version::HTTP_2;
+        // Boxed once here, so hyper moves a pointer rather than the whole request-path future.
+        let handled = Box::pin(handle(gw, downstream.clone(), req));
         async move {
-            let h1 = req.version() < Version::HTTP_2;
-            let mut resp = handle(gw, downstream, req).await?;
+            let mut resp = handled.await?;
             // KeepAliveSettings/MaxRequests: the Nth response on an HTTP/1 connection closes it.
             let n = served.fetch_add(1, Ordering::Relaxed) + 1;
             if h1 && max_requests.is_some_and(|max| n >= max) {
