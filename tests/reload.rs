@@ -247,3 +247,61 @@ async fn a_changed_key_file_alone_is_a_reload() {
         scangate::state::ReloadOutcome::Unchanged
     );
 }
+
+/// Sends one request on an open HTTP/1.1 connection and returns the status. The test upstream and
+/// the gateway's own answers both carry a Content-Length.
+async fn status_on(conn: &mut tokio::net::TcpStream, token: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!(
+        "GET /api/v3.0/version HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + 4 + len {
+                return head[9..12].parse().unwrap();
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = conn.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "gateway closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn one_keep_alive_connection_has_every_token_checked_and_sees_a_disable_at_once() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let mut cfg = Cfg::new(
+        &up.url(),
+        &[Tok::new("old", OLD, true), Tok::new("new", NEW, true)],
+    );
+    let gw = TestGateway::start(&cfg).await;
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    // Tokens may change between requests on one connection; each is judged on its own.
+    assert_eq!(status_on(&mut conn, OLD).await, 200);
+    assert_eq!(status_on(&mut conn, OLD).await, 200);
+    assert_eq!(status_on(&mut conn, "sg_NotAToken-3").await, 401);
+    assert_eq!(status_on(&mut conn, NEW).await, 200);
+    assert_eq!(status_on(&mut conn, OLD).await, 200);
+
+    cfg.tokens[0].enabled = false;
+    gw.rewrite(&cfg);
+    let generation = gw.gw.generation();
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            gw.gw.generation() > generation
+        })
+        .await,
+        "reload not applied within 2 s"
+    );
+    // The very next request on the same connection is refused.
+    assert_eq!(status_on(&mut conn, OLD).await, 401);
+    assert_eq!(status_on(&mut conn, NEW).await, 200);
+}

@@ -1,7 +1,9 @@
 //! Authentication: token digests and the key file ([`token`]), the live token map ([`store`]),
-//! reading the token from a request ([`header`]) and what a role may call ([`policy`]).
+//! reading the token from a request ([`header`]), what a role may call ([`policy`]) and the
+//! per-connection digest memo ([`memo`]).
 
 pub mod header;
+pub mod memo;
 pub mod policy;
 pub mod store;
 pub mod token;

@@ -14,6 +14,7 @@ use super::body::{GuardedBody, ProxyBody, Upload, UploadState};
 use super::error::GatewayError;
 use super::headers::{self, Forwarded, X_SCANGATE_TENANTS, X_SCANGATE_TOKEN_NAME};
 use crate::auth::header::{extract, AuthFailure};
+use crate::auth::memo::DigestMemo;
 use crate::auth::policy;
 use crate::auth::store::{Lookup, TokenRecord};
 use crate::metrics::UpstreamErrorKind;
@@ -26,6 +27,8 @@ pub struct Downstream {
     pub peer: Option<SocketAddr>,
     /// The client's IP as an `X-Forwarded-For` element, formatted once per connection.
     pub client_ip: Option<HeaderValue>,
+    /// The digest of the last token this connection presented.
+    pub memo: Arc<DigestMemo>,
     /// The listener terminates TLS.
     pub https: bool,
 }
@@ -73,7 +76,7 @@ async fn proxy(
         return Err(err);
     }
     // Request filter 1: authenticate.
-    access.token = match authenticate(gw, snap, &req) {
+    access.token = match authenticate(gw, snap, &downstream.memo, &req) {
         Ok(token) => token,
         Err(AuthFailure::Forbidden) => return Err(GatewayError::Forbidden),
         Err(failure) => return Err(GatewayError::Unauthorized(failure)),
@@ -182,6 +185,7 @@ async fn proxy(
 fn authenticate(
     gw: &Gateway,
     snap: &Snapshot,
+    memo: &DigestMemo,
     req: &Request<Incoming>,
 ) -> Result<Option<Arc<TokenRecord>>, AuthFailure> {
     if !snap.auth_enabled {
@@ -189,7 +193,7 @@ fn authenticate(
     }
     let key = snap.key.as_ref().ok_or(AuthFailure::Unknown)?;
     let token = extract(req.headers(), &snap.auth_field, snap.bearer)?;
-    match gw.tokens.lookup(&key.digest(token)) {
+    match gw.tokens.lookup(&memo.digest(key, snap.generation, token)) {
         Lookup::Valid(record) => Ok(Some(record)),
         Lookup::Disabled(_) => Err(AuthFailure::Disabled),
         Lookup::Unknown => Err(AuthFailure::Unknown),

@@ -96,6 +96,7 @@ pub async fn run(
             let downstream = Downstream {
                 peer,
                 client_ip: peer.map(|p| headers::client_ip(p.ip())),
+                memo: Arc::default(),
                 https,
             };
             if https {

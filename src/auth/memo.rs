@@ -1,0 +1,100 @@
+//! A client connection's memo of the last token it presented: a keep-alive client that sends the
+//! same token on every request pays for HMAC-SHA-512 once per connection, not once per request.
+//!
+//! The memo holds the token's digest (what the store is keyed by anyway) under a 128-bit
+//! SipHash-1-3 tag of the token, keyed by a random per-process key. The token itself is never
+//! kept. A request whose token has the same tag gets the remembered digest; to get a digest it
+//! never earned, a client would have to find a different token with the same secret-keyed
+//! 128-bit tag. The digest is then looked up in the live store as usual, so a token disabled or
+//! removed by a reload is refused on its very next request. A new generation (which may carry a
+//! new key) empties the memo.
+
+use std::hash::Hasher;
+use std::sync::{Mutex, OnceLock};
+
+use siphasher::sip128::{Hasher128, SipHasher13};
+use subtle::ConstantTimeEq;
+
+use super::token::{Digest, TokenKey};
+
+/// The last token's digest on one connection.
+#[derive(Default)]
+pub struct DigestMemo {
+    slot: Mutex<Option<Remembered>>,
+}
+
+struct Remembered {
+    generation: u64,
+    tag: [u8; 16],
+    digest: Digest,
+}
+
+impl std::fmt::Debug for DigestMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestMemo(<redacted>)")
+    }
+}
+
+impl DigestMemo {
+    /// The digest of `token` under `key` (the key of config generation `generation`): from the
+    /// memo when this connection's last token was the same, else computed and remembered.
+    pub fn digest(&self, key: &TokenKey, generation: u64, token: &[u8]) -> Digest {
+        let tag = tag(token);
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = slot.as_ref() {
+            if r.generation == generation && bool::from(r.tag.ct_eq(&tag)) {
+                return r.digest;
+            }
+        }
+        let digest = key.digest(token);
+        *slot = Some(Remembered {
+            generation,
+            tag,
+            digest,
+        });
+        digest
+    }
+}
+
+fn tag(token: &[u8]) -> [u8; 16] {
+    static KEY: OnceLock<(u64, u64)> = OnceLock::new();
+    let &(k0, k1) = KEY.get_or_init(rand::random);
+    let mut h = SipHasher13::new_with_keys(k0, k1);
+    h.write(token);
+    h.finish128().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_token_same_generation_is_remembered_and_anything_else_is_computed() {
+        let key = TokenKey::from_bytes(&[7; 32]);
+        let other_key = TokenKey::from_bytes(&[8; 32]);
+        let memo = DigestMemo::default();
+        assert_eq!(memo.digest(&key, 1, b"sg_one"), key.digest(b"sg_one"));
+        assert_eq!(memo.digest(&key, 1, b"sg_one"), key.digest(b"sg_one"));
+        // Another token on the same connection gets its own digest, never the remembered one.
+        assert_eq!(memo.digest(&key, 1, b"sg_two"), key.digest(b"sg_two"));
+        assert_eq!(memo.digest(&key, 1, b"sg_one"), key.digest(b"sg_one"));
+        // A new generation may bring a new key: the memo is not trusted across it.
+        assert_eq!(
+            memo.digest(&other_key, 2, b"sg_one"),
+            other_key.digest(b"sg_one")
+        );
+    }
+
+    #[test]
+    fn remembered_digest_is_what_the_memo_returns_for_the_same_generation() {
+        // Proves the memo is used: with the same generation, the first key's digest comes back
+        // even though a different key is passed (which a reload never does without a new
+        // generation).
+        let key = TokenKey::from_bytes(&[7; 32]);
+        let other_key = TokenKey::from_bytes(&[8; 32]);
+        let memo = DigestMemo::default();
+        let first = memo.digest(&key, 5, b"sg_one");
+        assert_eq!(memo.digest(&other_key, 5, b"sg_one"), first);
+        assert_ne!(first, other_key.digest(b"sg_one"));
+    }
+}
