@@ -1,5 +1,6 @@
 //! Upstream reachability for `/readyz` and `scangate_upstream_up`: every [`PROBE_INTERVAL`], and
 //! right after each applied reload, open one connection to each upstream (no request is sent).
+//! Each round also closes the upstreams' idle connections that are past their idle timeout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,8 @@ pub async fn round(gw: &Arc<Gateway>) {
     let mut probes = JoinSet::new();
     for upstream in snap.upstreams.all() {
         let (upstream, gw) = (Arc::clone(upstream), Arc::clone(gw));
+        // Idle upstream connections past their timeout are closed here rather than on next use.
+        upstream.prune_idle();
         probes.spawn(async move {
             let before = upstream.reachable();
             let up = upstream.probe(PROBE_TIMEOUT).await;
