@@ -1,0 +1,107 @@
+"""User-space instructions per request of one or more scangate binaries, counted by callgrind.
+
+Wall-clock figures on a shared machine swing by a third between runs; instruction counts do not.
+Each binary runs `serve --threads 1` under `valgrind --tool=callgrind` in front of the nginx
+backend (10k tokens, the load bench's config and token), gets a warm-up, has its counters zeroed,
+takes `--requests` POSTs from oha at c=64 over keep-alive connections, and is dumped. The figure is
+the instructions counted (all threads, user space only) divided by the 2xx responses.
+
+    python3 benches/load/instructions.py target/release/scangate /tmp/scangate-before
+
+It is evidence for before/after comparisons of the request path, not a replacement for
+compare.sh: it counts no kernel time and no cache misses.
+"""
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # noqa: E402
+import procs  # noqa: E402
+
+TOKENS = 10_000
+
+
+def oha(url, token, requests, body):
+    argv = [
+        "oha", "--no-tui", "--output-format", "json", "-n", str(requests), "-c", "64",
+        "-m", "POST", "-d", body, "-T", "application/json",
+        "-H", f"Authorization: Bearer {token}", url,
+    ]
+    out = subprocess.run(argv, capture_output=True, check=True, timeout=1800).stdout
+    codes = json.loads(out).get("statusCodeDistribution", {})
+    return sum(n for code, n in codes.items() if code.startswith("2")), codes
+
+
+def total_instructions(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith("summary:") or line.startswith("totals:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{path}: no totals line")
+
+
+def measure(binary, work, backend_url, token, requests):
+    port = procs.free_port()
+    cfg = os.path.join(work, f"scangate-{port}.xml")
+    with open(cfg, "w") as f:
+        f.write(peers.scangate_xml(f"http://127.0.0.1:{port}", backend_url,
+                                   os.path.join(work, f"tokens-{TOKENS}.xml-part")))
+    out = os.path.join(work, f"callgrind-{port}.out")
+    env = dict(os.environ, RUST_LOG="info,scangate::access=off")
+    srv = procs.Server(
+        os.path.basename(binary),
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+         binary, "serve", "--threads", "1", "--config", cfg],
+        os.path.join(work, f"scangate-{port}.log"), env=env, cwd=work,
+    )
+    url = f"http://127.0.0.1:{port}{peers.SCAN_PATH}"
+    procs.wait_ready(srv, url, token, timeout=300)
+    oha(url, token, 2000, peers.SCAN_BODY)
+    subprocess.run(["callgrind_control", "-z", str(srv.pid)], check=True, capture_output=True)
+    good, codes = oha(url, token, requests, peers.SCAN_BODY)
+    subprocess.run(["callgrind_control", "-d", str(srv.pid)], check=True, capture_output=True)
+    time.sleep(1)
+    srv.stop()
+    dumps = sorted(glob.glob(out + ".*"), key=os.path.getmtime)
+    if not dumps or good == 0:
+        raise RuntimeError(f"{binary}: no dump or no 2xx ({codes})\n{srv.tail()}")
+    return total_instructions(dumps[-1]), good
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("binaries", nargs="+")
+    ap.add_argument("--requests", type=int, default=20_000)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="scangate-instr-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    os.chmod(work, 0o755)
+    peers.write_key(work)
+    peers.write_token_files(work, TOKENS)
+    token = peers.tokens(TOKENS)[peers.stable_index(TOKENS)][1]
+    bport = procs.free_port()
+    dav = os.path.join(work, "dav")
+    os.makedirs(os.path.join(dav, ".tmp"), exist_ok=True)
+    conf = os.path.join(work, "backend.conf")
+    with open(conf, "w") as f:
+        f.write(peers.nginx_backend(work, bport, dav))
+    procs.Server("backend", ["nginx", "-c", conf, "-p", work, "-e", os.path.join(work, "backend.error.log")],
+                 os.path.join(work, "backend.log"))
+    backend_url = f"http://127.0.0.1:{bport}"
+    print(f"| binary | 2xx requests | instructions | instructions per request |")
+    print(f"|---|---:|---:|---:|")
+    for binary in args.binaries:
+        ir, good = measure(os.path.abspath(binary), work, backend_url, token, args.requests)
+        print(f"| `{binary}` | {good} | {ir:,} | {ir // good:,} |", flush=True)
+    procs.stop_all()
+    subprocess.run(["rm", "-rf", work])
+
+
+if __name__ == "__main__":
+    main()
