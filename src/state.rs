@@ -176,17 +176,18 @@ impl Gateway {
         let previous = self.snapshot.load_full();
         // Compare before parsing: a folder event for an unchanged file must not cost a full parse.
         let bytes = config::load::read_capped(&self.config_path)?;
+        let hashed = config::load::hash_config(&bytes);
         let in_force = &previous.settings;
-        let quick = config::load::content_hash(
-            &bytes,
+        let quick = config::load::content_hash_with(
+            hashed.clone(),
             &in_force.gateway.token_key_file,
             in_force.server.tls.as_ref(),
         );
         if *last_hash == Some(quick) {
             return Ok(ReloadOutcome::Unchanged);
         }
+        let loaded = config::load::load_read(&self.config_path, &bytes, hashed)?;
         drop(bytes);
-        let loaded = config::load(&self.config_path)?;
         if *last_hash == Some(loaded.content_hash) {
             return Ok(ReloadOutcome::Unchanged);
         }
@@ -198,7 +199,7 @@ impl Gateway {
         // Tokens first, then the snapshot: a new token works as soon as the new key is in force, and
         // when the key changes every digest changes with it, so both land in one reload anyway.
         let counts = self.tokens.apply_with(&take_tokens(&mut snapshot), |gone| {
-            if let Some(meter) = gone.stats.meter.get() {
+            if let Some(meter) = gone.stats.get().and_then(|s| s.meter.get()) {
                 self.metrics.forget_token(meter);
             }
         });
@@ -232,7 +233,7 @@ impl Gateway {
         }
         let records = self.tokens.records();
         for upstream in gone {
-            let meters = records.iter().filter_map(|r| r.stats.meter.get());
+            let meters = (records.iter()).filter_map(|r| r.stats.get().and_then(|s| s.meter.get()));
             self.metrics.forget_upstream(&upstream.label, meters);
         }
     }

@@ -5,7 +5,8 @@ use std::collections::hash_map::{Entry, HashMap};
 
 use http::HeaderName;
 
-use super::{has_control, join, Ctx, Group, Leaf, Unknown};
+use super::{has_control, join, Ctx, ElPath, Group, Leaf, Unknown};
+use crate::auth::store::{digest_key, DigestKey};
 use crate::auth::token::{decode_value, Digest};
 use crate::config::xml::Element;
 use crate::config::{AuthSettings, Role, TokenEntry};
@@ -60,13 +61,13 @@ pub(super) fn auth(ctx: &mut Ctx, el: Option<&Element<'_>>, parent: &str) -> Aut
     }
     auth.bearer = g.flag(ctx, "UseBearerAuthScheme").unwrap_or(true);
     if let Some(el) = g.one("AccessTokens") {
-        auth.tokens = tokens(ctx, el, &g.path, auth.use_access_token);
+        auth.tokens = tokens(ctx, el, &g.path(), auth.use_access_token);
     }
     if auth.use_access_token {
         for name in ["AuthRequestField", "UseBearerAuthScheme", "AccessTokens"] {
             if g.one(name).is_none() {
                 let rule = format!("UseAccessToken is 1 but <{name}> is missing");
-                ctx.fault(g.offset(), g.path.as_str(), rule);
+                ctx.fault(g.offset(), g.path(), rule);
             }
         }
     }
@@ -83,16 +84,22 @@ fn tokens(ctx: &mut Ctx, el: &Element<'_>, parent: &str, required: bool) -> Vec<
         Unknown::Reject,
     );
     let elements = g.all("Token");
+    let parent = g.path();
     if required && elements.is_empty() {
         let rule = "UseAccessToken is 1 but AccessTokens has no Token";
-        ctx.fault(g.offset(), g.path.as_str(), rule);
+        ctx.fault(g.offset(), g.path(), rule);
     }
-    // Token index by name and by digest, to name the first holder of a duplicate.
+    // Token index by name and by digest, to name the first holder of a duplicate. Digests compare
+    // by the token store's key, their first 32 bytes: two Values that share it are one token there.
     let mut names: HashMap<&str, usize> = HashMap::with_capacity(elements.len());
-    let mut digests: HashMap<Digest, usize> = HashMap::with_capacity(elements.len());
+    let mut digests: HashMap<DigestKey, usize> = HashMap::with_capacity(elements.len());
     let mut entries = Vec::with_capacity(elements.len());
     for (i, el) in elements.iter().enumerate() {
-        let path = format!("{}/Token[{}]", g.path, i + 1);
+        let path = ElPath::Nth {
+            parent: &parent,
+            name: "Token",
+            index: i + 1,
+        };
         let t = Group::new(ctx, el, path, TOKEN, Unknown::Reject);
 
         let name = t.required_leaf(ctx, "Name").filter(|l| name_ok(ctx, l));
@@ -104,7 +111,7 @@ fn tokens(ctx: &mut Ctx, el: &Element<'_>, parent: &str, required: bool) -> Vec<
         }
         let digest = t.required_leaf(ctx, "Value").and_then(|leaf| {
             let digest = value(ctx, &leaf)?;
-            match digests.entry(digest) {
+            match digests.entry(digest_key(&digest)) {
                 Entry::Occupied(first) => {
                     let rule =
                         format!("duplicate value (same token as Token[{}])", first.get() + 1);
@@ -123,7 +130,7 @@ fn tokens(ctx: &mut Ctx, el: &Element<'_>, parent: &str, required: bool) -> Vec<
         let enabled = t.required(ctx, "Enabled").and(t.flag(ctx, "Enabled"));
         let role = t.leaf(ctx, "Role").and_then(|leaf| role(ctx, &leaf));
         let tenants = match t.one("Tenants") {
-            Some(el) => tenants(ctx, el, &t.path),
+            Some(el) => tenants(ctx, el, &t.path()),
             None => Vec::new(),
         };
         if let (Some(name), Some(digest), Some(enabled)) = (name, digest, enabled) {
@@ -197,11 +204,12 @@ pub fn parse_role(text: &str) -> Result<Role, String> {
 
 /// `Value`: 88 characters of standard base64 encoding a 64-byte digest.
 fn value(ctx: &mut Ctx, leaf: &Leaf<'_, '_>) -> Option<Digest> {
+    if let Some(digest) = decode_value(leaf.text) {
+        return Some(digest);
+    }
     let chars = leaf.text.chars().count();
     let rule = if chars != 88 {
         format!("Value must be 88 characters, found {chars}")
-    } else if let Some(digest) = decode_value(leaf.text) {
-        return Some(digest);
     } else {
         "Value is not base64 of 64 bytes".to_owned()
     };
