@@ -119,6 +119,7 @@ impl Gateway {
         let mut snapshot = build_snapshot(loaded, 1, None)?;
         let tokens = TokenStore::new();
         let counts = tokens.apply(&take_tokens(&mut snapshot));
+        crate::heap::release_free_pages();
         let metrics = Metrics::new();
         metrics.config_in_force(1, counts.enabled, counts.disabled);
         Ok(Arc::new(Gateway {
@@ -203,6 +204,8 @@ impl Gateway {
                 self.metrics.forget_token(meter);
             }
         });
+        // The parse's garbage is freed by now; hand its pages back before the next one.
+        crate::heap::release_free_pages();
         self.forget_removed_upstreams(&previous, &snapshot);
         self.snapshot.store(Arc::new(snapshot));
         self.generation.store(generation, Ordering::Relaxed);
