@@ -259,30 +259,41 @@ impl TokenStore {
         // 1. Tokens whose digest is in force under the same name: the common case, found without a
         //    name index. Unchanged ones are marked; changed flags replace the record in place.
         let mut unmatched = Vec::new();
+        let mut kept = 0;
         for entry in tokens {
-            let key = digest_key(&entry.digest);
-            let old = self.map.get(&key).map(|e| Arc::clone(&e.key().0));
-            match old {
-                Some(old) if old.name == entry.name => {
-                    if same_record(&old, entry) {
+            // Decided under the shard's read lock (no reference count touched for the common,
+            // unchanged token); `put` takes the write lock after it is released.
+            let stats = match self.map.get(&digest_key(&entry.digest)) {
+                Some(slot) if slot.key().0.name == entry.name => {
+                    let old = &slot.key().0;
+                    if same_record(old, entry) {
                         old.applied.store(mark, Ordering::Relaxed);
-                    } else {
-                        counts.changed += 1;
-                        self.put(record_for(entry, Some(old.stats.shared()), mark));
+                        kept += 1;
+                        continue;
                     }
+                    old.stats.shared()
                 }
-                _ => unmatched.push(entry),
-            }
+                _ => {
+                    unmatched.push(entry);
+                    continue;
+                }
+            };
+            counts.changed += 1;
+            kept += 1;
+            self.put(record_for(entry, Some(stats), mark));
         }
 
         // 2. New names and new Values: inserted under their digest, taking over an old name's stats.
         //    The old digest of a changed name goes in step 3, so both work for the instant between.
-        let stale: Vec<Arc<TokenRecord>> = self
-            .map
-            .iter()
-            .filter(|e| e.key().0.applied.load(Ordering::Relaxed) != mark)
-            .map(|e| Arc::clone(&e.key().0))
-            .collect();
+        // Every record in the map was marked or replaced above when the counts say so: a reload
+        // that only changes flags, or only adds tokens, skips the walk over the whole map.
+        let stale: Vec<Arc<TokenRecord>> = match self.map.len() == kept {
+            true => Vec::new(),
+            false => (self.map.iter())
+                .filter(|e| e.key().0.applied.load(Ordering::Relaxed) != mark)
+                .map(|e| Arc::clone(&e.key().0))
+                .collect(),
+        };
         let mut gone: HashMap<&str, &Arc<TokenRecord>> =
             stale.iter().map(|r| (r.name.as_str(), r)).collect();
         for entry in unmatched {
@@ -327,7 +338,7 @@ fn same_record(old: &TokenRecord, entry: &TokenEntry) -> bool {
 fn record_for(entry: &TokenEntry, stats: Option<Arc<TokenStats>>, mark: u32) -> TokenRecord {
     TokenRecord {
         key: digest_key(&entry.digest),
-        name: CompactString::from(entry.name.as_str()),
+        name: entry.name.clone(),
         name_header: header_value(&entry.name),
         tenants_header: tenants_header(&entry.tenants),
         stats: stats.map(StatsSlot::sharing).unwrap_or_default(),

@@ -389,9 +389,7 @@ impl<'e, 'g> Leaf<'e, 'g> {
         index: Option<usize>,
     ) -> Option<Self> {
         let leaf = Leaf {
-            text: el
-                .text
-                .trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n')),
+            text: trim(&el.text),
             offset: el.offset,
             parent,
             name,
@@ -420,6 +418,11 @@ impl<'e, 'g> Leaf<'e, 'g> {
             None => join(&parent, self.name),
         }
     }
+}
+
+/// A text value without the XML whitespace around it.
+fn trim(text: &str) -> &str {
+    text.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
 }
 
 /// A child's path.

@@ -1,14 +1,15 @@
 //! `AuthSettings` and its `Token`s: Scan Engine's rules (reference §1.3), plus scangate's `Role` and
 //! `Tenants` and a check that no two tokens share a Value.
 
+use std::borrow::Cow;
 use std::collections::hash_map::{Entry, HashMap};
 
 use http::HeaderName;
 
-use super::{has_control, join, Ctx, ElPath, Group, Leaf, Unknown};
+use super::{has_control, join, trim, Ctx, ElPath, Group, Leaf, Unknown};
 use crate::auth::store::{digest_key, DigestKey};
 use crate::auth::token::{decode_value, Digest};
-use crate::config::xml::Element;
+use crate::config::xml::{is_blank, Element};
 use crate::config::{AuthSettings, Role, TokenEntry};
 
 const KNOWN: &[&str] = &[
@@ -95,6 +96,10 @@ fn tokens(ctx: &mut Ctx, el: &Element<'_>, parent: &str, required: bool) -> Vec<
     let mut digests: HashMap<DigestKey, usize> = HashMap::with_capacity(elements.len());
     let mut entries = Vec::with_capacity(elements.len());
     for (i, el) in elements.iter().enumerate() {
+        if let Some(entry) = plain_token(el, i, &mut names, &mut digests) {
+            entries.push(entry);
+            continue;
+        }
         let path = ElPath::Nth {
             parent: &parent,
             name: "Token",
@@ -135,7 +140,7 @@ fn tokens(ctx: &mut Ctx, el: &Element<'_>, parent: &str, required: bool) -> Vec<
         };
         if let (Some(name), Some(digest), Some(enabled)) = (name, digest, enabled) {
             entries.push(TokenEntry {
-                name: name.text.to_owned(),
+                name: name.text.into(),
                 digest,
                 description,
                 enabled,
@@ -145,6 +150,71 @@ fn tokens(ctx: &mut Ctx, el: &Element<'_>, parent: &str, required: bool) -> Vec<
         }
     }
     entries
+}
+
+/// The common case, read without [`Group`] and [`Leaf`]: a Token whose children are known names, once
+/// each, holding plain text, without Tenants, and whose every value and rule checks out. `None`
+/// means "take the general path", which then finds and reports whatever is wrong; nothing is
+/// recorded before every check has passed, so the general path starts from the same state.
+/// With a million tokens this is most of a reload's validation.
+fn plain_token<'a>(
+    el: &Element<'a>,
+    i: usize,
+    names: &mut HashMap<&'a str, usize>,
+    digests: &mut HashMap<DigestKey, usize>,
+) -> Option<TokenEntry> {
+    if !is_blank(&el.text) {
+        return None;
+    }
+    // Name, Value, Description, Enabled, Role.
+    let mut texts: [Option<&str>; 5] = [None; 5];
+    for child in &el.children {
+        let slot = match child.name {
+            "Name" => 0,
+            "Value" => 1,
+            "Description" => 2,
+            "Enabled" => 3,
+            "Role" => 4,
+            _ => return None,
+        };
+        let Cow::Borrowed(text) = child.text else {
+            return None;
+        };
+        if !child.children.is_empty() || texts[slot].replace(trim(text)).is_some() {
+            return None;
+        }
+    }
+    let name = texts[0].filter(|name| check_name(name).is_ok())?;
+    let digest = decode_value(texts[1]?)?;
+    let description = match texts[2] {
+        Some(text) => check_description(text).ok().map(|()| text),
+        None => Some(""),
+    }?;
+    let enabled = match texts[3]? {
+        "0" => false,
+        "1" => true,
+        _ => return None,
+    };
+    let role = match texts[4] {
+        Some(text) => Some(parse_role(text).ok()?),
+        None => None,
+    };
+    let Entry::Vacant(digest_slot) = digests.entry(digest_key(&digest)) else {
+        return None;
+    };
+    let Entry::Vacant(name_slot) = names.entry(name) else {
+        return None;
+    };
+    name_slot.insert(i);
+    digest_slot.insert(i);
+    Some(TokenEntry {
+        name: name.into(),
+        digest,
+        description: (!description.is_empty()).then(|| description.to_owned()),
+        enabled,
+        role,
+        tenants: Vec::new(),
+    })
 }
 
 /// `Name` as the validator sees it, for errors found by the reader (empty) and by [`check_name`].
