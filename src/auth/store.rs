@@ -25,7 +25,8 @@ use crate::config::{Role, TokenEntry};
 use crate::metrics::TokenMeter;
 
 /// Bytes of the digest the map is keyed by: the first half of the HMAC-SHA-512 output. A truncated
-/// HMAC is still a MAC (HMAC-SHA-512/256 is this truncation), and half the key is half the memory.
+/// HMAC is still a MAC (RFC 4868's HMAC-SHA-512-256 is this truncation), and half the key is half
+/// the memory.
 pub const KEY_BYTES: usize = 32;
 
 /// What the map is keyed by and compares in constant time: the first [`KEY_BYTES`] of a digest.
