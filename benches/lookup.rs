@@ -8,22 +8,25 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use scangate::auth::store::{DigestHasher, Lookup, TokenRecord, TokenStore};
+use scangate::auth::store::{digest_key, DigestHasher, DigestKey, Lookup, TokenRecord, TokenStore};
 use scangate::auth::token::Digest;
 use subtle::ConstantTimeEq;
 
 mod common;
 
-type Snapshot = ArcSwap<HashMap<Digest, Arc<TokenRecord>, DigestHasher>>;
+type Snapshot = ArcSwap<HashMap<DigestKey, Arc<TokenRecord>, DigestHasher>>;
 
 /// The arc-swap design's lookup, doing the same work as `TokenStore::lookup`.
 fn snapshot_lookup(map: &Snapshot, digest: &Digest) -> Lookup {
-    let Some(record) = map.load().get(digest).cloned() else {
+    let key = digest_key(digest);
+    let map = map.load();
+    let Some((stored, record)) = map.get_key_value(&key) else {
         return Lookup::Unknown;
     };
-    if !bool::from(record.digest.ct_eq(digest)) {
+    if !bool::from(stored.ct_eq(&key)) {
         return Lookup::Unknown;
     }
+    let record = Arc::clone(record);
     if record.enabled {
         Lookup::Valid(record)
     } else {
@@ -58,10 +61,11 @@ fn lookup(c: &mut Criterion) {
         let digests = common::digests(n);
         let store: TokenStore = common::store(&digests);
         let snapshot: Snapshot = ArcSwap::from_pointee(
-            store
-                .records()
-                .into_iter()
-                .map(|r| (r.digest, r))
+            (digests.iter())
+                .map(|d| match store.lookup(d) {
+                    Lookup::Valid(r) | Lookup::Disabled(r) => (digest_key(d), r),
+                    Lookup::Unknown => unreachable!("the store holds every digest"),
+                })
                 .collect::<HashMap<_, _, DigestHasher>>(),
         );
         let keys: Vec<Digest> = common::indexes(n, 1 << 16)

@@ -119,6 +119,7 @@ impl Gateway {
         let mut snapshot = build_snapshot(loaded, 1, None)?;
         let tokens = TokenStore::new();
         let counts = tokens.apply(&take_tokens(&mut snapshot));
+        crate::heap::release_free_pages();
         let metrics = Metrics::new();
         metrics.config_in_force(1, counts.enabled, counts.disabled);
         Ok(Arc::new(Gateway {
@@ -176,17 +177,18 @@ impl Gateway {
         let previous = self.snapshot.load_full();
         // Compare before parsing: a folder event for an unchanged file must not cost a full parse.
         let bytes = config::load::read_capped(&self.config_path)?;
+        let hashed = config::load::hash_config(&bytes);
         let in_force = &previous.settings;
-        let quick = config::load::content_hash(
-            &bytes,
+        let quick = config::load::content_hash_with(
+            hashed.clone(),
             &in_force.gateway.token_key_file,
             in_force.server.tls.as_ref(),
         );
         if *last_hash == Some(quick) {
             return Ok(ReloadOutcome::Unchanged);
         }
+        let loaded = config::load::load_read(&self.config_path, &bytes, hashed)?;
         drop(bytes);
-        let loaded = config::load(&self.config_path)?;
         if *last_hash == Some(loaded.content_hash) {
             return Ok(ReloadOutcome::Unchanged);
         }
@@ -198,10 +200,12 @@ impl Gateway {
         // Tokens first, then the snapshot: a new token works as soon as the new key is in force, and
         // when the key changes every digest changes with it, so both land in one reload anyway.
         let counts = self.tokens.apply_with(&take_tokens(&mut snapshot), |gone| {
-            if let Some(meter) = gone.stats.meter.get() {
+            if let Some(meter) = gone.stats.get().and_then(|s| s.meter.get()) {
                 self.metrics.forget_token(meter);
             }
         });
+        // The parse's garbage is freed by now; hand its pages back before the next one.
+        crate::heap::release_free_pages();
         self.forget_removed_upstreams(&previous, &snapshot);
         self.snapshot.store(Arc::new(snapshot));
         self.generation.store(generation, Ordering::Relaxed);
@@ -232,7 +236,7 @@ impl Gateway {
         }
         let records = self.tokens.records();
         for upstream in gone {
-            let meters = records.iter().filter_map(|r| r.stats.meter.get());
+            let meters = (records.iter()).filter_map(|r| r.stats.get().and_then(|s| s.meter.get()));
             self.metrics.forget_upstream(&upstream.label, meters);
         }
     }

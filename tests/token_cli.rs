@@ -255,12 +255,12 @@ fn twenty_parallel_adds_all_land() {
     let s = settings(&dir.path);
     assert_eq!(s.auth.tokens.len(), 21);
     let mut listed: Vec<String> = (s.auth.tokens.iter().skip(1))
-        .map(|t| t.name.clone())
+        .map(|t| t.name.to_string())
         .collect();
     listed.sort();
     assert_eq!(listed, names);
     for (name, token) in names.iter().zip(&tokens) {
-        let entry = s.auth.tokens.iter().find(|t| &t.name == name).unwrap();
+        let entry = s.auth.tokens.iter().find(|t| t.name == *name).unwrap();
         assert_eq!(entry.digest, key().digest(token.as_bytes()), "{name}");
     }
     let check = scangate(&dir.path, &["check"]);

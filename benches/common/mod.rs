@@ -30,7 +30,7 @@ pub fn store(digests: &[Digest]) -> TokenStore {
         .iter()
         .enumerate()
         .map(|(i, d)| TokenEntry {
-            name: format!("client-{i}"),
+            name: format!("client-{i}").into(),
             digest: *d,
             description: None,
             enabled: true,

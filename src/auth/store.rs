@@ -2,37 +2,63 @@
 //!
 //! Lookups are lock-free reads of one `DashMap` shard. A reload applies inserts and updates first and
 //! removals after them, so a token that is valid before and after a reload is never missing.
+//!
+//! Memory per token is the budget here (≤ 300 bytes of RSS at a million tokens, see
+//! `benches/RESULTS.md`): the map holds one pointer per token, the record holds the key, the name
+//! inline and the two header values, and a token's counters are allocated on its first request.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use dashmap::DashMap;
+use compact_str::CompactString;
+use dashmap::{DashMap, Entry};
 use http::HeaderValue;
+use once_cell::race::OnceBox;
 use subtle::ConstantTimeEq;
 
 use super::token::Digest;
 use crate::config::{Role, TokenEntry};
 use crate::metrics::TokenMeter;
 
+/// Bytes of the digest the map is keyed by: the first half of the HMAC-SHA-512 output. A truncated
+/// HMAC is still a MAC (RFC 4868's HMAC-SHA-512-256 is this truncation), and half the key is half
+/// the memory.
+pub const KEY_BYTES: usize = 32;
+
+/// What the map is keyed by and compares in constant time: the first [`KEY_BYTES`] of a digest.
+pub type DigestKey = [u8; KEY_BYTES];
+
+/// The map key of a digest.
+pub fn digest_key(digest: &Digest) -> DigestKey {
+    *digest
+        .first_chunk()
+        .expect("a digest is longer than its key")
+}
+
 /// What the gateway knows about one token. Never holds the token itself.
 #[derive(Debug)]
 pub struct TokenRecord {
-    /// The digest this record is stored under, compared in constant time after the lookup.
-    pub digest: Digest,
-    /// `Name`: logged, counted and forwarded instead of the token.
-    pub name: Arc<str>,
+    /// The digest prefix this record is stored under, compared in constant time after the lookup.
+    key: DigestKey,
+    /// `Name`: logged, counted and forwarded instead of the token. Names of up to 24 bytes are
+    /// stored inline, without an allocation of their own.
+    pub name: CompactString,
     /// `X-Scangate-Token-Name` value, built once per reload rather than per request.
     pub name_header: HeaderValue,
+    /// `X-Scangate-Tenants` value, if the token has tenants.
+    pub tenants_header: Option<HeaderValue>,
+    /// Live counters, shared across reloads by token name.
+    pub stats: StatsSlot,
     /// `Enabled`: disabled tokens stay in the map so a rejection can say "disabled", not "unknown".
     pub enabled: bool,
     /// `Role`; `None` = full access.
     pub role: Option<Role>,
-    /// `X-Scangate-Tenants` value, if the token has tenants.
-    pub tenants_header: Option<HeaderValue>,
-    /// Live counters, shared across reloads by token name.
-    pub stats: Arc<TokenStats>,
+    /// The apply that last found this record in the config: what an apply did not mark, it removes.
+    applied: AtomicU32,
 }
 
 /// Per-token live state. Keyed by name so it survives a reload and a rotation.
@@ -42,6 +68,38 @@ pub struct TokenStats {
     pub requests: AtomicU64,
     /// The token's Prometheus series, created on first use (see [`crate::metrics`]).
     pub meter: OnceLock<TokenMeter>,
+}
+
+/// A token's [`TokenStats`], allocated on first use: most of a large token set never sends a request
+/// between two restarts, and a pointer costs 8 bytes where the stats cost over 100. Reading through
+/// `Deref` allocates them; [`StatsSlot::get`] does not.
+#[derive(Debug, Default)]
+pub struct StatsSlot(OnceBox<Arc<TokenStats>>);
+
+impl StatsSlot {
+    fn sharing(stats: Arc<TokenStats>) -> StatsSlot {
+        StatsSlot(OnceBox::with_value(Box::new(stats)))
+    }
+
+    /// The stats, if this token has used them.
+    pub fn get(&self) -> Option<&TokenStats> {
+        self.0.get().map(|stats| &**stats)
+    }
+
+    /// The stats, allocated now if need be, to share with the token's next record.
+    fn shared(&self) -> Arc<TokenStats> {
+        Arc::clone(self.0.get_or_init(Box::default))
+    }
+}
+
+impl Deref for StatsSlot {
+    type Target = TokenStats;
+
+    fn deref(&self) -> &TokenStats {
+        // Two first requests at once may both allocate; one wins and the other's box is dropped
+        // before anything counted in it.
+        self.0.get_or_init(Box::default)
+    }
 }
 
 /// Outcome of a lookup.
@@ -82,7 +140,7 @@ impl Hasher for DigestHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // `[u8; 64]` hashes as its 64 bytes (arrays write without a length prefix).
+        // A `[u8; N]` hashes as its length, then its bytes: both land here, XORed together.
         for chunk in bytes.chunks(8).take(1) {
             let mut b = [0u8; 8];
             b[..chunk.len()].copy_from_slice(chunk);
@@ -98,12 +156,38 @@ impl BuildHasher for DigestHasher {
     }
 }
 
+/// A map entry: the record, hashed and compared by its key. The map is a set of records, so each
+/// token costs the map one pointer rather than a copy of its key beside the pointer.
+#[derive(Debug, Clone)]
+struct Slot(Arc<TokenRecord>);
+
+impl Hash for Slot {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The same as hashing the `DigestKey` itself, as `Borrow` requires.
+        self.0.key.hash(state);
+    }
+}
+
+impl PartialEq for Slot {
+    fn eq(&self, other: &Slot) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for Slot {}
+
+impl Borrow<DigestKey> for Slot {
+    fn borrow(&self) -> &DigestKey {
+        &self.0.key
+    }
+}
+
 /// The token map. Shared by every connection; replaced entry by entry on reload, never wholesale.
 #[derive(Debug, Default)]
 pub struct TokenStore {
-    by_digest: DashMap<Digest, Arc<TokenRecord>, DigestHasher>,
-    /// Name → record as of the last apply; only touched by the (single) reload task.
-    by_name: std::sync::Mutex<HashMap<Arc<str>, Arc<TokenRecord>>>,
+    map: DashMap<Slot, (), DigestHasher>,
+    /// Serialises applies and numbers them, for [`TokenRecord::applied`].
+    applies: Mutex<u32>,
 }
 
 impl TokenStore {
@@ -114,12 +198,13 @@ impl TokenStore {
 
     /// Looks a digest up.
     pub fn lookup(&self, digest: &Digest) -> Lookup {
-        let Some(record) = self.by_digest.get(digest).map(|r| Arc::clone(r.value())) else {
+        let key = digest_key(digest);
+        let Some(record) = self.map.get(&key).map(|e| Arc::clone(&e.key().0)) else {
             return Lookup::Unknown;
         };
         // The map compared with `==`; compare again in constant time so this path never depends on
         // early-exit comparison, whatever the map implementation does.
-        if !bool::from(record.digest.ct_eq(digest)) {
+        if !bool::from(record.key.ct_eq(&key)) {
             return Lookup::Unknown;
         }
         if record.enabled {
@@ -131,18 +216,17 @@ impl TokenStore {
 
     /// Number of tokens (enabled and disabled) in the map.
     pub fn len(&self) -> usize {
-        self.by_digest.len()
+        self.map.len()
     }
 
     /// True when no token is loaded.
     pub fn is_empty(&self) -> bool {
-        self.by_digest.is_empty()
+        self.map.is_empty()
     }
 
     /// The records in force, by name (for `/config` and metrics).
     pub fn records(&self) -> Vec<Arc<TokenRecord>> {
-        let by_name = self.by_name.lock().expect("token store lock");
-        let mut v: Vec<_> = by_name.values().cloned().collect();
+        let mut v: Vec<_> = self.map.iter().map(|e| Arc::clone(&e.key().0)).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -154,77 +238,114 @@ impl TokenStore {
 
     /// [`apply`](Self::apply), calling `removed` with the record of each name that left the store
     /// (so its metric series can go with it).
+    ///
+    /// `tokens` must have unique names and unique digest keys, as validation guarantees.
     pub fn apply_with(
         &self,
         tokens: &[TokenEntry],
         mut removed: impl FnMut(&TokenRecord),
     ) -> ApplyCounts {
-        let mut by_name = self.by_name.lock().expect("token store lock");
+        let mut applies = self.applies.lock().expect("token store lock");
+        // Every record in the map carries the previous number, so wrapping around is harmless.
+        *applies = applies.wrapping_add(1);
+        let mark = *applies;
         let mut counts = ApplyCounts::default();
-        let mut next: HashMap<Arc<str>, Arc<TokenRecord>> = HashMap::with_capacity(tokens.len());
-
-        // 1. Inserts and updates. A changed Value is inserted under its new digest here; the old
-        //    digest goes in step 2, so both work for the instant in between.
         for entry in tokens {
-            let old = by_name.get(entry.name.as_str());
-            let record = match old {
-                Some(old) if same_record(old, entry) => Arc::clone(old),
-                _ => {
-                    match old {
-                        Some(_) => counts.changed += 1,
-                        None => counts.added += 1,
+            match entry.enabled {
+                true => counts.enabled += 1,
+                false => counts.disabled += 1,
+            }
+        }
+
+        // 1. Tokens whose digest is in force under the same name: the common case, found without a
+        //    name index. Unchanged ones are marked; changed flags replace the record in place.
+        let mut unmatched = Vec::new();
+        let mut kept = 0;
+        for entry in tokens {
+            // Decided under the shard's read lock (no reference count touched for the common,
+            // unchanged token); `put` takes the write lock after it is released.
+            let stats = match self.map.get(&digest_key(&entry.digest)) {
+                Some(slot) if slot.key().0.name == entry.name => {
+                    let old = &slot.key().0;
+                    if same_record(old, entry) {
+                        old.applied.store(mark, Ordering::Relaxed);
+                        kept += 1;
+                        continue;
                     }
-                    let stats = old.map(|o| Arc::clone(&o.stats)).unwrap_or_default();
-                    let record = Arc::new(record_for(entry, stats));
-                    self.by_digest.insert(record.digest, Arc::clone(&record));
-                    record
+                    old.stats.shared()
+                }
+                _ => {
+                    unmatched.push(entry);
+                    continue;
                 }
             };
-            if record.enabled {
-                counts.enabled += 1;
-            } else {
-                counts.disabled += 1;
-            }
-            next.insert(Arc::clone(&record.name), record);
+            counts.changed += 1;
+            kept += 1;
+            self.put(record_for(entry, Some(stats), mark));
         }
 
-        // 2. Removals: digests of names that are gone, and old digests of changed names.
-        for (name, old) in by_name.iter() {
-            match next.get(name) {
-                Some(new) if new.digest == old.digest => {}
-                Some(_) => {
-                    self.by_digest
-                        .remove_if(&old.digest, |_, r| Arc::ptr_eq(r, old));
-                }
-                None => {
-                    counts.removed += 1;
-                    removed(old);
-                    self.by_digest
-                        .remove_if(&old.digest, |_, r| Arc::ptr_eq(r, old));
-                }
+        // 2. New names and new Values: inserted under their digest, taking over an old name's stats.
+        //    The old digest of a changed name goes in step 3, so both work for the instant between.
+        // Every record in the map was marked or replaced above when the counts say so: a reload
+        // that only changes flags, or only adds tokens, skips the walk over the whole map.
+        let stale: Vec<Arc<TokenRecord>> = match self.map.len() == kept {
+            true => Vec::new(),
+            false => (self.map.iter())
+                .filter(|e| e.key().0.applied.load(Ordering::Relaxed) != mark)
+                .map(|e| Arc::clone(&e.key().0))
+                .collect(),
+        };
+        let mut gone: HashMap<&str, &Arc<TokenRecord>> =
+            stale.iter().map(|r| (r.name.as_str(), r)).collect();
+        for entry in unmatched {
+            let old = gone.remove(entry.name.as_str());
+            match old {
+                Some(_) => counts.changed += 1,
+                None => counts.added += 1,
             }
+            self.put(record_for(entry, old.map(|o| o.stats.shared()), mark));
         }
-        *by_name = next;
+
+        // 3. Removals: the records no entry marked or replaced. A record whose key another name has
+        //    taken over in step 2 is already out of the map.
+        for old in &stale {
+            if gone.contains_key(old.name.as_str()) {
+                counts.removed += 1;
+                removed(old);
+            }
+            self.map
+                .remove_if(&old.key, |slot, _| Arc::ptr_eq(&slot.0, old));
+        }
         counts
+    }
+
+    /// Inserts a record, replacing the one under the same key in one step (never remove + insert,
+    /// which would leave the token missing in between).
+    fn put(&self, record: TokenRecord) {
+        match self.map.entry(Slot(Arc::new(record))) {
+            Entry::Occupied(e) => _ = e.replace_entry(()),
+            Entry::Vacant(e) => _ = e.insert(()),
+        }
     }
 }
 
 fn same_record(old: &TokenRecord, entry: &TokenEntry) -> bool {
-    old.digest == entry.digest
+    old.key == digest_key(&entry.digest)
         && old.enabled == entry.enabled
         && old.role == entry.role
         && old.tenants_header == tenants_header(&entry.tenants)
 }
 
-fn record_for(entry: &TokenEntry, stats: Arc<TokenStats>) -> TokenRecord {
+fn record_for(entry: &TokenEntry, stats: Option<Arc<TokenStats>>, mark: u32) -> TokenRecord {
     TokenRecord {
-        digest: entry.digest,
-        name: Arc::from(entry.name.as_str()),
+        key: digest_key(&entry.digest),
+        name: entry.name.clone(),
         name_header: header_value(&entry.name),
+        tenants_header: tenants_header(&entry.tenants),
+        stats: stats.map(StatsSlot::sharing).unwrap_or_default(),
         enabled: entry.enabled,
         role: entry.role,
-        tenants_header: tenants_header(&entry.tenants),
-        stats,
+        applied: AtomicU32::new(mark),
     }
 }
 
@@ -235,9 +356,13 @@ fn tenants_header(tenants: &[String]) -> Option<HeaderValue> {
 /// Names and tenants are Unicode; header values should be visible ASCII. Percent-encode anything
 /// else (and `%` itself) so the backend can decode it unambiguously.
 fn header_value(text: &str) -> HeaderValue {
-    let mut out = String::with_capacity(text.len());
+    let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'%';
+    if text.bytes().all(plain) {
+        return HeaderValue::from_str(text).expect("visible ASCII is a valid header value");
+    }
+    let mut out = String::with_capacity(text.len() * 3);
     for b in text.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'%' {
+        if plain(b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -294,6 +419,76 @@ mod tests {
         };
         assert_eq!(a2.stats.requests.load(Ordering::Relaxed), 5);
         assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn renames_and_swapped_values_move_tokens_and_stats_by_name() {
+        let store = TokenStore::new();
+        store.apply(&[entry("a", 1, true), entry("b", 2, true)]);
+        let Lookup::Valid(a) = store.lookup(&[1; 64]) else {
+            panic!()
+        };
+        a.stats.requests.fetch_add(3, Ordering::Relaxed);
+
+        // a and b swap Values: both changed, nothing added or removed, a's stats follow the name.
+        let mut gone = Vec::new();
+        let c = store.apply_with(&[entry("a", 2, true), entry("b", 1, true)], |r| {
+            gone.push(r.name.to_string())
+        });
+        assert_eq!((c.added, c.removed, c.changed), (0, 0, 2));
+        assert!(gone.is_empty());
+        let Lookup::Valid(a2) = store.lookup(&[2; 64]) else {
+            panic!()
+        };
+        assert_eq!(
+            (&*a2.name, a2.stats.requests.load(Ordering::Relaxed)),
+            ("a", 3)
+        );
+        assert!(matches!(store.lookup(&[1; 64]), Lookup::Valid(r) if &*r.name == "b"));
+
+        // b's Value under a new name c: c is added, b removed, and the token never stops working.
+        let c = store.apply_with(&[entry("a", 2, true), entry("c", 1, false)], |r| {
+            gone.push(r.name.to_string())
+        });
+        assert_eq!((c.added, c.removed, c.changed), (1, 1, 0));
+        assert_eq!(gone, ["b"]);
+        assert!(matches!(store.lookup(&[1; 64]), Lookup::Disabled(r) if &*r.name == "c"));
+        assert_eq!(store.len(), 2);
+        let names: Vec<_> = store.records().iter().map(|r| r.name.to_string()).collect();
+        assert_eq!(names, ["a", "c"]);
+    }
+
+    #[test]
+    fn stats_are_allocated_on_first_use_and_kept_when_flags_change() {
+        let store = TokenStore::new();
+        store.apply(&[entry("a", 1, true)]);
+        let Lookup::Valid(a) = store.lookup(&[1; 64]) else {
+            panic!()
+        };
+        assert!(a.stats.get().is_none());
+        a.stats.requests.fetch_add(2, Ordering::Relaxed);
+        assert!(a.stats.get().is_some());
+
+        let c = store.apply(&[entry("a", 1, false)]);
+        assert_eq!((c.added, c.removed, c.changed, c.disabled), (0, 0, 1, 1));
+        let Lookup::Disabled(a2) = store.lookup(&[1; 64]) else {
+            panic!()
+        };
+        assert_eq!(a2.stats.requests.load(Ordering::Relaxed), 2);
+        a.stats.requests.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(a2.stats.requests.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn the_map_is_keyed_by_the_first_32_digest_bytes() {
+        let store = TokenStore::new();
+        store.apply(&[entry("a", 1, true)]);
+        let mut other_tail = [1; 64];
+        other_tail[63] = 9;
+        assert!(matches!(store.lookup(&other_tail), Lookup::Valid(_)));
+        let mut other_head = [1; 64];
+        other_head[31] = 9;
+        assert!(matches!(store.lookup(&other_head), Lookup::Unknown));
     }
 
     #[test]

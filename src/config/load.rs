@@ -52,7 +52,9 @@ pub fn read_capped(path: &Path) -> Result<Vec<u8>, LoadError> {
         source,
     };
     let file = std::fs::File::open(path).map_err(read_err)?;
-    let mut bytes = Vec::new();
+    // Sized from the metadata: growing a Vec to a 170 MB file doubles and copies it ~28 times.
+    let size = file.metadata().map_or(0, |m| m.len().min(MAX_CONFIG_BYTES));
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0) + 1);
     file.take(MAX_CONFIG_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(read_err)?;
@@ -100,19 +102,30 @@ pub fn parse_at(text: &str, label: &str, base: &Path) -> Result<Settings, Config
 /// does first, and all that `token list` and `check` need. Returns the bytes read too.
 pub fn read_settings(path: &Path) -> Result<(Vec<u8>, Settings), LoadError> {
     let bytes = read_capped(path)?;
-    let label = path.display().to_string();
-    let text = utf8(&bytes, &label).map_err(LoadError::Invalid)?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let settings = parse_at(text, &label, base).map_err(LoadError::Invalid)?;
+    let settings = settings_of(path, &bytes)?;
     Ok((bytes, settings))
+}
+
+/// Validates bytes read from `path`, resolving paths against its folder.
+fn settings_of(path: &Path, bytes: &[u8]) -> Result<Settings, LoadError> {
+    let label = path.display().to_string();
+    let text = utf8(bytes, &label).map_err(LoadError::Invalid)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse_at(text, &label, base).map_err(LoadError::Invalid)
 }
 
 /// Loads the config at `path`: reads it, validates it, resolves paths and reads the key file.
 ///
 /// The key file is required when UseAccessToken is 1, and read when present otherwise.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
-    let (bytes, settings) = read_settings(path)?;
+    let bytes = read_capped(path)?;
+    load_read(path, &bytes, hash_config(&bytes))
+}
 
+/// [`load`] for bytes already read from `path`, with `hashed` = [`hash_config`] of them: a reload
+/// has read and hashed the file to see whether it changed, and does not do either twice.
+pub fn load_read(path: &Path, bytes: &[u8], hashed: Sha256) -> Result<Loaded, LoadError> {
+    let settings = settings_of(path, bytes)?;
     let key_path = &settings.gateway.token_key_file;
     let key = match std::fs::metadata(key_path) {
         Ok(_) => Some(TokenKey::read(key_path)?),
@@ -124,7 +137,7 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
         }
         Err(_) => None,
     };
-    let content_hash = content_hash(&bytes, key_path, settings.server.tls.as_ref());
+    let content_hash = content_hash_with(hashed, key_path, settings.server.tls.as_ref());
     Ok(Loaded {
         settings,
         key,
@@ -138,16 +151,32 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
 /// The same config bytes always name the same files, so a reload can compare this hash, computed
 /// with the paths of the config in force, before it parses anything.
 pub fn content_hash(config: &[u8], key_file: &Path, tls: Option<&super::TlsFiles>) -> [u8; 32] {
+    content_hash_with(hash_config(config), key_file, tls)
+}
+
+/// The first part of [`content_hash`]: the config bytes alone (a large config's hash is most of the
+/// cost, so a reload computes it once).
+pub fn hash_config(config: &[u8]) -> Sha256 {
     let mut hasher = Sha256::new();
-    let mut add = |bytes: &[u8]| {
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(bytes);
-    };
-    add(config);
-    add(&std::fs::read(key_file).unwrap_or_default());
+    add(&mut hasher, config);
+    hasher
+}
+
+/// The rest of [`content_hash`]: the files the config names, added to [`hash_config`]'s state.
+pub fn content_hash_with(
+    mut hasher: Sha256,
+    key_file: &Path,
+    tls: Option<&super::TlsFiles>,
+) -> [u8; 32] {
+    add(&mut hasher, &std::fs::read(key_file).unwrap_or_default());
     if let Some(tls) = tls {
-        add(&std::fs::read(&tls.cert).unwrap_or_default());
-        add(&std::fs::read(&tls.key).unwrap_or_default());
+        add(&mut hasher, &std::fs::read(&tls.cert).unwrap_or_default());
+        add(&mut hasher, &std::fs::read(&tls.key).unwrap_or_default());
     }
     hasher.finalize().into()
+}
+
+fn add(hasher: &mut Sha256, bytes: &[u8]) {
+    hasher.update((bytes.len() as u64).to_le_bytes());
+    hasher.update(bytes);
 }

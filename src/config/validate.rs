@@ -14,6 +14,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::fmt;
 
 pub use auth::{check_description, check_name, check_tenant, parse_role};
@@ -175,56 +176,103 @@ enum Unknown {
     Reject,
 }
 
+/// An element's path below `<Configuration>`, written out only when an error needs it: the path of
+/// every `Token[i]` would otherwise cost an allocation per token.
+pub(super) enum ElPath<'p> {
+    /// A path already written out.
+    Ready(String),
+    /// `parent/name[index]`.
+    Nth {
+        parent: &'p str,
+        name: &'static str,
+        index: usize,
+    },
+}
+
+impl ElPath<'_> {
+    /// The path as errors show it.
+    pub fn render(&self) -> Cow<'_, str> {
+        match self {
+            ElPath::Ready(path) => Cow::Borrowed(path),
+            ElPath::Nth {
+                parent,
+                name,
+                index,
+            } => Cow::Owned(format!("{}[{index}]", join(parent, name))),
+        }
+    }
+}
+
+impl From<String> for ElPath<'_> {
+    fn from(path: String) -> Self {
+        ElPath::Ready(path)
+    }
+}
+
+/// Most names a [`Group`] can know; the longest list (`ServerSettings`) has 8.
+const MAX_KNOWN: usize = 8;
+
 /// A container's children, sorted into the names it knows. Unknown and duplicate children are
-/// reported while sorting, so the accessors below only ever see the first of each name.
-struct Group<'e, 'a> {
+/// reported while sorting, so the accessors below only ever see the first of each name. Sorting
+/// allocates nothing, because a config holds one Token group per token.
+struct Group<'e, 'a, 'p> {
     /// The container, for errors about what it lacks.
     element: &'e Element<'a>,
     /// Its path, for the same reason and as the parent of its children's paths.
-    pub path: String,
+    path: ElPath<'p>,
     known: &'static [&'static str],
-    /// Per known name, its elements in file order.
-    found: Vec<Vec<&'e Element<'a>>>,
+    /// Per known name, its first element.
+    first: [Option<&'e Element<'a>>; MAX_KNOWN],
 }
 
 /// Elements that may repeat; any other name may appear once per container.
 const REPEATED: &[&str] = &["Token", "Tenant", "Upstream"];
 
-impl<'e, 'a> Group<'e, 'a> {
+impl<'e, 'a, 'p> Group<'e, 'a, 'p> {
     /// Sorts `element`'s children into `known`, reporting the rest as `unknown` says.
     pub fn new(
         ctx: &mut Ctx,
         element: &'e Element<'a>,
-        path: String,
+        path: impl Into<ElPath<'p>>,
         known: &'static [&'static str],
         unknown: Unknown,
     ) -> Self {
-        let mut found = vec![Vec::new(); known.len()];
+        assert!(
+            known.len() <= MAX_KNOWN,
+            "a group knows at most {MAX_KNOWN} names"
+        );
+        let path = path.into();
+        let mut first = [None; MAX_KNOWN];
         for child in &element.children {
             let Some(slot) = known.iter().position(|k| *k == child.name) else {
                 if unknown == Unknown::Reject {
                     let rule = format!("unknown element <{}>", child.name);
-                    ctx.fault(child.offset, join(&path, child.name), rule);
+                    ctx.fault(child.offset, join(&path.render(), child.name), rule);
                 }
                 continue;
             };
-            if !found[slot].is_empty() && !REPEATED.contains(&child.name) {
+            if first[slot].is_some() && !REPEATED.contains(&child.name) {
                 let rule = format!("duplicate element <{}>", child.name);
-                ctx.fault(child.offset, join(&path, child.name), rule);
+                ctx.fault(child.offset, join(&path.render(), child.name), rule);
                 continue;
             }
-            found[slot].push(child);
+            first[slot].get_or_insert(child);
         }
         if unknown == Unknown::Reject && !xml::is_blank(&element.text) {
             let rule = format!("unexpected text in <{}>", element.name);
-            ctx.fault(element.offset, path.as_str(), rule);
+            ctx.fault(element.offset, path.render(), rule);
         }
         Group {
             element,
             path,
             known,
-            found,
+            first,
         }
+    }
+
+    /// Its path, for errors and as the parent of its children's paths.
+    pub fn path(&self) -> Cow<'_, str> {
+        self.path.render()
     }
 
     /// Where errors about the container itself point.
@@ -232,26 +280,32 @@ impl<'e, 'a> Group<'e, 'a> {
         self.element.offset
     }
 
-    /// Every child called `name` (a known name).
-    pub fn all(&self, name: &str) -> &[&'e Element<'a>] {
+    fn slot(&self, name: &str) -> usize {
         let slot = self.known.iter().position(|k| *k == name);
-        &self.found[slot.expect("asked for a name the group does not know")]
+        slot.expect("asked for a name the group does not know")
+    }
+
+    /// Every child called `name` (a known name): all of them for a name that may repeat, else the
+    /// first.
+    pub fn all(&self, name: &str) -> Vec<&'e Element<'a>> {
+        let first = self.first[self.slot(name)];
+        if !REPEATED.contains(&name) {
+            return first.into_iter().collect();
+        }
+        let children = self.element.children.iter();
+        children.filter(|c| c.name == name).collect()
     }
 
     /// The child called `name`, if present.
     pub fn one(&self, name: &str) -> Option<&'e Element<'a>> {
-        self.all(name).first().copied()
+        self.first[self.slot(name)]
     }
 
     /// The child called `name`; reports it missing if absent.
     pub fn required(&self, ctx: &mut Ctx, name: &str) -> Option<&'e Element<'a>> {
         let child = self.one(name);
         if child.is_none() {
-            ctx.fault(
-                self.offset(),
-                self.path.as_str(),
-                format!("<{name}> is mandatory"),
-            );
+            ctx.fault(self.offset(), self.path(), format!("<{name}> is mandatory"));
         }
         child
     }
@@ -269,7 +323,7 @@ impl<'e, 'a> Group<'e, 'a> {
 
     /// Every text child called `name`, numbered `name[1]`, `name[2]` …; empty ones are reported.
     pub fn leaves(&self, ctx: &mut Ctx, name: &'static str) -> Vec<Leaf<'e, '_>> {
-        let all = self.all(name).iter().enumerate();
+        let all = self.all(name).into_iter().enumerate();
         all.filter_map(|(i, el)| {
             let leaf = Leaf::read(ctx, el, &self.path, name, Some(i + 1))?;
             leaf.non_empty(ctx).then_some(leaf)
@@ -320,7 +374,7 @@ struct Leaf<'e, 'g> {
     pub text: &'e str,
     /// Its start tag.
     pub offset: usize,
-    parent: &'g str,
+    parent: &'g ElPath<'g>,
     name: &'static str,
     index: Option<usize>,
 }
@@ -330,14 +384,12 @@ impl<'e, 'g> Leaf<'e, 'g> {
     fn read(
         ctx: &mut Ctx,
         el: &'e Element<'_>,
-        parent: &'g str,
+        parent: &'g ElPath<'g>,
         name: &'static str,
         index: Option<usize>,
     ) -> Option<Self> {
         let leaf = Leaf {
-            text: el
-                .text
-                .trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n')),
+            text: trim(&el.text),
             offset: el.offset,
             parent,
             name,
@@ -360,11 +412,17 @@ impl<'e, 'g> Leaf<'e, 'g> {
 
     /// `Parent/Name` or `Parent/Name[i]`; built only for an error.
     pub fn path(&self) -> String {
+        let parent = self.parent.render();
         match self.index {
-            Some(i) => format!("{}[{i}]", join(self.parent, self.name)),
-            None => join(self.parent, self.name),
+            Some(i) => format!("{}[{i}]", join(&parent, self.name)),
+            None => join(&parent, self.name),
         }
     }
+}
+
+/// A text value without the XML whitespace around it.
+fn trim(text: &str) -> &str {
+    text.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
 }
 
 /// A child's path.

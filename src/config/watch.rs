@@ -17,8 +17,11 @@ use tokio::sync::mpsc;
 use crate::state::{Gateway, ReloadOutcome};
 
 /// Quiet time after the last event before reloading: an editor's save or a ConfigMap swap is several
-/// events in a row.
-pub const DEBOUNCE: Duration = Duration::from_millis(200);
+/// events in a row, all within a few milliseconds. 100 ms covers them with a wide margin and leaves
+/// the reload-latency budget (100k tokens applied ≤ 300 ms after the rename) to parsing; a file
+/// written slowly in place may still be read half-written, which fails validation, keeps the last
+/// good config and is followed by the next event's reload.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// Longest a steady stream of events can hold a reload back: a folder that changes every 100 ms
 /// still reloads at least once a second.
@@ -235,7 +238,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn debounce_waits_for_quiet_but_not_longer_than_the_cap() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        // A burst that ends: reload 200 ms after the last event.
+        // A burst that ends: reload DEBOUNCE after the last event.
         let start = Instant::now();
         for _ in 0..3 {
             tx.send("watch").unwrap();
@@ -243,12 +246,13 @@ mod tests {
         assert_eq!(debounce("watch", &mut rx).await, Some("watch"));
         assert_eq!(start.elapsed(), DEBOUNCE);
 
-        // Events every 100 ms for 5 s: the reload still happens after DEBOUNCE_MAX.
+        // Events every 50 ms (quicker than DEBOUNCE) for 5 s: the reload still happens after
+        // DEBOUNCE_MAX.
         let feeder = tokio::spawn({
             let tx = tx.clone();
             async move {
-                for _ in 0..50 {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                for _ in 0..100 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     let _ = tx.send("watch");
                 }
             }

@@ -40,8 +40,8 @@ struct UpstreamRow {
 }
 
 impl TokenMeter {
-    pub(crate) fn new(name: &Arc<str>, families: &TokenFamilies) -> TokenMeter {
-        let token = LabelText(Arc::clone(name));
+    pub(crate) fn new(name: &str, families: &TokenFamilies) -> TokenMeter {
+        let token = LabelText(Arc::from(name));
         let labels = TokenLabels {
             token: token.clone(),
         };

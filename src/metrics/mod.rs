@@ -268,7 +268,7 @@ impl Metrics {
             families.response_bytes.clone(),
         );
         Metrics {
-            anonymous: TokenMeter::new(&Arc::from(""), &families),
+            anonymous: TokenMeter::new("", &families),
             registry,
             families,
             duration,
@@ -298,7 +298,7 @@ impl Metrics {
     }
 
     /// A meter for the token `name`, registering its byte series at 0.
-    pub fn token_meter(&self, name: &Arc<str>) -> TokenMeter {
+    pub fn token_meter(&self, name: &str) -> TokenMeter {
         TokenMeter::new(name, &self.families)
     }
 
@@ -393,7 +393,7 @@ mod tests {
     #[test]
     fn token_requests_are_counted_by_class_and_upstream() {
         let m = Metrics::new();
-        let meter = m.token_meter(&Arc::from("mail"));
+        let meter = m.token_meter("mail");
         let up: Arc<str> = Arc::from("http://127.0.0.1:9999");
         for _ in 0..3 {
             meter.record(Some(&up), 200, 10, 20);
@@ -424,7 +424,7 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         let m = Metrics::new();
-        let meter = m.token_meter(&Arc::from("a\"b\\c\nd"));
+        let meter = m.token_meter("a\"b\\c\nd");
         meter.record(None, 200, 0, 0);
         let text = m.encode();
         assert!(text.contains(r#"token="a\"b\\c\nd""#), "{text}");
@@ -434,7 +434,7 @@ mod tests {
     fn forgetting_a_token_or_upstream_removes_its_series() {
         let m = Metrics::new();
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("http://a:1"), Arc::from("http://b:2"));
-        let meter = m.token_meter(&Arc::from("gone"));
+        let meter = m.token_meter("gone");
         meter.record(Some(&a), 200, 1, 1);
         meter.record(Some(&b), 200, 1, 1);
         m.upstream_error(&a, UpstreamErrorKind::Connect);

@@ -20,9 +20,15 @@ const KNOWN: &[&str] = &[
 
 /// `GatewaySettings`, with defaults for what is absent.
 pub(super) fn gateway(ctx: &mut Ctx, el: &Element<'_>) -> GatewaySettings {
-    let g = Group::new(ctx, el, "GatewaySettings".into(), KNOWN, Unknown::Reject);
+    let g = Group::new(
+        ctx,
+        el,
+        "GatewaySettings".to_owned(),
+        KNOWN,
+        Unknown::Reject,
+    );
     let upstreams = match g.required(ctx, "Upstreams") {
-        Some(el) => upstreams(ctx, el, &g.path),
+        Some(el) => upstreams(ctx, el, &g.path()),
         None => Vec::new(),
     };
     let admin = match g.leaf(ctx, "AdminConnectionString") {
@@ -60,7 +66,7 @@ fn upstreams(ctx: &mut Ctx, el: &Element<'_>, parent: &str) -> Vec<UpstreamAddr>
     );
     if g.all("Upstream").is_empty() {
         let rule = "Upstreams needs at least one <Upstream>";
-        ctx.fault(g.offset(), g.path.as_str(), rule);
+        ctx.fault(g.offset(), g.path(), rule);
     }
     let leaves = g.leaves(ctx, "Upstream");
     let parsed = leaves.iter().map(|leaf| (leaf, upstream(leaf.text)));

@@ -32,7 +32,7 @@ const MAX_UNIX_PATH_BYTES: usize = 107;
 /// `ServerSettings` and the `AuthSettings` inside it. The server part is `None` only when
 /// `ConnectionString` is unusable (the error is recorded).
 pub(super) fn server(ctx: &mut Ctx, el: &Element<'_>) -> (Option<ServerSettings>, AuthSettings) {
-    let g = Group::new(ctx, el, "ServerSettings".into(), KNOWN, Unknown::Ignore);
+    let g = Group::new(ctx, el, "ServerSettings".to_owned(), KNOWN, Unknown::Ignore);
     let listen = g.required_leaf(ctx, "ConnectionString");
     let listen = listen.and_then(|leaf| listen_addr(ctx, &leaf));
     let max_sessions = match g.uint(ctx, "MaxHTTPSessionsNum", UINT_MAX) {
@@ -55,7 +55,7 @@ pub(super) fn server(ctx: &mut Ctx, el: &Element<'_>) -> (Option<ServerSettings>
             for name in ["TlsCertificateFile", "TlsCertificateKeyFile"] {
                 if g.one(name).is_none() {
                     let rule = format!("ConnectionString is https:// but <{name}> is missing");
-                    ctx.fault(g.offset(), g.path.as_str(), rule);
+                    ctx.fault(g.offset(), g.path(), rule);
                 }
             }
             cert.zip(key).map(|(cert, key)| TlsFiles { cert, key })
@@ -63,10 +63,10 @@ pub(super) fn server(ctx: &mut Ctx, el: &Element<'_>) -> (Option<ServerSettings>
         _ => None,
     };
     let keep_alive = match g.one("KeepAliveSettings") {
-        Some(el) => keep_alive(ctx, el, &g.path),
+        Some(el) => keep_alive(ctx, el, &g.path()),
         None => KeepAlive::default(),
     };
-    let auth = auth::auth(ctx, g.one("AuthSettings"), &g.path);
+    let auth = auth::auth(ctx, g.one("AuthSettings"), &g.path());
     let server = listen.map(|listen| ServerSettings {
         listen,
         max_sessions: usize::try_from(max_sessions).unwrap_or(usize::MAX),

@@ -419,3 +419,72 @@ fn a_second_block_is_reported_and_foreign_ones_ignored() {
         ["GatewaySettings: duplicate element <GatewaySettings>"]
     );
 }
+
+#[test]
+fn plain_and_general_token_paths_read_the_same_values() {
+    // Token 1 takes the general path (an entity, Tenants); token 2 the plain one; token 3 the
+    // general one again (a CDATA section). All three must come out as written.
+    let v2 = V1.replacen('A', "B", 1);
+    let v3 = V1.replacen('A', "C", 1);
+    let text = file(
+        &format!(
+            "<AuthSettings><AccessTokens>\
+             <Token><Name> a&amp;b </Name><Value>{V1}</Value><Enabled>0</Enabled>\
+             <Description>d1</Description><Role>Security Officer</Role>\
+             <Tenants><Tenant>t</Tenant></Tenants></Token>\
+             <Token>\n <Name> c </Name><Value> {v2} </Value><Enabled>1</Enabled>\
+             <Description> d2 </Description><Role>Administrator</Role></Token>\
+             <Token><Name><![CDATA[e]]></Name><Value>{v3}</Value><Enabled>1</Enabled>\
+             <Description></Description></Token>\
+             </AccessTokens></AuthSettings>"
+        ),
+        "",
+    );
+    let tokens = ok(&text).auth.tokens;
+    let shown: Vec<_> = (tokens.iter())
+        .map(|t| {
+            let d = t.description.as_deref();
+            (t.name.as_str(), d, t.enabled, t.role, t.tenants.len())
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("a&b", Some("d1"), false, Some(Role::SecurityOfficer), 1),
+            ("c", Some("d2"), true, Some(Role::Administrator), 0),
+            ("e", None, true, None, 0),
+        ]
+    );
+    assert_eq!(tokens[1].digest[..1], [0x05]);
+}
+
+#[test]
+fn a_plain_token_after_a_bad_one_still_reports_duplicates() {
+    // Token 1 is refused (bad Enabled) but its name and Value count; token 2 repeats both.
+    let text = with_tokens(&[
+        format!("<Name>a</Name><Value>{V1}</Value><Enabled>2</Enabled>"),
+        token("a"),
+    ]);
+    let token2 = "ServerSettings/AuthSettings/AccessTokens/Token[2]";
+    assert_eq!(
+        errors(&text),
+        [
+            "ServerSettings/AuthSettings/AccessTokens/Token[1]/Enabled: Enabled must be 0 or 1, \
+             found \"2\""
+                .to_owned(),
+            format!("{token2}/Name: duplicate name \"a\""),
+            format!("{token2}/Value: duplicate value (same token as Token[1])"),
+        ]
+    );
+}
+
+fn with_tokens(tokens: &[String]) -> String {
+    let tokens: String = tokens
+        .iter()
+        .map(|t| format!("<Token>{t}</Token>"))
+        .collect();
+    file(
+        &format!("<AuthSettings><AccessTokens>{tokens}</AccessTokens></AuthSettings>"),
+        "",
+    )
+}
