@@ -65,9 +65,9 @@ struct ServeArgs {
     /// Also re-read the config every SECS seconds, for filesystems that emit no change events.
     #[arg(long, value_name = "SECS")]
     reload_poll: Option<u64>,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    threads: Option<usize>,
+    /// Worker threads serving clients, each with its own event loop (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     /// Seconds to let in-flight requests finish after SIGTERM or SIGINT.
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
@@ -123,11 +123,13 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        rt.worker_threads(n.max(1));
-    }
-    let rt = match rt.enable_all().build() {
+    // The client listener gets worker threads of its own (`run_workers`); this runtime runs the
+    // rest: signals, reloads, the admin listener and its probes.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("scangate: cannot start runtime: {e}");
@@ -189,11 +191,16 @@ async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::R
         }
         None => None,
     };
-    scangate::proxy::server::run(
+    let workers = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    scangate::proxy::server::run_workers(
         listener,
         gw,
         stop.recv(),
         Duration::from_secs(args.drain_secs),
+        workers,
     )
     .await?;
     let _ = admin_stop.send(());

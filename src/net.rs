@@ -23,6 +23,26 @@ pub enum Listener {
     Unix(UnixListener, PathBuf),
 }
 
+/// A bound listener's socket outside any runtime, to be opened on another one (one per worker
+/// thread; every copy accepts from the same socket).
+#[derive(Debug)]
+pub enum SharedListener {
+    /// A TCP listener.
+    Tcp(std::net::TcpListener),
+    /// A unix socket listener, with its path.
+    Unix(std::os::unix::net::UnixListener, PathBuf),
+}
+
+impl SharedListener {
+    /// Registers this copy with the current runtime.
+    pub fn open(self) -> io::Result<Listener> {
+        Ok(match self {
+            SharedListener::Tcp(l) => Listener::Tcp(TcpListener::from_std(l)?),
+            SharedListener::Unix(l, path) => Listener::Unix(UnixListener::from_std(l)?, path),
+        })
+    }
+}
+
 /// An accepted connection.
 #[derive(Debug)]
 pub enum Stream {
@@ -77,6 +97,24 @@ impl Listener {
                 }
             }
         }
+    }
+
+    /// `n` copies of the socket (duplicated descriptors) for `n` worker threads. The listener
+    /// itself leaves its runtime.
+    pub fn share(self, n: usize) -> io::Result<Vec<SharedListener>> {
+        let first = match self {
+            Listener::Tcp(l) => SharedListener::Tcp(l.into_std()?),
+            Listener::Unix(l, path) => SharedListener::Unix(l.into_std()?, path),
+        };
+        let mut copies = Vec::with_capacity(n);
+        for _ in 1..n {
+            copies.push(match &first {
+                SharedListener::Tcp(l) => SharedListener::Tcp(l.try_clone()?),
+                SharedListener::Unix(l, path) => SharedListener::Unix(l.try_clone()?, path.clone()),
+            });
+        }
+        copies.push(first);
+        Ok(copies)
     }
 
     /// The bound TCP address, for tests that bind port 0.

@@ -161,3 +161,107 @@ async fn a_truncated_body_fails_that_response_and_its_connection_is_not_reused()
     assert_eq!(get(&gw).await.unwrap(), (200, "ok".to_owned()));
     assert_eq!(upstream.connections(), 2);
 }
+
+#[tokio::test]
+async fn worker_threads_share_the_session_cap_and_reuse_their_own_upstream_connections() {
+    use scangate::net::Listener;
+    use scangate::proxy::server::run_workers;
+
+    let upstream = RawUpstream::start(Script::KeepAlive).await;
+    let mut cfg = Cfg::new(&upstream.url(), &[Tok::new("alpha", ALPHA, true)]);
+    cfg.server_extra = "<MaxHTTPSessionsNum>4</MaxHTTPSessionsNum>".into();
+    let dir = ConfigDir::new(&cfg);
+    let gw = scangate::state::Gateway::start(&dir.path).unwrap();
+    let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(run_workers(
+        listener,
+        Arc::clone(&gw),
+        async {
+            let _ = stop_rx.await;
+        },
+        Duration::from_secs(5),
+        3,
+    ));
+    let url = format!("http://{addr}/api/v3.0/version");
+    // One keep-alive client connection stays on one worker, which reuses one upstream connection.
+    let c = client();
+    for _ in 0..10 {
+        let resp = c
+            .get(&url)
+            .header("Authorization", format!("Bearer {ALPHA}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    assert_eq!(upstream.connections(), 1);
+    // Fresh client connections land on whichever worker accepts them; all are served.
+    for _ in 0..12 {
+        let resp = client()
+            .get(&url)
+            .header("Authorization", format!("Bearer {ALPHA}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert!(upstream.connections() <= 3, "{}", upstream.connections());
+    // The cap is for all workers together: with 4 connections held (on any of the 3 workers),
+    // more get 503, whichever worker accepts them. First the clients above must be gone.
+    drop(c);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            gw.metrics.connections_open() == 0
+        })
+        .await
+    );
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        let answer = raw_get(&mut conn).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "got {answer:?}");
+        held.push(conn);
+    }
+    assert_eq!(gw.metrics.connections_open(), 4);
+    for _ in 0..6 {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        let answer = raw_get(&mut conn).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "got {answer:?}");
+        assert!(
+            answer.ends_with(r#"{"error":"gateway overloaded"}"#),
+            "got {answer:?}"
+        );
+    }
+    drop(held);
+    stop_tx.send(()).unwrap();
+    served.await.unwrap().unwrap();
+    // Every worker closed its copy of the socket.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// One GET on a raw connection; returns what came back until the response's end or the close.
+async fn raw_get(conn: &mut TcpStream) -> String {
+    let req = format!("GET /v HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {ALPHA}\r\n\r\n");
+    if conn.write_all(req.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&got);
+        // A 200 from the raw upstream ends with its 2-byte body; the gateway keeps it open.
+        if text.starts_with("HTTP/1.1 200") && text.ends_with("\r\n\r\nok") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}

@@ -292,6 +292,11 @@ impl Metrics {
     }
 
     /// Counts a client connection as open until the guard drops.
+    /// Client connections being served now, by every worker.
+    pub fn connections_open(&self) -> i64 {
+        self.connections_open.get()
+    }
+
     pub fn connection_opened(&self) -> OpenConnection {
         self.connections_open.inc();
         OpenConnection(self.connections_open.clone())

@@ -35,6 +35,93 @@ pub const H2_MAX_STREAMS: u32 = 256;
 /// HTTP/2 keep-alive ping interval; a peer that does not answer within the same time is dropped.
 pub const H2_PING: Duration = Duration::from_secs(20);
 
+/// The connection caps (MaxHTTPSessionsNum), shared by every worker serving one listener.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    sessions: Arc<Semaphore>,
+    queue: Arc<Semaphore>,
+}
+
+impl SessionLimits {
+    /// Caps from the gateway's current settings.
+    pub fn new(gw: &Gateway) -> SessionLimits {
+        let max = gw.snapshot.load().settings.server.max_sessions;
+        SessionLimits {
+            sessions: Arc::new(Semaphore::new(max)),
+            queue: Arc::new(Semaphore::new(max)),
+        }
+    }
+}
+
+/// Serves the gateway on `workers` threads until `shutdown` resolves, then drains each of them
+/// (see [`run`]). Each worker thread runs its own single-threaded runtime and accepts from its own
+/// copy of the listening socket, as nginx's worker processes do: a connection, its requests and
+/// the upstream connections they use stay on one thread, with no work stealing or cross-thread
+/// wake-ups on the request path. The connection caps are shared.
+pub async fn run_workers(
+    listener: Listener,
+    gw: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+    workers: usize,
+) -> std::io::Result<()> {
+    let limits = SessionLimits::new(&gw);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let copies = listener.share(workers.max(1))?;
+    let started = copies.len();
+    for (i, copy) in copies.into_iter().enumerate() {
+        let (gw, limits, mut stop, done) = (
+            Arc::clone(&gw),
+            limits.clone(),
+            stop_rx.clone(),
+            done_tx.clone(),
+        );
+        std::thread::Builder::new()
+            .name(format!("scangate-worker-{i}"))
+            .spawn(move || {
+                super::upstream::set_worker(i);
+                let served = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|rt| {
+                        rt.block_on(async move {
+                            let stopped = async move {
+                                let _ = stop.wait_for(|stop| *stop).await;
+                            };
+                            serve_on(copy.open()?, gw, stopped, drain, limits).await
+                        })
+                    });
+                let _ = done.send(served);
+            })?;
+    }
+    drop(done_tx);
+    tokio::pin!(shutdown);
+    let mut finished = 0;
+    let mut result = Ok(());
+    // A worker that ends before the shutdown failed: stop the others and report it.
+    tokio::select! {
+        () = &mut shutdown => {}
+        Some(early) = done_rx.recv() => {
+            finished += 1;
+            result = early.and_then(|()| Err(std::io::Error::other("a worker stopped serving")));
+        }
+    }
+    let _ = stop_tx.send(true);
+    while finished < started {
+        match done_rx.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => result = Err(e),
+            None => {
+                result = Err(std::io::Error::other("a worker thread panicked"));
+                break;
+            }
+        }
+        finished += 1;
+    }
+    result
+}
+
 /// Serves the gateway on `listener` until `shutdown` resolves, then stops accepting and waits up to
 /// `drain` for in-flight connections.
 ///
@@ -47,10 +134,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) -> std::io::Result<()> {
+    let limits = SessionLimits::new(&gw);
+    serve_on(listener, gw, shutdown, drain, limits).await
+}
+
+async fn serve_on(
+    listener: Listener,
+    gw: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+    limits: SessionLimits,
+) -> std::io::Result<()> {
     let settings = gw.snapshot.load().settings.server.clone();
     let https = matches!(settings.listen, ListenAddr::Tcp { tls: true, .. });
-    let sessions = Arc::new(Semaphore::new(settings.max_sessions));
-    let queue = Arc::new(Semaphore::new(settings.max_sessions));
+    let SessionLimits { sessions, queue } = limits;
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(connection_builder(&settings.keep_alive));
     let max_requests = settings

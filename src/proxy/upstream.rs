@@ -9,6 +9,7 @@
 //! needs no key, no connection racing and no HTTP/2; a profile put the general client at 45 % of
 //! scangate's user time (see benches/RESULTS.md).
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::path::{Path, PathBuf};
@@ -291,10 +292,31 @@ where
     Ok(sender)
 }
 
-/// An upstream's idle connections, most recently used last.
-#[derive(Default)]
+/// Idle-connection stacks per upstream: one per worker thread (modulo this), so a connection is
+/// reused on the thread whose runtime drives it.
+const POOL_SLOTS: usize = 64;
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as worker `i`: the upstream connections it opens go back to its own
+/// idle stack. Threads that never call it share stack 0.
+pub fn set_worker(i: usize) {
+    WORKER.with(|w| w.set(i));
+}
+
+/// An upstream's idle connections, per worker, most recently used last.
 struct Pool {
-    idle: Mutex<VecDeque<Idle>>,
+    slots: Box<[Mutex<VecDeque<Idle>>]>,
+}
+
+impl Default for Pool {
+    fn default() -> Pool {
+        Pool {
+            slots: (0..POOL_SLOTS).map(|_| Mutex::default()).collect(),
+        }
+    }
 }
 
 struct Idle {
@@ -306,7 +328,7 @@ impl Pool {
     /// The most recently used idle connection that is still open and not past the idle timeout.
     fn checkout(&self) -> Option<Sender> {
         let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.mine();
         while let Some(c) = idle.pop_back() {
             if !c.sender.is_closed() && now.duration_since(c.since) < POOL_IDLE_TIMEOUT {
                 return Some(c.sender);
@@ -320,7 +342,7 @@ impl Pool {
             return;
         }
         let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.mine();
         // The oldest idle connections are at the front: expire those first.
         while idle.front().is_some_and(|c| {
             c.sender.is_closed() || now.duration_since(c.since) >= POOL_IDLE_TIMEOUT
@@ -334,8 +356,18 @@ impl Pool {
     }
 
     fn prune(&self, now: Instant) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < POOL_IDLE_TIMEOUT);
+        for slot in &*self.slots {
+            let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
+            idle.retain(|c| {
+                !c.sender.is_closed() && now.duration_since(c.since) < POOL_IDLE_TIMEOUT
+            });
+        }
+    }
+
+    /// This worker's idle stack.
+    fn mine(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        let slot = &self.slots[WORKER.with(Cell::get) % POOL_SLOTS];
+        slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
