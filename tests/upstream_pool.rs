@@ -98,8 +98,12 @@ async fn serve(mut stream: TcpStream, script: Script, nth: usize) {
 }
 
 async fn get(gw: &TestGateway) -> reqwest::Result<(u16, String)> {
-    let resp = client()
-        .get(gw.url("/api/v3.0/version"))
+    get_with(&client(), &gw.url("/api/v3.0/version")).await
+}
+
+async fn get_with(c: &reqwest::Client, url: &str) -> reqwest::Result<(u16, String)> {
+    let resp = c
+        .get(url)
         .header("Authorization", format!("Bearer {ALPHA}"))
         .send()
         .await?;
@@ -190,25 +194,12 @@ async fn worker_threads_share_the_session_cap_and_reuse_their_own_upstream_conne
     // One keep-alive client connection stays on one worker, which reuses one upstream connection.
     let c = client();
     for _ in 0..10 {
-        let resp = c
-            .get(&url)
-            .header("Authorization", format!("Bearer {ALPHA}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        assert_eq!(resp.text().await.unwrap(), "ok");
+        assert_eq!(get_with(&c, &url).await.unwrap(), (200, "ok".to_owned()));
     }
     assert_eq!(upstream.connections(), 1);
     // Fresh client connections land on whichever worker accepts them; all are served.
     for _ in 0..12 {
-        let resp = client()
-            .get(&url)
-            .header("Authorization", format!("Bearer {ALPHA}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        assert_eq!(get_with(&client(), &url).await.unwrap().0, 200);
     }
     assert!(upstream.connections() <= 3, "{}", upstream.connections());
     // The cap is for all workers together: with 4 connections held (on any of the 3 workers),
