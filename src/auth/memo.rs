@@ -40,19 +40,23 @@ impl DigestMemo {
     /// memo when this connection's last token was the same, else computed and remembered.
     pub fn digest(&self, key: &TokenKey, generation: u64, token: &[u8]) -> Digest {
         let tag = tag(token);
-        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = slot.as_ref() {
+        if let Some(r) = self.lock().as_ref() {
             if r.generation == generation && bool::from(r.tag.ct_eq(&tag)) {
                 return r.digest;
             }
         }
+        // Computed without the lock: HTTP/2 streams of one connection may get here together.
         let digest = key.digest(token);
-        *slot = Some(Remembered {
+        *self.lock() = Some(Remembered {
             generation,
             tag,
             digest,
         });
         digest
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Remembered>> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
