@@ -316,3 +316,157 @@ async fn admin_answers_unknown_paths_and_methods_with_json() {
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
 }
+
+/// Sends one raw HTTP/1.1 GET with `Host: host` and `extra` header lines, and returns the response
+/// (the connection is closed after it).
+async fn raw_get(addr: SocketAddr, path: &str, host: &str, extra: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn admin_answers_only_hosts_no_rebinding_page_can_send() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let gw = TestGateway::start(&Cfg::new(&up.url(), &[Tok::new("alpha", A, true)])).await;
+    let admin = Admin::start(&gw.gw).await;
+    let port = admin.addr.port();
+    for host in [
+        "attacker.example",
+        &format!("rebind.example:{port}"),
+        "localhost.evil",
+    ] {
+        for path in ["/metrics", "/config", "/readyz"] {
+            let resp = raw_get(admin.addr, path, host, "").await;
+            assert!(resp.starts_with("HTTP/1.1 421 "), "{host}{path}: {resp}");
+            assert!(
+                resp.ends_with(
+                    r#"{"error":"admin requests must name an IP address or localhost as Host"}"#
+                ),
+                "{resp}"
+            );
+        }
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "localhost".into(),
+    ] {
+        let resp = raw_get(admin.addr, "/healthz", &host, "").await;
+        assert!(resp.starts_with("HTTP/1.1 200 "), "{host}: {resp}");
+    }
+}
+
+/// Starts an admin listener bound to every address (off loopback), reached through 127.0.0.1.
+async fn start_exposed(gw: &Arc<Gateway>) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = Listener::bind_tcp("0.0.0.0:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], listener.local_addr().unwrap().port()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(scangate::admin::run(listener, gw.clone(), async {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
+#[tokio::test]
+async fn config_page_off_loopback_needs_an_administrator_token() {
+    const ADMIN: &str = "sg_AdminConsoleToken-7";
+    const OFFICER: &str = "sg_OfficerToken-8";
+    let up = Upstream::start(Behaviour::Ok).await;
+    let cfg = Cfg::new(
+        &up.url(),
+        &[
+            Tok::new("officer", OFFICER, true),
+            Tok::new("root", ADMIN, true),
+            Tok::new("off", OFF, false),
+        ],
+    );
+    let config = ConfigDir::new(&cfg);
+    let xml = cfg.xml().replacen(
+        "<Enabled>1</Enabled></Token>",
+        "<Enabled>1</Enabled><Role>SecurityOfficer</Role></Token>",
+        1,
+    );
+    let xml = xml.replacen(
+        "<Name>root</Name>",
+        "<Name>root</Name><Role>Administrator</Role>",
+        1,
+    );
+    std::fs::write(&config.path, xml).unwrap();
+    let gw = TestGateway::start_in(config, false).await;
+    let (addr, _stop) = start_exposed(&gw.gw).await;
+    let host = format!("127.0.0.1:{}", addr.port());
+    let auth = |t: &str| format!("Authorization: Bearer {t}\r\n");
+
+    let missing = raw_get(addr, "/config", &host, "").await;
+    assert!(missing.starts_with("HTTP/1.1 401 "), "{missing}");
+    assert!(
+        missing.contains("www-authenticate: Bearer realm=\"test-realm\"\r\n"),
+        "{missing}"
+    );
+    assert!(
+        missing.ends_with(r#"{"error":"missing API token"}"#),
+        "{missing}"
+    );
+    for bad in [UNKNOWN, OFF] {
+        let resp = raw_get(addr, "/config", &host, &auth(bad)).await;
+        assert!(resp.starts_with("HTTP/1.1 401 "), "{resp}");
+        assert!(resp.ends_with(r#"{"error":"invalid API token"}"#), "{resp}");
+    }
+    let officer = raw_get(addr, "/config", &host, &auth(OFFICER)).await;
+    assert!(officer.starts_with("HTTP/1.1 403 "), "{officer}");
+    assert!(
+        officer.ends_with(r#"{"error":"token not allowed for this operation"}"#),
+        "{officer}"
+    );
+    let ok = raw_get(addr, "/config", &host, &auth(ADMIN)).await;
+    assert!(ok.starts_with("HTTP/1.1 200 "), "{ok}");
+    assert!(ok.contains(r#""name":"officer""#), "{ok}");
+    assert!(!ok.contains(ADMIN), "the token is never echoed: {ok}");
+    // Probes and scrapers need no credential.
+    for path in ["/healthz", "/metrics"] {
+        let resp = raw_get(addr, path, &host, "").await;
+        assert!(resp.starts_with("HTTP/1.1 200 "), "{path}: {resp}");
+    }
+    // On loopback the page stays open, as before.
+    let admin = Admin::start(&gw.gw).await;
+    assert_eq!(admin.get("/config").await.0, 200);
+}
+
+#[tokio::test]
+async fn admin_connections_past_the_cap_are_closed_at_once() {
+    use scangate::admin::guard::MAX_ADMIN_CONNECTIONS;
+    use tokio::io::AsyncReadExt;
+    let up = Upstream::start(Behaviour::Ok).await;
+    let gw = TestGateway::start(&Cfg::new(&up.url(), &[Tok::new("alpha", A, true)])).await;
+    let admin = Admin::start(&gw.gw).await;
+    let mut held = Vec::new();
+    for _ in 0..MAX_ADMIN_CONNECTIONS {
+        held.push(tokio::net::TcpStream::connect(admin.addr).await.unwrap());
+    }
+    // Every slot is taken: the next connection is closed without an answer, well before the
+    // 5 s header timeout would have freed a slot.
+    let mut extra = tokio::net::TcpStream::connect(admin.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut buf))
+        .await
+        .expect("an extra connection is closed at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    drop(held);
+    let freed = eventually(Duration::from_secs(3), || async {
+        client()
+            .get(format!("http://{}/healthz", admin.addr))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(freed, "closing the held connections frees their slots");
+}

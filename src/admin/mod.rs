@@ -7,8 +7,13 @@
 //! - `/metrics`: the Prometheus registry (OpenMetrics text).
 //! - `/config`: the generation, the last reload's result and error, the token names with their
 //!   states, and the upstreams. Never a Value or the key: the gateway holds neither in a form it
-//!   could show (the token store keeps digests, and this page does not print them).
+//!   could show (the token store keeps digests, and this page does not print them). Off loopback it
+//!   needs an Administrator token ([`guard`]).
+//!
+//! Every request must name an IP literal or `localhost` as its `Host` (against DNS rebinding), and
+//! at most [`guard::MAX_ADMIN_CONNECTIONS`] connections are served at once.
 
+pub mod guard;
 pub mod probe;
 
 use std::convert::Infallible;
@@ -22,10 +27,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use crate::config::Role;
 use crate::net::Listener;
 use crate::proxy::body::ProxyBody;
+use crate::proxy::error::GatewayError;
 use crate::state::Gateway;
 
 /// Slow admin clients are cut off after this; a scraper sends its head at once.
@@ -42,17 +49,29 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let prober = tokio::spawn(probe::run(Arc::clone(&gw)));
-    tracing::info!(listen = listener.describe(), "admin listening");
+    let protected = guard::needs_credential(listener.local_addr());
+    tracing::info!(
+        listen = listener.describe(),
+        config_needs_administrator_token = protected,
+        "admin listening"
+    );
+    let slots = Arc::new(Semaphore::new(guard::MAX_ADMIN_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept_retrying() => accepted,
             () = &mut shutdown => break,
         };
+        // Past the cap the socket is dropped (closed) at once: nothing is owed to it.
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!("admin connection cap reached; connection closed");
+            continue;
+        };
         let gw = Arc::clone(&gw);
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req: Request<Incoming>| {
-                let resp = route(&gw, &req);
+                let resp = route(&gw, &req, protected);
                 async move { Ok::<_, Infallible>(resp) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -68,7 +87,14 @@ pub async fn run(
     Ok(())
 }
 
-fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<ProxyBody> {
+/// Answers one admin request. `protected`: `/config` needs an Administrator token.
+fn route(gw: &Gateway, req: &Request<Incoming>, protected: bool) -> Response<ProxyBody> {
+    if !guard::host_allowed(req.headers()) {
+        return json_response(
+            StatusCode::MISDIRECTED_REQUEST,
+            &json!({"error": "admin requests must name an IP address or localhost as Host"}),
+        );
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut resp = json_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -90,7 +116,20 @@ fn route(gw: &Gateway, req: &Request<Incoming>) -> Response<ProxyBody> {
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
             resp
         }
-        "/config" => json_response(StatusCode::OK, &config_page(gw)),
+        "/config" => {
+            if protected {
+                let snap = gw.snapshot.load();
+                let denied = match guard::administrator(&snap, &gw.tokens, req.headers()) {
+                    Ok(()) => None,
+                    Err(guard::Denied::Unauthorized(why)) => Some(GatewayError::Unauthorized(why)),
+                    Err(guard::Denied::NotAdministrator) => Some(GatewayError::Forbidden),
+                };
+                if let Some(err) = denied {
+                    return err.into_response(&snap.challenge);
+                }
+            }
+            json_response(StatusCode::OK, &config_page(gw))
+        }
         _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
     }
 }
