@@ -470,3 +470,25 @@ async fn admin_connections_past_the_cap_are_closed_at_once() {
     .await;
     assert!(freed, "closing the held connections frees their slots");
 }
+
+#[tokio::test]
+async fn admin_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
+    use tokio::io::AsyncReadExt;
+    let up = Upstream::start(Behaviour::Ok).await;
+    let gw = TestGateway::start(&Cfg::new(&up.url(), &[Tok::new("alpha", A, true)])).await;
+    let admin = Admin::start(&gw.gw).await;
+    let mut idle = tokio::net::TcpStream::connect(admin.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(8), idle.read(&mut buf))
+        .await
+        .expect("a silent admin connection is closed within the 5 s header timeout")
+        .unwrap_or(0);
+    // hyper may write a 408 before closing; either way the slot is given back.
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "closed too early"
+    );
+}
