@@ -310,4 +310,7 @@ fn warn_restart_needed(old: &Settings, new: &Settings) {
     if old.server.max_sessions != new.server.max_sessions {
         tracing::warn!("MaxHTTPSessionsNum changed; it applies after a restart");
     }
+    if old.gateway.max_connections_per_client != new.gateway.max_connections_per_client {
+        tracing::warn!("MaxConnectionsPerClient changed; it applies after a restart");
+    }
 }
