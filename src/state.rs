@@ -251,6 +251,7 @@ fn build_snapshot(
     let upstreams = UpstreamSet::rebuild(
         &settings.gateway.upstreams,
         settings.gateway.upstream_ca_file.as_deref(),
+        settings.gateway.max_upstream_connections,
         previous.map(|p| &p.upstreams),
     )?;
     let scheme = if settings.auth.bearer {

@@ -1,8 +1,9 @@
 //! The gateway proper: listener and connections ([`server`]), each connection's idle deadline and
 //! drain ([`conn`]), its write deadline ([`send_timeout`]) and the per-address cap
 //! ([`client_cap`]), the request path ([`handler`]), bodies ([`body`]), the access log and request
-//! metrics ([`access`]), header rules ([`headers`]), upstreams ([`upstream`]) and the one mapping
-//! from failures to statuses ([`error`]).
+//! metrics ([`access`]), header rules ([`headers`]), upstreams ([`upstream`]) and the bound on
+//! their connections ([`upstream_limit`]), and the one mapping from failures to statuses
+//! ([`error`]).
 
 pub mod access;
 pub mod body;
@@ -16,3 +17,4 @@ pub mod send_timeout;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod upstream_limit;
