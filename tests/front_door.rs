@@ -273,7 +273,7 @@ async fn slowloris_half_header_is_disconnected_within_the_header_timeout() {
 }
 
 #[tokio::test]
-async fn tls_client_that_sends_nothing_after_the_handshake_is_closed_at_the_idle_timeout() {
+async fn tls_client_silent_before_or_after_the_handshake_is_closed_at_the_idle_timeout() {
     let up = Upstream::start(Behaviour::Ok).await;
     let pki = Pki::new();
     let mut cfg = https_cfg(&up);
@@ -284,6 +284,17 @@ async fn tls_client_that_sends_nothing_after_the_handshake_is_closed_at_the_idle
     std::fs::write(dir.dir.path().join("tls.crt"), cert).unwrap();
     std::fs::write(dir.dir.path().join("tls.key"), key).unwrap();
     let gw = TestGateway::start_in(dir, false).await;
+    // No ClientHello at all: the handshake gets the idle timeout too.
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    let started = Instant::now();
+    let (_, closed) = read_all(&mut silent, Duration::from_secs(4)).await;
+    let took = started.elapsed();
+    assert!(closed, "silent TCP connection still open after {took:?}");
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_millis(2000),
+        "closed after {took:?}"
+    );
+    // A completed handshake, then nothing.
     let mut tls = tls_connect(&pki, gw.addr).await;
     let started = Instant::now();
     let closed = tokio::time::timeout(Duration::from_secs(4), async {

@@ -27,9 +27,9 @@ use crate::config::{KeepAlive, ListenAddr};
 use crate::net::Listener;
 use crate::state::Gateway;
 
-/// Time allowed for a TLS handshake, and the idle timeout (before the first request head, between
-/// keep-alive requests, on HTTP/2 with no stream open) when KeepAliveSettings/TimeoutMs is 0.
-/// Slow clients are cut off after it.
+/// The idle timeout when KeepAliveSettings/TimeoutMs is 0: the time allowed for a TLS handshake,
+/// for the first request head after it, between keep-alive requests and on HTTP/2 with no stream
+/// open. Slow clients are cut off after it.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest HTTP/1.1 request head (hyper's read buffer cap); past it the client gets 431.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -235,7 +235,8 @@ async fn serve_on(
                     return;
                 };
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                // The handshake is a phase before the first request: it gets the idle timeout.
+                match tokio::time::timeout(opts.idle, acceptor.accept(stream)).await {
                     Ok(Ok(tls_stream)) => {
                         serve(tls_stream, gw, downstream, &builder, opts, drain).await
                     }
