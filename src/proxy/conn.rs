@@ -4,8 +4,10 @@
 //! the HTTP/1-or-2 sniff, the first head), between keep-alive requests, and on HTTP/2 while no
 //! stream is open. PINGs and SETTINGS are not requests, so an h2 peer that answers pings is still
 //! idle. When a connection has been idle for the idle timeout it is shut down gracefully (hyper
-//! cancels the sniff, closes an idle HTTP/1 connection, sends GOAWAY on HTTP/2), and dropped
-//! [`IDLE_CLOSE_GRACE`] later if it has not finished by then.
+//! cancels the sniff, closes an idle HTTP/1 connection, sends GOAWAY on HTTP/2), and dropped if
+//! it then goes [`IDLE_CLOSE_GRACE`] without finishing or writing anything. (A response body is
+//! done before its last bytes reach a slow reader; such a connection keeps writing and is let
+//! finish, under the write timeout.)
 //!
 //! hyper times only part of this itself: its HTTP/1 header timer starts after the sniff, and its
 //! HTTP/2 server has no idle timeout at all. Counting open requests here covers every phase and
@@ -28,8 +30,10 @@ use pin_project_lite::pin_project;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// How long an idle connection that was asked to close may take to do so (an HTTP/2 peer
-/// acknowledging GOAWAY, an HTTP/1 client finishing a head) before it is dropped.
+use super::send_timeout::Written;
+
+/// How long an idle connection that was asked to close may go without finishing or writing
+/// (an HTTP/2 peer acknowledging GOAWAY, an HTTP/1 client finishing a head) before it is dropped.
 pub const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// What one client connection is doing, shared by its requests and its idle watch.
@@ -132,12 +136,14 @@ impl<B: Body<Data = Bytes>> Body for Tracked<B> {
 }
 
 /// Polls `conn` to its end. `shutdown` starts its graceful shutdown: once when the drain begins
-/// (`drain` changes or its sender goes away), or when it has been idle for `idle`; an idle
-/// connection still open [`IDLE_CLOSE_GRACE`] after that is dropped, which ends it with `Ok`.
+/// (`drain` changes or its sender goes away), or when it has been idle for `idle`. An idle
+/// connection still open after that is dropped, which ends it with `Ok`, as soon as it has gone
+/// [`IDLE_CLOSE_GRACE`] with no new write counted in `written`.
 pub async fn drive<C, E>(
     conn: C,
     shutdown: impl Fn(Pin<&mut C>),
     activity: &Activity,
+    written: &Written,
     idle: Duration,
     mut drain: watch::Receiver<()>,
 ) -> Result<(), E>
@@ -147,7 +153,9 @@ where
     tokio::pin!(conn);
     let timer = tokio::time::sleep_until(activity.started + idle);
     tokio::pin!(timer);
-    let (mut shut, mut draining, mut closing_idle) = (false, false, false);
+    let (mut shut, mut draining) = (false, false);
+    // Set once the idle close has begun: the write count when the grace last started.
+    let mut closing_idle: Option<u64> = None;
     loop {
         tokio::select! {
             biased;
@@ -160,11 +168,18 @@ where
                 }
             }
             () = timer.as_mut() => {
-                if closing_idle {
-                    tracing::debug!("idle connection did not close within its grace; dropped");
-                    return Ok(());
-                }
                 let now = Instant::now();
+                if let Some(before) = closing_idle {
+                    let writes = written.count();
+                    if writes == before {
+                        tracing::debug!("idle connection did not close within its grace; dropped");
+                        return Ok(());
+                    }
+                    // Still flushing to the client: another grace.
+                    closing_idle = Some(writes);
+                    timer.as_mut().reset(now + IDLE_CLOSE_GRACE);
+                    continue;
+                }
                 match activity.idle_deadline(idle) {
                     Some(at) if at <= now => {
                         tracing::debug!("connection idle past the idle timeout; closing");
@@ -172,7 +187,7 @@ where
                             shut = true;
                             shutdown(conn.as_mut());
                         }
-                        closing_idle = true;
+                        closing_idle = Some(written.count());
                         timer.as_mut().reset(now + IDLE_CLOSE_GRACE);
                     }
                     Some(at) => timer.as_mut().reset(at),
@@ -196,6 +211,11 @@ mod tests {
         cooperative: bool,
     }
 
+    /// A write count no test moves, for connections that write nothing.
+    fn no_writes() -> Arc<Written> {
+        Arc::default()
+    }
+
     impl Future for FakeConn {
         type Output = Result<(), ()>;
         fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
@@ -210,6 +230,7 @@ mod tests {
     fn spawn(
         activity: &Arc<Activity>,
         cooperative: bool,
+        written: Arc<Written>,
         drain: watch::Receiver<()>,
     ) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Instant>) {
         let shut = Arc::new(AtomicBool::new(false));
@@ -220,7 +241,8 @@ mod tests {
         let activity = Arc::clone(activity);
         let task = tokio::spawn(async move {
             let shutdown = |c: Pin<&mut FakeConn>| c.shut.store(true, Ordering::SeqCst);
-            let _ = drive(conn, shutdown, &activity, Duration::from_secs(5), drain).await;
+            let idle = Duration::from_secs(5);
+            let _ = drive(conn, shutdown, &activity, &written, idle, drain).await;
             Instant::now()
         });
         (shut, task)
@@ -230,7 +252,7 @@ mod tests {
     async fn a_connection_with_no_request_closes_at_the_idle_timeout() {
         let (_tx, rx) = watch::channel(());
         let activity = Activity::new();
-        let (_, task) = spawn(&activity, true, rx);
+        let (_, task) = spawn(&activity, true, no_writes(), rx);
         assert_eq!(
             task.await.unwrap() - activity.started,
             Duration::from_secs(5)
@@ -242,7 +264,7 @@ mod tests {
         let (_tx, rx) = watch::channel(());
         let activity = Activity::new();
         let exchange = activity.begin();
-        let (shut, task) = spawn(&activity, true, rx);
+        let (shut, task) = spawn(&activity, true, no_writes(), rx);
         tokio::time::sleep(Duration::from_secs(12)).await;
         assert!(!shut.load(Ordering::SeqCst));
         drop(Tracked::new(
@@ -257,7 +279,7 @@ mod tests {
     async fn a_connection_that_ignores_the_shutdown_is_dropped_after_the_grace() {
         let (_tx, rx) = watch::channel(());
         let activity = Activity::new();
-        let (shut, task) = spawn(&activity, false, rx);
+        let (shut, task) = spawn(&activity, false, no_writes(), rx);
         let ended = task.await.unwrap();
         assert!(shut.load(Ordering::SeqCst));
         assert_eq!(
@@ -267,11 +289,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_connection_still_writing_after_the_shutdown_gets_more_grace() {
+        let (_tx, rx) = watch::channel(());
+        let activity = Activity::new();
+        let written = Arc::new(Written::default());
+        let (_, task) = spawn(&activity, false, Arc::clone(&written), rx);
+        // Writes every 600 ms until 8 s: the grace runs out 1 s after the last one counted.
+        for _ in 0..13 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            written.add_for_test();
+        }
+        let ended = task.await.unwrap() - activity.started;
+        assert!(
+            ended > Duration::from_millis(7800) && ended <= Duration::from_millis(9800),
+            "dropped after {ended:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_drain_shuts_down_a_busy_connection_at_once() {
         let (tx, rx) = watch::channel(());
         let activity = Activity::new();
         let _exchange = activity.begin();
-        let (shut, task) = spawn(&activity, true, rx);
+        let (shut, task) = spawn(&activity, true, no_writes(), rx);
         tokio::time::sleep(Duration::from_secs(1)).await;
         tx.send(()).unwrap();
         let ended = task.await.unwrap();

@@ -9,20 +9,43 @@
 //! Progress is any write or flush that completes: a client that reads slowly but steadily is
 //! served, as nginx serves it. The timer is only armed while a write waits, and allocated the
 //! first time one does, so connections whose writes never block pay nothing for it.
+//!
+//! The wrapper also counts completed writes ([`Written`]), so the idle close in
+//! [`super::conn`] can tell a connection still flushing its last response from a stuck one.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+/// How many writes to a connection have completed (each moved at least one byte).
+#[derive(Debug, Default)]
+pub struct Written(AtomicU64);
+
+impl Written {
+    /// Writes completed so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Counts one write, for tests of what reads the count.
+    #[cfg(test)]
+    pub(crate) fn add_for_test(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// A client connection's IO, whose writes fail after `limit` without progress.
 pub struct SendTimeout<S> {
     inner: S,
     limit: Option<Duration>,
+    written: Arc<Written>,
     /// Allocated on the first write that has to wait.
     timer: Option<Pin<Box<Sleep>>>,
     /// Whether `timer` runs for the current wait; cleared by every completed write.
@@ -35,9 +58,15 @@ impl<S> SendTimeout<S> {
         SendTimeout {
             inner,
             limit,
+            written: Arc::default(),
             timer: None,
             armed: false,
         }
+    }
+
+    /// The count of this connection's completed writes.
+    pub fn written(&self) -> Arc<Written> {
+        Arc::clone(&self.written)
     }
 
     /// Called when the inner write is pending: starts the timer for this wait (if it is not
@@ -62,6 +91,13 @@ impl<S> SendTimeout<S> {
                 "client stopped reading (SendTimeoutMs)",
             )),
             Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Counts a write that moved bytes.
+    fn count(&self, polled: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(1..)) = polled {
+            self.written.0.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -99,6 +135,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.count(&polled);
         this.progress(cx, polled)
     }
 
@@ -109,6 +146,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.count(&polled);
         this.progress(cx, polled)
     }
 
@@ -163,6 +201,8 @@ mod tests {
         let mut io = SendTimeout::new(ours, Some(Duration::from_secs(5)));
         io.write_all(&[0; 64]).await.unwrap();
         reader.await.unwrap();
+        // The 16-byte pipe took the 64 bytes in pieces.
+        assert!(io.written().count() >= 4);
     }
 
     #[tokio::test(start_paused = true)]

@@ -22,7 +22,7 @@ use super::error::GatewayError;
 use super::framing::FramingGuard;
 use super::handler::{handle, Downstream};
 use super::headers;
-use super::send_timeout::SendTimeout;
+use super::send_timeout::{SendTimeout, Written};
 use crate::config::{KeepAlive, ListenAddr};
 use crate::net::Listener;
 use crate::state::Gateway;
@@ -230,6 +230,7 @@ async fn serve_on(
             // Below TLS, so the handshake's writes are timed too.
             let send_timeout = gw.snapshot.load().settings.gateway.send_timeout;
             let stream = SendTimeout::new(stream, send_timeout);
+            let written = stream.written();
             if https {
                 let Some(tls) = gw.snapshot.load().tls.clone() else {
                     return;
@@ -238,13 +239,13 @@ async fn serve_on(
                 // The handshake is a phase before the first request: it gets the idle timeout.
                 match tokio::time::timeout(opts.idle, acceptor.accept(stream)).await {
                     Ok(Ok(tls_stream)) => {
-                        serve(tls_stream, gw, downstream, &builder, opts, drain).await
+                        serve(tls_stream, written, gw, downstream, &builder, opts, drain).await
                     }
                     Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
                 }
             } else {
-                serve(stream, gw, downstream, &builder, opts, drain).await
+                serve(stream, written, gw, downstream, &builder, opts, drain).await
             }
         });
     }
@@ -271,9 +272,10 @@ struct ConnOptions {
 }
 
 /// Serves one connection until it closes, stays idle past the idle timeout, or the drain asks it
-/// to finish.
+/// to finish. `written` counts the writes of the [`SendTimeout`] under `stream`.
 async fn serve<S>(
     stream: S,
+    written: Arc<Written>,
     gw: Arc<Gateway>,
     downstream: Downstream,
     builder: &auto::Builder<TokioExecutor>,
@@ -304,7 +306,8 @@ async fn serve<S>(
     });
     let conn = builder.serve_connection(TokioIo::new(FramingGuard::new(stream)), service);
     let shutdown = |conn: Pin<&mut _>| auto::Connection::graceful_shutdown(conn);
-    if let Err(e) = conn::drive(conn, shutdown, &activity, opts.idle, drain).await {
+    let driven = conn::drive(conn, shutdown, &activity, &written, opts.idle, drain);
+    if let Err(e) = driven.await {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
