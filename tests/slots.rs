@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -120,6 +121,57 @@ async fn an_idle_h2c_connection_is_closed_at_the_idle_timeout_though_it_answers_
         took >= Duration::from_millis(800) && took < Duration::from_millis(2000),
         "closed after {took:?}"
     );
+}
+
+/// An https gateway with idle timeout `idle_ms`, and a connector that trusts its certificate.
+async fn start_https(up: &Upstream, idle_ms: u64) -> (TestGateway, tokio_rustls::TlsConnector) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+    let mut cfg = idle_cfg(up, idle_ms);
+    cfg.connection = "https://127.0.0.1:0".into();
+    cfg.server_extra.push_str(
+        "<TlsCertificateFile>tls.crt</TlsCertificateFile>\
+         <TlsCertificateKeyFile>tls.key</TlsCertificateKeyFile>",
+    );
+    let dir = ConfigDir::new(&cfg);
+    std::fs::write(dir.dir.path().join("tls.crt"), leaf.pem()).unwrap();
+    std::fs::write(dir.dir.path().join("tls.key"), key.serialize_pem()).unwrap();
+    let gw = TestGateway::start_in(dir, false).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (gw, tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+#[tokio::test]
+async fn a_tls_client_silent_before_or_after_the_handshake_is_closed_at_the_idle_timeout() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let (gw, connector) = start_https(&up, 1000).await;
+    // No ClientHello at all: the handshake gets the idle timeout too.
+    assert_closed_after_idle(&gw, b"", Duration::from_millis(1000)).await;
+    // A completed handshake, then nothing.
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let started = Instant::now();
+    let (text, closed) = read_to_close(&mut tls, Duration::from_secs(4)).await;
+    let took = started.elapsed();
+    assert!(closed, "TLS connection still open after {took:?}");
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_millis(2000),
+        "closed after {took:?}"
+    );
+    assert_eq!(text, "");
 }
 
 /// Opens `n` connections that send nothing, spread over the loopback addresses `from`, and keeps

@@ -139,7 +139,7 @@ impl GatewayError {
             h.insert(header::WWW_AUTHENTICATE, www_authenticate.clone());
         }
         if self == GatewayError::EnginesBusy {
-            // Scans finish in seconds; a second is long enough for one to have.
+            // Scans take seconds at most: by then a connection has likely come free.
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if matches!(
