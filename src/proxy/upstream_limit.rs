@@ -75,6 +75,17 @@ impl UpstreamLimit {
         if let Some(permit) = self.try_reserve(max) {
             return Ok(permit);
         }
+        // Boxed: the waiting state (a timer and a Notified) would otherwise grow every request's
+        // future, though only a request that has to wait uses it.
+        Box::pin(self.wait(max, deadline)).await
+    }
+
+    /// The slow path of [`UpstreamLimit::reserve`].
+    async fn wait(
+        self: &Arc<Self>,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Result<UpstreamPermit, Busy> {
         let mut until = Instant::now() + UPSTREAM_QUEUE_WAIT;
         if let Some(deadline) = deadline {
             until = until.min(deadline);
