@@ -251,6 +251,7 @@ fn build_snapshot(
     let upstreams = UpstreamSet::rebuild(
         &settings.gateway.upstreams,
         settings.gateway.upstream_ca_file.as_deref(),
+        settings.gateway.max_upstream_connections,
         previous.map(|p| &p.upstreams),
     )?;
     let scheme = if settings.auth.bearer {
@@ -309,5 +310,8 @@ fn warn_restart_needed(old: &Settings, new: &Settings) {
     }
     if old.server.max_sessions != new.server.max_sessions {
         tracing::warn!("MaxHTTPSessionsNum changed; it applies after a restart");
+    }
+    if old.gateway.max_connections_per_client != new.gateway.max_connections_per_client {
+        tracing::warn!("MaxConnectionsPerClient changed; it applies after a restart");
     }
 }

@@ -304,6 +304,8 @@ async fn connections_past_the_cap_get_503_and_admitted_ones_keep_working() {
     let up = Upstream::start(Behaviour::Ok).await;
     let mut cfg = Cfg::new(&up.url(), &toks());
     cfg.server_extra = "<MaxHTTPSessionsNum>10</MaxHTTPSessionsNum>".into();
+    // Every connection comes from 127.0.0.1: no per-address cap here (tests/slots.rs has it).
+    cfg.gateway_extra = "<MaxConnectionsPerClient>0</MaxConnectionsPerClient>".into();
     let gw = TestGateway::start(&cfg).await;
     let mut admitted = Vec::new();
     for _ in 0..10 {

@@ -174,6 +174,8 @@ async fn worker_threads_share_the_session_cap_and_reuse_their_own_upstream_conne
     let upstream = RawUpstream::start(Script::KeepAlive).await;
     let mut cfg = Cfg::new(&upstream.url(), &[Tok::new("alpha", ALPHA, true)]);
     cfg.server_extra = "<MaxHTTPSessionsNum>4</MaxHTTPSessionsNum>".into();
+    // Every connection comes from 127.0.0.1: no per-address cap here.
+    cfg.gateway_extra = "<MaxConnectionsPerClient>0</MaxConnectionsPerClient>".into();
     let dir = ConfigDir::new(&cfg);
     let gw = scangate::state::Gateway::start(&dir.path).unwrap();
     let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap())

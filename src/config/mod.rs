@@ -168,6 +168,22 @@ pub struct GatewaySettings {
     pub realm: String,
     /// `UpstreamCaFile`: extra CA bundle for `https://` upstreams, on top of the system roots.
     pub upstream_ca_file: Option<PathBuf>,
+    /// `MaxConnectionsPerClient`: client connections one address may hold at once (an IPv6 client
+    /// counts by its /64), so one host cannot take every MaxHTTPSessionsNum slot. Default a quarter
+    /// of MaxHTTPSessionsNum (256 by default): room for a busy client host, while it takes four
+    /// addresses to fill the gateway. `None` (0 in the file) = no cap, for a gateway behind a load
+    /// balancer that hides the clients' addresses. Restart to change.
+    pub max_connections_per_client: Option<usize>,
+    /// `SendTimeoutMs`: how long a write to a client may make no progress before the connection is
+    /// dropped, so a client that stops reading frees its slot and its upstream connection. Default
+    /// 60 s (nginx's `send_timeout`); `None` (0 in the file) = none. Reload applies it to new
+    /// connections.
+    pub send_timeout: Option<Duration>,
+    /// `MaxUpstreamConnections`: connections to each upstream in use at once, across all workers.
+    /// A request that finds them all busy waits briefly, then gets 503. Default MaxHTTPSessionsNum
+    /// (1024 by default), the most HTTP/1.1 clients can have in flight, so only HTTP/2 multiplexing
+    /// past that waits; `None` (0 in the file) = unbounded. Reload applies it.
+    pub max_upstream_connections: Option<usize>,
 }
 
 /// One backend scan service.

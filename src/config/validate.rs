@@ -109,9 +109,11 @@ fn settings(ctx: &mut Ctx, root: &Element<'_>) -> Option<Settings> {
     let server = top
         .required(ctx, "ServerSettings")
         .map(|el| server::server(ctx, el));
+    let max_sessions = (server.as_ref().and_then(|(s, _)| s.as_ref()))
+        .map_or(server::DEFAULT_MAX_SESSIONS, |s| s.max_sessions);
     let gateway = top
         .required(ctx, "GatewaySettings")
-        .map(|el| gateway::gateway(ctx, el));
+        .map(|el| gateway::gateway(ctx, el, max_sessions));
     let (server, auth) = server?;
     Some(Settings {
         server: server?,
@@ -209,8 +211,8 @@ impl From<String> for ElPath<'_> {
     }
 }
 
-/// Most names a [`Group`] can know; the longest list (`ServerSettings`) has 8.
-const MAX_KNOWN: usize = 8;
+/// Most names a [`Group`] can know; the longest lists (`ServerSettings`, `GatewaySettings`) have 8.
+const MAX_KNOWN: usize = 12;
 
 /// A container's children, sorted into the names it knows. Unknown and duplicate children are
 /// reported while sorting, so the accessors below only ever see the first of each name. Sorting

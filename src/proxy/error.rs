@@ -28,6 +28,10 @@ pub enum GatewayError {
     Unavailable,
     /// 503: MaxHTTPSessionsNum connections are open and none freed up in time.
     Overloaded,
+    /// 503: the client's address holds MaxConnectionsPerClient connections already.
+    TooManyConnections,
+    /// 503: MaxUpstreamConnections to the chosen upstream are in use and none freed up in time.
+    EnginesBusy,
     /// 504: the upstream did not answer within SessionTimeout.
     UpstreamTimeout,
 }
@@ -42,7 +46,10 @@ impl GatewayError {
             GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamFailed => StatusCode::BAD_GATEWAY,
-            GatewayError::Unavailable | GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Unavailable
+            | GatewayError::Overloaded
+            | GatewayError::TooManyConnections
+            | GatewayError::EnginesBusy => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -64,6 +71,10 @@ impl GatewayError {
             GatewayError::UpstreamFailed => r#"{"error":"upstream connection failed"}"#,
             GatewayError::Unavailable => r#"{"error":"no upstream available"}"#,
             GatewayError::Overloaded => r#"{"error":"gateway overloaded"}"#,
+            GatewayError::TooManyConnections => {
+                r#"{"error":"too many connections from this address"}"#
+            }
+            GatewayError::EnginesBusy => r#"{"error":"all scan engines busy"}"#,
             GatewayError::UpstreamTimeout => r#"{"error":"upstream timeout"}"#,
         };
         Bytes::from_static(text.as_bytes())
@@ -81,6 +92,8 @@ impl GatewayError {
             GatewayError::UpstreamFailed => "upstream_failed",
             GatewayError::Unavailable => "no_upstream",
             GatewayError::Overloaded => "overloaded",
+            GatewayError::TooManyConnections => "client_connections",
+            GatewayError::EnginesBusy => "engines_busy",
             GatewayError::UpstreamTimeout => "upstream_timeout",
         }
     }
@@ -90,6 +103,7 @@ impl GatewayError {
         match self {
             GatewayError::UpstreamFailed
             | GatewayError::Unavailable
+            | GatewayError::EnginesBusy
             | GatewayError::UpstreamTimeout => "upstream",
             GatewayError::Overloaded => "gateway",
             _ => "downstream",
@@ -124,6 +138,10 @@ impl GatewayError {
         if let GatewayError::Unauthorized(_) = self {
             h.insert(header::WWW_AUTHENTICATE, www_authenticate.clone());
         }
+        if self == GatewayError::EnginesBusy {
+            // Scans take seconds at most: by then a connection has likely come free.
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if matches!(
             self,
             GatewayError::RequestTimeout
@@ -154,6 +172,8 @@ mod tests {
             GatewayError::UpstreamFailed,
             GatewayError::Unavailable,
             GatewayError::Overloaded,
+            GatewayError::TooManyConnections,
+            GatewayError::EnginesBusy,
             GatewayError::UpstreamTimeout,
         ];
         for e in all {

@@ -139,8 +139,11 @@ async fn proxy(
     let body = GuardedBody::new(body, snap.max_request_bytes, deadline, Arc::clone(&upload));
     let upstream_req = Request::from_parts(parts, body);
 
+    // Upstream connection: a place under MaxUpstreamConnections, waited for briefly.
+    let permit = (snap.upstreams.reserve(upstream, deadline).await)
+        .map_err(|_busy| GatewayError::EnginesBusy)?;
     // Boxed: the timeout below would otherwise move the whole send future by value.
-    let sent = Box::pin(upstream.send(upstream_req));
+    let sent = Box::pin(upstream.send(upstream_req, permit));
     let result = match deadline {
         Some(d) => match tokio::time::timeout_at(d, sent).await {
             Ok(r) => r,

@@ -1,14 +1,20 @@
-//! The gateway proper: listener and connections ([`server`]), the request path ([`handler`]),
-//! bodies ([`body`]), the access log and request metrics ([`access`]), header rules
-//! ([`headers`]), upstreams ([`upstream`]) and the one mapping from failures to statuses
+//! The gateway proper: listener and connections ([`server`]), each connection's idle deadline and
+//! drain ([`conn`]), its write deadline ([`send_timeout`]) and the per-address cap
+//! ([`client_cap`]), the request path ([`handler`]), bodies ([`body`]), the access log and request
+//! metrics ([`access`]), header rules ([`headers`]), upstreams ([`upstream`]) and the bound on
+//! their connections ([`upstream_limit`]), and the one mapping from failures to statuses
 //! ([`error`]).
 
 pub mod access;
 pub mod body;
+pub mod client_cap;
+pub mod conn;
 pub mod error;
 pub mod framing;
 pub mod handler;
 pub mod headers;
+pub mod send_timeout;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod upstream_limit;

@@ -1,30 +1,35 @@
-//! The client listener: accept, cap concurrent connections, terminate TLS, serve HTTP/1.1 and h2
-//! (ALPN or h2c prior knowledge) with hyper, and drain gracefully on shutdown.
+//! The client listener: accept, cap concurrent connections (in all and per address), terminate
+//! TLS, serve HTTP/1.1 and h2 (ALPN or h2c prior knowledge) with hyper under an idle deadline and a
+//! write deadline, and drain gracefully on shutdown.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use http::{header, HeaderValue, Request, Version};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
+use super::client_cap::{ClientCap, OverCap};
+use super::conn::{self, Activity, Tracked};
 use super::error::GatewayError;
 use super::framing::FramingGuard;
 use super::handler::{handle, Downstream};
 use super::headers;
+use super::send_timeout::{SendTimeout, Written};
 use crate::config::{KeepAlive, ListenAddr};
 use crate::net::Listener;
 use crate::state::Gateway;
 
-/// Time allowed for a TLS handshake, and for a request head when keep-alive sets no idle timeout.
-/// Slow clients are cut off after it.
+/// The idle timeout when KeepAliveSettings/TimeoutMs is 0: the time allowed for a TLS handshake,
+/// for the first request head after it, between keep-alive requests and on HTTP/2 with no stream
+/// open. Slow clients are cut off after it.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest HTTP/1.1 request head (hyper's read buffer cap); past it the client gets 431.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -35,20 +40,24 @@ pub const H2_MAX_STREAMS: u32 = 256;
 /// HTTP/2 keep-alive ping interval; a peer that does not answer within the same time is dropped.
 pub const H2_PING: Duration = Duration::from_secs(20);
 
-/// The connection caps (MaxHTTPSessionsNum), shared by every worker serving one listener.
+/// The connection caps (MaxHTTPSessionsNum, MaxConnectionsPerClient), shared by every worker
+/// serving one listener.
 #[derive(Debug, Clone)]
 pub struct SessionLimits {
     sessions: Arc<Semaphore>,
     queue: Arc<Semaphore>,
+    clients: Arc<ClientCap>,
 }
 
 impl SessionLimits {
     /// Caps from the gateway's current settings.
     pub fn new(gw: &Gateway) -> SessionLimits {
-        let max = gw.snapshot.load().settings.server.max_sessions;
+        let settings = &gw.snapshot.load().settings;
+        let max = settings.server.max_sessions;
         SessionLimits {
             sessions: Arc::new(Semaphore::new(max)),
             queue: Arc::new(Semaphore::new(max)),
+            clients: ClientCap::new(settings.gateway.max_connections_per_client),
         }
     }
 }
@@ -127,7 +136,9 @@ pub async fn run_workers(
 ///
 /// At most MaxHTTPSessionsNum connections are served at once. Past that, up to as many again wait
 /// [`QUEUE_WAIT`] for a slot and then get 503; any beyond those get 503 at once. So the number of
-/// open sockets stays bounded and the process never runs out of file descriptors.
+/// open sockets stays bounded and the process never runs out of file descriptors. An address past
+/// MaxConnectionsPerClient gets 503 at once, and every slot comes free again at the idle timeout
+/// or the write timeout (see [`conn`], [`SendTimeout`]) when its client stops taking part.
 pub async fn run(
     listener: Listener,
     gw: Arc<Gateway>,
@@ -147,13 +158,18 @@ async fn serve_on(
 ) -> std::io::Result<()> {
     let settings = gw.snapshot.load().settings.server.clone();
     let https = matches!(settings.listen, ListenAddr::Tcp { tls: true, .. });
-    let SessionLimits { sessions, queue } = limits;
-    let graceful = GracefulShutdown::new();
+    let SessionLimits {
+        sessions,
+        queue,
+        clients,
+    } = limits;
+    // Every connection holds a receiver; the drain sends, then waits for all of them to be gone.
+    let (drain_tx, drain_rx) = watch::channel(());
     let builder = Arc::new(connection_builder(&settings.keep_alive));
-    let max_requests = settings
-        .keep_alive
-        .max_requests
-        .filter(|_| settings.keep_alive.enabled);
+    let opts = ConnOptions {
+        idle: idle_timeout(&settings.keep_alive),
+        max_requests: (settings.keep_alive.max_requests).filter(|_| settings.keep_alive.enabled),
+    };
     tokio::pin!(shutdown);
 
     loop {
@@ -161,21 +177,36 @@ async fn serve_on(
             accepted = listener.accept_retrying() => accepted,
             () = &mut shutdown => break,
         };
+        // The per-address cap first, so an address past it takes no place in the queue either.
+        let client = match clients.admit(peer) {
+            Ok(client) => client,
+            Err(OverCap) => {
+                let ip = peer.map(|p| p.ip());
+                tokio::spawn(turn_away(
+                    stream,
+                    https,
+                    GatewayError::TooManyConnections,
+                    ip,
+                ));
+                continue;
+            }
+        };
         let permit = Arc::clone(&sessions).try_acquire_owned().ok();
         let queued = match permit {
             Some(_) => None,
             None => match Arc::clone(&queue).try_acquire_owned() {
                 Ok(q) => Some(q),
                 Err(_) => {
-                    tokio::spawn(turn_away(stream, https));
+                    tokio::spawn(turn_away(stream, https, GatewayError::Overloaded, None));
                     continue;
                 }
             },
         };
         let (gw, builder, sessions) =
             (Arc::clone(&gw), Arc::clone(&builder), Arc::clone(&sessions));
-        let watcher = graceful.watcher();
+        let drain = drain_rx.clone();
         tokio::spawn(async move {
+            let _client = client;
             let _permit = match permit {
                 Some(p) => p,
                 None => match tokio::time::timeout(QUEUE_WAIT, sessions.acquire_owned()).await {
@@ -185,7 +216,7 @@ async fn serve_on(
                     }
                     Err(_) => {
                         drop(queued);
-                        return turn_away(stream, https).await;
+                        return turn_away(stream, https, GatewayError::Overloaded, None).await;
                     }
                 },
             };
@@ -196,20 +227,25 @@ async fn serve_on(
                 memo: Arc::default(),
                 https,
             };
+            // Below TLS, so the handshake's writes are timed too.
+            let send_timeout = gw.snapshot.load().settings.gateway.send_timeout;
+            let stream = SendTimeout::new(stream, send_timeout);
+            let written = stream.written();
             if https {
                 let Some(tls) = gw.snapshot.load().tls.clone() else {
                     return;
                 };
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                // The handshake is a phase before the first request: it gets the idle timeout.
+                match tokio::time::timeout(opts.idle, acceptor.accept(stream)).await {
                     Ok(Ok(tls_stream)) => {
-                        serve(tls_stream, gw, downstream, &builder, max_requests, watcher).await
+                        serve(tls_stream, written, gw, downstream, &builder, opts, drain).await
                     }
                     Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
                 }
             } else {
-                serve(stream, gw, downstream, &builder, max_requests, watcher).await
+                serve(stream, written, gw, downstream, &builder, opts, drain).await
             }
         });
     }
@@ -217,64 +253,120 @@ async fn serve_on(
     drop(listener);
     gw.draining.store(true, Ordering::Relaxed);
     tracing::info!("listener closed; draining connections");
+    drop(drain_rx);
+    let _ = drain_tx.send(());
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = drain_tx.closed() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(drain) => tracing::warn!("drain deadline passed; closing remaining connections"),
     }
     Ok(())
 }
 
-/// Serves one connection until it closes or the drain asks it to finish.
+/// What every connection of a listener is served with.
+#[derive(Debug, Clone, Copy)]
+struct ConnOptions {
+    /// The idle timeout (see [`conn`]).
+    idle: Duration,
+    /// KeepAliveSettings/MaxRequests, when keep-alive is on.
+    max_requests: Option<u32>,
+}
+
+/// Serves one connection until it closes, stays idle past the idle timeout, or the drain asks it
+/// to finish. `written` counts the writes of the [`SendTimeout`] under `stream`.
 async fn serve<S>(
     stream: S,
+    written: Arc<Written>,
     gw: Arc<Gateway>,
     downstream: Downstream,
     builder: &auto::Builder<TokioExecutor>,
-    max_requests: Option<u32>,
-    watcher: hyper_util::server::graceful::Watcher,
+    opts: ConnOptions,
+    drain: watch::Receiver<()>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let served = Arc::new(AtomicU32::new(0));
+    let activity = Activity::new();
+    let requests = Arc::clone(&activity);
     let service = service_fn(move |req: Request<Incoming>| {
         let gw = Arc::clone(&gw);
-        let served = Arc::clone(&served);
+        // Open from here until the response body is dropped: the connection is not idle.
+        let exchange = requests.begin();
         let h1 = req.version() < Version::HTTP_2;
         // Boxed once here, so hyper moves a pointer rather than the whole request-path future.
         let handled = Box::pin(handle(gw, downstream.clone(), req));
         async move {
             let mut resp = handled.await?;
             // KeepAliveSettings/MaxRequests: the Nth response on an HTTP/1 connection closes it.
-            let n = served.fetch_add(1, Ordering::Relaxed) + 1;
-            if h1 && max_requests.is_some_and(|max| n >= max) {
+            let n = exchange.respond();
+            if h1 && opts.max_requests.is_some_and(|max| n >= max) {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            Ok::<_, std::convert::Infallible>(resp)
+            Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked::new(body, exchange)))
         }
     });
     let conn = builder.serve_connection(TokioIo::new(FramingGuard::new(stream)), service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
+    let shutdown = |conn: Pin<&mut _>| auto::Connection::graceful_shutdown(conn);
+    let driven = conn::drive(conn, shutdown, &activity, &written, opts.idle, drain);
+    if let Err(e) = driven.await {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
 /// Answers 503 on a connection that got no slot, then closes it. TLS connections are just closed:
 /// a plaintext answer would mean nothing to a TLS client, and a handshake costs what we lack.
-async fn turn_away<S: AsyncWrite + Unpin>(mut stream: S, https: bool) {
+async fn turn_away<S: AsyncWrite + Unpin>(
+    mut stream: S,
+    https: bool,
+    why: GatewayError,
+    client: Option<std::net::IpAddr>,
+) {
     if !https {
-        let bytes = GatewayError::Overloaded.raw_http1();
+        let bytes = why.raw_http1();
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&bytes)).await;
         let _ = stream.shutdown().await;
     }
-    tracing::warn!("MaxHTTPSessionsNum reached; connection turned away with 503");
+    log_turned_away(why, client);
+}
+
+/// Logs a turned-away connection, at most one line a second, so a flood of connections cannot
+/// become a flood of log lines; each line counts the ones it stands for.
+fn log_turned_away(why: GatewayError, client: Option<std::net::IpAddr>) {
+    static START: OnceLock<Instant> = OnceLock::new();
+    static LOGGED_AT: AtomicU64 = AtomicU64::new(0);
+    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
+    let second = START.get_or_init(Instant::now).elapsed().as_secs() + 1;
+    let last = LOGGED_AT.load(Ordering::Relaxed);
+    let mine = last != second
+        && (LOGGED_AT.compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)).is_ok();
+    if !mine {
+        UNLOGGED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let also = UNLOGGED.swap(0, Ordering::Relaxed);
+    match (why, client) {
+        (GatewayError::TooManyConnections, Some(ip)) => tracing::warn!(
+            client = %ip,
+            also_turned_away = also,
+            "MaxConnectionsPerClient reached; connection turned away with 503"
+        ),
+        _ => tracing::warn!(
+            also_turned_away = also,
+            "MaxHTTPSessionsNum reached; connection turned away with 503"
+        ),
+    }
+}
+
+/// KeepAliveSettings/TimeoutMs, or [`HEADER_READ_TIMEOUT`] when that is 0 (unlimited): an idle
+/// connection holds a slot, so it never waits for ever.
+fn idle_timeout(keep_alive: &KeepAlive) -> Duration {
+    keep_alive.idle_timeout.unwrap_or(HEADER_READ_TIMEOUT)
 }
 
 fn connection_builder(keep_alive: &KeepAlive) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     // hyper's header read timeout also bounds the idle wait between keep-alive requests, so it is
-    // KeepAliveSettings/TimeoutMs when that is set.
-    let head_timeout = keep_alive.idle_timeout.unwrap_or(HEADER_READ_TIMEOUT);
+    // the idle timeout. (It starts only after the sniff; `conn::drive` covers what comes before.)
+    let head_timeout = idle_timeout(keep_alive);
     b.http1()
         // Without a timer hyper silently disables the header read timeout.
         .timer(TokioTimer::new())

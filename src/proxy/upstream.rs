@@ -29,6 +29,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 
 use super::body::GuardedBody;
+use super::upstream_limit::{Busy, UpstreamLimit, UpstreamPermit};
 use crate::config::UpstreamAddr;
 
 /// Idle upstream connections kept per upstream.
@@ -91,6 +92,8 @@ pub struct Upstream {
     connect_uri: Uri,
     connector: Connector,
     pool: Arc<Pool>,
+    /// Connections in use, against MaxUpstreamConnections.
+    limit: Arc<UpstreamLimit>,
     /// The connector the pool uses, kept to probe reachability the same way (same resolver).
     probe_connector: Option<HttpConnector>,
     /// The last probe: 0 not probed yet, 1 reachable, 2 unreachable.
@@ -150,6 +153,7 @@ impl Upstream {
             connect_uri,
             connector,
             pool: Arc::new(Pool::default()),
+            limit: Arc::default(),
             probe_connector,
             probed: AtomicU8::new(0),
         }
@@ -219,18 +223,20 @@ impl Upstream {
     }
 
     /// Sends a request, whose URI is the origin form (path and query), over an idle connection or
-    /// a new one. A request that an idle connection refused before sending a byte (the upstream
-    /// had just closed it) goes to the next one.
+    /// a new one; `permit` (from [`UpstreamSet::reserve`]) stays with the connection until the
+    /// response body is done. A request that an idle connection refused before sending a byte (the
+    /// upstream had just closed it) goes to the next one.
     pub async fn send(
         &self,
         mut req: Request<GuardedBody>,
+        permit: UpstreamPermit,
     ) -> Result<Response<UpstreamBody>, SendError> {
         while let Some(mut sender) = self.pool.checkout() {
             if poll_fn(|cx| sender.poll_ready(cx)).await.is_err() {
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.lease(resp, sender)),
+                Ok(resp) => return Ok(self.lease(resp, sender, permit)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
                     None => return Err(SendError::Request(e.into_error())),
@@ -239,16 +245,25 @@ impl Upstream {
         }
         let mut sender = self.connect().await?;
         match sender.send_request(req).await {
-            Ok(resp) => Ok(self.lease(resp, sender)),
+            Ok(resp) => Ok(self.lease(resp, sender, permit)),
             Err(e) => Err(SendError::Request(e)),
         }
     }
 
-    fn lease(&self, resp: Response<Incoming>, sender: Sender) -> Response<UpstreamBody> {
+    fn lease(
+        &self,
+        resp: Response<Incoming>,
+        sender: Sender,
+        permit: UpstreamPermit,
+    ) -> Response<UpstreamBody> {
         let pool = Arc::clone(&self.pool);
         resp.map(|body| UpstreamBody {
             body,
-            lease: Some(Lease { sender, pool }),
+            lease: Some(Lease {
+                sender,
+                pool,
+                _permit: permit,
+            }),
         })
     }
 
@@ -372,10 +387,12 @@ impl Pool {
 }
 
 /// A connection on loan to one response: back to the pool when the body has been read to the end,
-/// closed if the body is dropped or fails before that.
+/// closed if the body is dropped or fails before that. Either way its place under
+/// MaxUpstreamConnections is freed with it.
 struct Lease {
     sender: Sender,
     pool: Arc<Pool>,
+    _permit: UpstreamPermit,
 }
 
 /// An upstream response body. It returns its connection to the pool as soon as the last frame
@@ -435,14 +452,18 @@ impl Drop for UpstreamBody {
 pub struct UpstreamSet {
     list: Vec<Arc<Upstream>>,
     next: AtomicUsize,
+    /// MaxUpstreamConnections, for each upstream; `None` = unbounded.
+    max_connections: Option<usize>,
 }
 
 impl UpstreamSet {
-    /// Builds the set for `addrs`, reusing upstreams (and their pools) from `previous` whose address
-    /// is unchanged.
+    /// Builds the set for `addrs`, reusing upstreams (and their pools and in-use counts) from
+    /// `previous` whose address is unchanged. `max_connections` bounds each upstream's connections
+    /// in use.
     pub fn rebuild(
         addrs: &[UpstreamAddr],
         ca_file: Option<&Path>,
+        max_connections: Option<usize>,
         previous: Option<&UpstreamSet>,
     ) -> Result<UpstreamSet, UpstreamError> {
         let needs_tls = addrs
@@ -465,7 +486,18 @@ impl UpstreamSet {
         Ok(UpstreamSet {
             list,
             next: AtomicUsize::new(0),
+            max_connections,
         })
+    }
+
+    /// Reserves a connection to `upstream` under MaxUpstreamConnections, waiting briefly (up to
+    /// `deadline`) when all are in use.
+    pub async fn reserve(
+        &self,
+        upstream: &Upstream,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<UpstreamPermit, Busy> {
+        upstream.limit.reserve(self.max_connections, deadline).await
     }
 
     /// The next upstream in round-robin order, or `None` when the set is empty.

@@ -188,6 +188,8 @@ pub struct Cfg {
     pub connection: String,
     /// Extra XML inside `ServerSettings`.
     pub server_extra: String,
+    /// Extra XML inside `GatewaySettings`.
+    pub gateway_extra: String,
     /// `AdminConnectionString`: `off` by default, so binaries started in parallel never race
     /// for 127.0.0.1:9090.
     pub admin: String,
@@ -205,6 +207,7 @@ impl Cfg {
             session_timeout_ms: 10_000,
             connection: "http://127.0.0.1:0".into(),
             server_extra: String::new(),
+            gateway_extra: String::new(),
             admin: "off".into(),
         }
     }
@@ -248,13 +251,14 @@ impl Cfg {
     <Upstreams>{upstreams}</Upstreams>
     <TokenKeyFile>scangate.key</TokenKeyFile>
     <AdminConnectionString>{admin}</AdminConnectionString>
-    <Realm>test-realm</Realm>
+    <Realm>test-realm</Realm>{gateway_extra}
   </GatewaySettings>
 </Configuration>
 "#,
             max = self.max_bytes,
             connection = self.connection,
             server_extra = self.server_extra,
+            gateway_extra = self.gateway_extra,
             timeout = self.session_timeout_ms,
             use_at = u8::from(self.use_access_token),
             field = self.field,

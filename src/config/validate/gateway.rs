@@ -2,6 +2,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use http::Uri;
 
@@ -16,10 +17,20 @@ const KNOWN: &[&str] = &[
     "AdminConnectionString",
     "Realm",
     "UpstreamCaFile",
+    "MaxConnectionsPerClient",
+    "SendTimeoutMs",
+    "MaxUpstreamConnections",
 ];
 
-/// `GatewaySettings`, with defaults for what is absent.
-pub(super) fn gateway(ctx: &mut Ctx, el: &Element<'_>) -> GatewaySettings {
+/// Scan Engine's "uint" is 32 bits; scangate's numbers use the same range.
+const UINT_MAX: u64 = u32::MAX as u64;
+
+/// `SendTimeoutMs` when absent: nginx's `send_timeout`.
+const SEND_TIMEOUT_MS: u64 = 60_000;
+
+/// `GatewaySettings`, with defaults for what is absent. `max_sessions` (MaxHTTPSessionsNum) sets
+/// the default connection caps.
+pub(super) fn gateway(ctx: &mut Ctx, el: &Element<'_>, max_sessions: usize) -> GatewaySettings {
     let g = Group::new(
         ctx,
         el,
@@ -44,6 +55,10 @@ pub(super) fn gateway(ctx: &mut Ctx, el: &Element<'_>) -> GatewaySettings {
             .ok(),
     };
     let realm = g.leaf(ctx, "Realm").filter(|leaf| realm_ok(ctx, leaf));
+    let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let per_client = g.uint(ctx, "MaxConnectionsPerClient", UINT_MAX);
+    let per_upstream = g.uint(ctx, "MaxUpstreamConnections", UINT_MAX);
+    let send_timeout_ms = g.uint(ctx, "SendTimeoutMs", UINT_MAX);
     GatewaySettings {
         upstreams,
         token_key_file: g
@@ -52,6 +67,20 @@ pub(super) fn gateway(ctx: &mut Ctx, el: &Element<'_>) -> GatewaySettings {
         admin,
         realm: realm.map_or("scangate", |leaf| leaf.text).to_owned(),
         upstream_ca_file: g.leaf(ctx, "UpstreamCaFile").map(|leaf| leaf.text.into()),
+        max_connections_per_client: match per_client {
+            None => Some((max_sessions / 4).max(1)),
+            Some(0) => None,
+            Some(n) => Some(count(n)),
+        },
+        send_timeout: match send_timeout_ms.unwrap_or(SEND_TIMEOUT_MS) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        },
+        max_upstream_connections: match per_upstream {
+            None => Some(max_sessions),
+            Some(0) => None,
+            Some(n) => Some(count(n)),
+        },
     }
 }
 

@@ -23,6 +23,9 @@ const KNOWN: &[&str] = &[
 
 const KEEP_ALIVE: &[&str] = &["Enabled", "TimeoutMs", "MaxRequests"];
 
+/// `MaxHTTPSessionsNum` when absent or 0.
+pub(super) const DEFAULT_MAX_SESSIONS: usize = 1024;
+
 /// Scan Engine's "uint" is 32 bits.
 const UINT_MAX: u64 = u32::MAX as u64;
 
@@ -36,8 +39,8 @@ pub(super) fn server(ctx: &mut Ctx, el: &Element<'_>) -> (Option<ServerSettings>
     let listen = g.required_leaf(ctx, "ConnectionString");
     let listen = listen.and_then(|leaf| listen_addr(ctx, &leaf));
     let max_sessions = match g.uint(ctx, "MaxHTTPSessionsNum", UINT_MAX) {
-        None | Some(0) => 1024,
-        Some(n) => n,
+        None | Some(0) => DEFAULT_MAX_SESSIONS,
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
     };
     let max_request_bytes = match g.uint(ctx, "MaxTCPFileSize", u64::MAX) {
         None | Some(0) => 104_857_600,
@@ -69,7 +72,7 @@ pub(super) fn server(ctx: &mut Ctx, el: &Element<'_>) -> (Option<ServerSettings>
     let auth = auth::auth(ctx, g.one("AuthSettings"), &g.path());
     let server = listen.map(|listen| ServerSettings {
         listen,
-        max_sessions: usize::try_from(max_sessions).unwrap_or(usize::MAX),
+        max_sessions,
         max_request_bytes,
         session_timeout: session_timeout.map(Duration::from_millis),
         tls,

@@ -396,6 +396,51 @@ fn numbers_defaults_and_ranges() {
 }
 
 #[test]
+fn connection_limits_default_from_max_sessions_and_zero_means_none() {
+    use std::time::Duration;
+    let s = ok(&file("", ""));
+    let g = &s.gateway;
+    assert_eq!(g.max_connections_per_client, Some(256));
+    assert_eq!(g.max_upstream_connections, Some(1024));
+    assert_eq!(g.send_timeout, Some(Duration::from_secs(60)));
+
+    let s = ok(&file("<MaxHTTPSessionsNum>3</MaxHTTPSessionsNum>", ""));
+    let g = &s.gateway;
+    assert_eq!(g.max_connections_per_client, Some(1));
+    assert_eq!(g.max_upstream_connections, Some(3));
+
+    let set =
+        "<MaxConnectionsPerClient>7</MaxConnectionsPerClient><SendTimeoutMs>250</SendTimeoutMs>\
+               <MaxUpstreamConnections>9</MaxUpstreamConnections>";
+    let s = ok(&file("", set));
+    let g = &s.gateway;
+    assert_eq!(g.max_connections_per_client, Some(7));
+    assert_eq!(g.max_upstream_connections, Some(9));
+    assert_eq!(g.send_timeout, Some(Duration::from_millis(250)));
+
+    let off =
+        "<MaxConnectionsPerClient>0</MaxConnectionsPerClient><SendTimeoutMs>0</SendTimeoutMs>\
+               <MaxUpstreamConnections>0</MaxUpstreamConnections>";
+    let s = ok(&file("", off));
+    let g = &s.gateway;
+    assert_eq!(g.max_connections_per_client, None);
+    assert_eq!(g.max_upstream_connections, None);
+    assert_eq!(g.send_timeout, None);
+
+    let bad =
+        "<MaxConnectionsPerClient>-1</MaxConnectionsPerClient><SendTimeoutMs>1s</SendTimeoutMs>\
+               <MaxUpstreamConnections>4294967296</MaxUpstreamConnections>";
+    assert_eq!(
+        errors(&file("", bad)),
+        [
+            "GatewaySettings/MaxConnectionsPerClient: MaxConnectionsPerClient must be a whole number from 0 to 4294967295, found \"-1\"",
+            "GatewaySettings/SendTimeoutMs: SendTimeoutMs must be a whole number from 0 to 4294967295, found \"1s\"",
+            "GatewaySettings/MaxUpstreamConnections: MaxUpstreamConnections must be a whole number from 0 to 4294967295, found \"4294967296\"",
+        ]
+    );
+}
+
+#[test]
 fn duplicate_values_name_the_first_holder() {
     let tokens = format!("<Token>{}</Token><Token>{}</Token>", token("a"), token("b"));
     let text = file(
