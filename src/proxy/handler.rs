@@ -113,10 +113,9 @@ async fn proxy(
     {
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h);
-        headers::strip_scangate(h);
-        if snap.auth_enabled {
-            h.remove(&snap.auth_field);
-        }
+        // Identity is scangate's to state: whatever the client claimed goes, then only what the
+        // token has is set (no token, or no tenants: no header).
+        headers::strip_client_claims(h, snap.auth_enabled.then_some(&snap.auth_field));
         h.insert(header::HOST, upstream.host().clone());
         let fwd = Forwarded {
             client_ip: downstream.client_ip.as_ref(),
