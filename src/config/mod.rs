@@ -131,6 +131,9 @@ pub struct TokenEntry {
     pub role: Option<Role>,
     /// `Tenants/Tenant` (scangate extension): forwarded to the backend as `X-Scangate-Tenants`.
     pub tenants: Vec<String>,
+    /// `AllowScanFile` (scangate extension): 1 grants `scanfile`, 0 withholds it; absent, the role
+    /// decides (see `auth::policy::Grant`). Reload applies it.
+    pub allow_scan_file: Option<bool>,
 }
 
 /// Token roles, after the MDR model (see `auth::policy`).
@@ -168,6 +171,12 @@ pub struct GatewaySettings {
     pub realm: String,
     /// `UpstreamCaFile`: extra CA bundle for `https://` upstreams, on top of the system roots.
     pub upstream_ca_file: Option<PathBuf>,
+    /// `ScanningPaths/ScanningPath`: where a `scanfile` object may lie, lexically normalised
+    /// absolute paths. The engine applies its own list to remote clients only, and behind scangate
+    /// every client is local to it, so scangate applies this one to every `scanfile`. `None` (the
+    /// default): no gateway-side check; present but empty: every `scanfile` is refused. Reload
+    /// applies it.
+    pub scanning_paths: Option<Vec<PathBuf>>,
 }
 
 /// One backend scan service.

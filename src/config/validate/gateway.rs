@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use http::Uri;
 
+use super::scan_paths::scanning_paths;
 use super::server::{socket_addr, unix_path};
 use super::{join, Ctx, Group, Leaf, Unknown};
 use crate::config::xml::Element;
@@ -16,6 +17,7 @@ const KNOWN: &[&str] = &[
     "AdminConnectionString",
     "Realm",
     "UpstreamCaFile",
+    "ScanningPaths",
 ];
 
 /// `GatewaySettings`, with defaults for what is absent.
@@ -52,6 +54,7 @@ pub(super) fn gateway(ctx: &mut Ctx, el: &Element<'_>) -> GatewaySettings {
         admin,
         realm: realm.map_or("scangate", |leaf| leaf.text).to_owned(),
         upstream_ca_file: g.leaf(ctx, "UpstreamCaFile").map(|leaf| leaf.text.into()),
+        scanning_paths: (g.one("ScanningPaths")).map(|el| scanning_paths(ctx, el, &g.path())),
     }
 }
 
