@@ -36,6 +36,7 @@ pub fn store(digests: &[Digest]) -> TokenStore {
             enabled: true,
             role: None,
             tenants: vec![],
+            allow_scan_file: None,
         })
         .collect();
     let store = TokenStore::new();

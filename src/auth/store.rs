@@ -57,6 +57,8 @@ pub struct TokenRecord {
     pub enabled: bool,
     /// `Role`; `None` = full access.
     pub role: Option<Role>,
+    /// `AllowScanFile`; `None` = the role decides (see [`crate::auth::policy::Grant`]).
+    pub allow_scan_file: Option<bool>,
     /// The apply that last found this record in the config: what an apply did not mark, it removes.
     applied: AtomicU32,
 }
@@ -120,7 +122,7 @@ pub struct ApplyCounts {
     pub added: usize,
     /// Names that are gone.
     pub removed: usize,
-    /// Names whose value, enabled flag, role or tenants changed.
+    /// Names whose value, enabled flag, role, tenants or scanfile grant changed.
     pub changed: usize,
     /// Tokens in force after the apply that are enabled.
     pub enabled: usize,
@@ -333,6 +335,7 @@ fn same_record(old: &TokenRecord, entry: &TokenEntry) -> bool {
     old.key == digest_key(&entry.digest)
         && old.enabled == entry.enabled
         && old.role == entry.role
+        && old.allow_scan_file == entry.allow_scan_file
         && old.tenants_header == tenants_header(&entry.tenants)
 }
 
@@ -345,6 +348,7 @@ fn record_for(entry: &TokenEntry, stats: Option<Arc<TokenStats>>, mark: u32) -> 
         stats: stats.map(StatsSlot::sharing).unwrap_or_default(),
         enabled: entry.enabled,
         role: entry.role,
+        allow_scan_file: entry.allow_scan_file,
         applied: AtomicU32::new(mark),
     }
 }
@@ -384,6 +388,7 @@ mod tests {
             enabled,
             role: None,
             tenants: vec![],
+            allow_scan_file: None,
         }
     }
 
@@ -497,6 +502,18 @@ mod tests {
         store.apply(&[entry("a", 1, true)]);
         let c = store.apply(&[entry("a", 1, true)]);
         assert_eq!((c.added, c.removed, c.changed), (0, 0, 0));
+
+        // A scanfile grant alone is a change, and the new record carries it.
+        let granted = TokenEntry {
+            allow_scan_file: Some(true),
+            ..entry("a", 1, true)
+        };
+        let c = store.apply(std::slice::from_ref(&granted));
+        assert_eq!((c.added, c.removed, c.changed), (0, 0, 1));
+        let Lookup::Valid(a) = store.lookup(&[1; 64]) else {
+            panic!()
+        };
+        assert_eq!(a.allow_scan_file, Some(true));
     }
 
     #[test]

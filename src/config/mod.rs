@@ -131,6 +131,9 @@ pub struct TokenEntry {
     pub role: Option<Role>,
     /// `Tenants/Tenant` (scangate extension): forwarded to the backend as `X-Scangate-Tenants`.
     pub tenants: Vec<String>,
+    /// `AllowScanFile` (scangate extension): 1 grants `scanfile`, 0 withholds it; absent, the role
+    /// decides (see `auth::policy::Grant`). Reload applies it.
+    pub allow_scan_file: Option<bool>,
 }
 
 /// Token roles, after the MDR model (see `auth::policy`).
@@ -184,6 +187,12 @@ pub struct GatewaySettings {
     /// (1024 by default), the most HTTP/1.1 clients can have in flight, so only HTTP/2 multiplexing
     /// past that waits; `None` (0 in the file) = unbounded. Reload applies it.
     pub max_upstream_connections: Option<usize>,
+    /// `ScanningPaths/ScanningPath`: where a `scanfile` object may lie, lexically normalised
+    /// absolute paths. The engine applies its own list to remote clients only, and behind scangate
+    /// every client is local to it, so scangate applies this one to every `scanfile`. `None` (the
+    /// default): no gateway-side check; present but empty: every `scanfile` is refused. Reload
+    /// applies it.
+    pub scanning_paths: Option<Vec<PathBuf>>,
 }
 
 /// One backend scan service.

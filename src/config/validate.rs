@@ -1,15 +1,17 @@
 //! Stage two: the raw element tree → typed [`Settings`], collecting every error with its position.
 //!
 //! Each block has its own file: [`server`] (`ServerSettings`, `KeepAliveSettings`), [`auth`]
-//! (`AuthSettings`, `Token`) and [`gateway`] (`GatewaySettings`). This file holds the error types,
-//! the entry point and the helpers they share: [`Group`] sorts a container's children into the names
-//! it knows, [`Leaf`] is one text element ready to check.
+//! (`AuthSettings`, `Token`) and [`gateway`] (`GatewaySettings`, its `ScanningPaths` in
+//! [`scan_paths`]). This file holds the error types, the entry point and the helpers they share:
+//! [`Group`] sorts a container's children into the names it knows, [`Leaf`] is one text element
+//! ready to check.
 //!
 //! Validation never stops at the first error. A bad value is reported and replaced by its default so
 //! the rest of the file is still checked; any error at all makes [`parse`] fail.
 
 mod auth;
 mod gateway;
+mod scan_paths;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -228,7 +230,7 @@ struct Group<'e, 'a, 'p> {
 }
 
 /// Elements that may repeat; any other name may appear once per container.
-const REPEATED: &[&str] = &["Token", "Tenant", "Upstream"];
+const REPEATED: &[&str] = &["Token", "Tenant", "Upstream", "ScanningPath"];
 
 impl<'e, 'a, 'p> Group<'e, 'a, 'p> {
     /// Sorts `element`'s children into `known`, reporting the rest as `unknown` says.

@@ -71,10 +71,7 @@ impl Engine {
     pub async fn scan_path(&self, path: &str, timeout: Option<Duration>) -> Verdict {
         let (verdict, scanned) = match self.wait(timeout).await {
             Err(reason) => (Verdict::NonScanned(reason), 0),
-            Ok(()) => match scan::resolve_under(self.scan_root.as_deref(), path) {
-                Some(resolved) => scan::scan_file(&resolved).await,
-                None => (Verdict::NonScanned(Reason::AccessDenied), 0),
-            },
+            Ok(()) => scan::scan_under(self.scan_root.as_deref(), path).await,
         };
         self.stats.record_object(verdict, scanned);
         verdict

@@ -2,10 +2,11 @@
 //! root, and URLs on a small built-in deny list. Pure functions, so the rules are unit-tested here and
 //! the routes only translate verdicts into the protocol's words.
 
-use std::io;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-
-use tokio::io::AsyncReadExt;
 
 /// The 68-byte core of the EICAR anti-malware test file. Real engines demand it at the start of a
 /// short file; the emulator finds it anywhere, so a test can embed it in a larger payload.
@@ -89,9 +90,25 @@ pub fn scan_bytes(bytes: &[u8]) -> Verdict {
     }
 }
 
+/// Scans the file `requested` names if it lies under `root`. Everything runs on the blocking pool:
+/// resolving, opening and reading are filesystem calls that can stall (a hung NFS mount), and none
+/// of them may hold an async worker.
+pub async fn scan_under(root: Option<&Path>, requested: &str) -> (Verdict, u64) {
+    const DENIED: (Verdict, u64) = (Verdict::NonScanned(Reason::AccessDenied), 0);
+    let Some(root) = root.map(Path::to_owned) else {
+        return DENIED;
+    };
+    let requested = requested.to_owned();
+    let scan = move || match resolve_under(Some(&root), &requested) {
+        Some(resolved) => scan_file(&root, &resolved),
+        None => DENIED,
+    };
+    tokio::task::spawn_blocking(scan).await.unwrap_or(DENIED)
+}
+
 /// Resolves `requested` and checks that it lies under `root` (already canonical). Returns `None` when
 /// it does not, or when it cannot be resolved at all: a missing file gets the same answer as a file
-/// outside the root, so clients cannot probe which paths exist outside it.
+/// outside the root, so clients cannot probe which paths exist outside it. Blocking.
 pub fn resolve_under(root: Option<&Path>, requested: &str) -> Option<PathBuf> {
     let root = root?;
     let requested = Path::new(requested);
@@ -104,21 +121,39 @@ pub fn resolve_under(root: Option<&Path>, requested: &str) -> Option<PathBuf> {
     resolved.starts_with(root).then_some(resolved)
 }
 
-/// Scans a file that [`resolve_under`] accepted. Returns the verdict and the bytes read, which the
-/// statistics count as processed data.
-pub async fn scan_file(path: &Path) -> (Verdict, u64) {
-    match scan_file_inner(path).await {
-        Ok(found) => found,
-        Err(_) => (Verdict::NonScanned(Reason::AccessDenied), 0),
-    }
+/// Scans a file that [`resolve_under`] accepted under `root`. Returns the verdict and the bytes
+/// read, which the statistics count as processed data. Blocking.
+///
+/// The path may have changed since it was resolved (a folder or the file swapped for a symlink, the
+/// file for a FIFO), so what counts is what gets opened: it is opened once, without following a
+/// final symlink and without waiting for a FIFO's writer, and then checked through its descriptor:
+/// its real path must still lie under `root`, and it must be a regular file.
+pub fn scan_file(root: &Path, path: &Path) -> (Verdict, u64) {
+    let opened = open_under(root, path);
+    let scanned = opened.and_then(|file| match file {
+        Some(file) => scan_open_file(file),
+        None => Ok((Verdict::NonScanned(Reason::Skipped), 0)),
+    });
+    scanned.unwrap_or((Verdict::NonScanned(Reason::AccessDenied), 0))
 }
 
-async fn scan_file_inner(path: &Path) -> io::Result<(Verdict, u64)> {
-    // Checked before opening: opening a FIFO would block until some writer appears.
-    if !tokio::fs::metadata(path).await?.is_file() {
-        return Ok((Verdict::NonScanned(Reason::Skipped), 0));
+/// Opens `path` and checks what was opened: `Ok(None)` for something under `root` that is not a
+/// regular file, an error for anything outside `root`.
+fn open_under(root: &Path, path: &Path) -> io::Result<Option<File>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    // The kernel's name for the open file: every symlink on the way already resolved. Checked
+    // before the type, so nothing about a file outside the root is revealed.
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    if !real.starts_with(root) {
+        return Err(io::ErrorKind::PermissionDenied.into());
     }
-    let mut file = tokio::fs::File::open(path).await?;
+    Ok(file.metadata()?.is_file().then_some(file))
+}
+
+fn scan_open_file(mut file: File) -> io::Result<(Verdict, u64)> {
     // `window` keeps the last EICAR.len() - 1 bytes of the previous chunk, so a match that straddles
     // two chunks is still found.
     let mut window = Vec::with_capacity(FILE_CHUNK_BYTES + EICAR.len());
@@ -126,7 +161,7 @@ async fn scan_file_inner(path: &Path) -> io::Result<(Verdict, u64)> {
     let mut total = 0u64;
     let mut found = false;
     loop {
-        let n = file.read(&mut chunk).await?;
+        let n = file.read(&mut chunk)?;
         if n == 0 {
             break;
         }
@@ -247,18 +282,105 @@ mod tests {
         assert!(resolve_under(None, &s(root.join("in.txt"))).is_none());
     }
 
-    #[tokio::test]
-    async fn file_scan_finds_eicar_across_chunk_boundary() {
+    #[test]
+    fn file_scan_finds_eicar_across_chunk_boundary() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big");
         let mut data = vec![b'a'; FILE_CHUNK_BYTES - 10];
         data.extend_from_slice(EICAR);
         std::fs::write(&path, &data).unwrap();
         let expected = (Verdict::Detect(EICAR_DETECTION), data.len() as u64);
-        assert_eq!(scan_file(&path).await, expected);
+        assert_eq!(scan_file(dir.path(), &path), expected);
         assert_eq!(
-            scan_file(dir.path()).await,
+            scan_file(dir.path(), dir.path()),
             (Verdict::NonScanned(Reason::Skipped), 0)
         );
+    }
+
+    /// Builds `dir/root/sub/file` (clean) and `dir/outside/file` (EICAR) and returns the canonical
+    /// root with the resolved inside path: the state right after [`resolve_under`].
+    fn race_setup(dir: &Path) -> (PathBuf, PathBuf) {
+        let root = dir.join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/file"), b"clean").unwrap();
+        std::fs::create_dir(dir.join("outside")).unwrap();
+        std::fs::write(dir.join("outside/file"), EICAR).unwrap();
+        let root = std::fs::canonicalize(&root).unwrap();
+        let requested = root.join("sub/file");
+        let resolved = resolve_under(Some(&root), requested.to_str().unwrap()).unwrap();
+        (root, resolved)
+    }
+
+    #[test]
+    fn a_folder_swapped_for_a_symlink_after_resolving_is_denied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, resolved) = race_setup(dir.path());
+        let sub = resolved.parent().unwrap();
+        std::fs::remove_dir_all(sub).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside"), sub).unwrap();
+        let denied = (Verdict::NonScanned(Reason::AccessDenied), 0);
+        assert_eq!(scan_file(&root, &resolved), denied);
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_symlink_after_resolving_is_denied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, resolved) = race_setup(dir.path());
+        std::fs::remove_file(&resolved).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside/file"), &resolved).unwrap();
+        let denied = (Verdict::NonScanned(Reason::AccessDenied), 0);
+        assert_eq!(scan_file(&root, &resolved), denied);
+    }
+
+    /// A FIFO with no writer: opening it for reading would block for ever.
+    fn fifo(path: &Path) {
+        let made = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+
+    /// Runs a scan on the blocking pool, failing the test if it hangs.
+    async fn within_deadline(root: PathBuf, path: PathBuf) -> (Verdict, u64) {
+        let scan = tokio::task::spawn_blocking(move || scan_file(&root, &path));
+        let done = tokio::time::timeout(std::time::Duration::from_secs(10), scan).await;
+        done.expect("scanning a FIFO hung").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_file_swapped_for_a_fifo_is_skipped_without_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, resolved) = race_setup(dir.path());
+        std::fs::remove_file(&resolved).unwrap();
+        fifo(&resolved);
+        let skipped = (Verdict::NonScanned(Reason::Skipped), 0);
+        assert_eq!(
+            within_deadline(root.clone(), resolved.clone()).await,
+            skipped
+        );
+
+        // A FIFO outside the root, reached through a swapped folder: denied, and no hang either.
+        let sub = resolved.parent().unwrap();
+        fifo(&dir.path().join("outside/fifo"));
+        std::fs::remove_dir_all(sub).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside"), sub).unwrap();
+        let denied = (Verdict::NonScanned(Reason::AccessDenied), 0);
+        assert_eq!(within_deadline(root, sub.join("fifo")).await, denied);
+    }
+
+    #[tokio::test]
+    async fn scan_under_resolves_and_scans_on_the_blocking_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, resolved) = race_setup(dir.path());
+        std::os::unix::fs::symlink(dir.path().join("outside/file"), root.join("link")).unwrap();
+        let s = |p: PathBuf| p.to_str().unwrap().to_owned();
+        let clean = (Verdict::Clean, 5);
+        assert_eq!(scan_under(Some(&root), &s(resolved)).await, clean);
+        let denied = (Verdict::NonScanned(Reason::AccessDenied), 0);
+        assert_eq!(scan_under(Some(&root), &s(root.join("link"))).await, denied);
+        let outside = s(dir.path().join("outside/file"));
+        assert_eq!(scan_under(Some(&root), &outside).await, denied);
+        assert_eq!(scan_under(None, &s(root.join("sub/file"))).await, denied);
     }
 }

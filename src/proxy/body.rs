@@ -1,6 +1,7 @@
 //! Bodies on the request path: the client's upload as sent upstream ([`GuardedBody`], which enforces
 //! MaxTCPFileSize and the receive deadline while streaming), and what goes back to the client
-//! ([`ProxyBody`]). Neither ever collects a whole body.
+//! ([`ProxyBody`]). Neither collects a whole body, except a `scanfile` body that the handler has
+//! read (at most 64 KiB) to check its object against `ScanningPaths`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -86,11 +87,20 @@ pub enum UploadError {
 /// `Unpin` (the hyper client requires it): the deadline timer is boxed, and only created the first
 /// time the client makes us wait, so a body that arrives in one go never allocates a timer.
 pub struct GuardedBody {
-    inner: Incoming,
+    inner: Source,
     remaining: u64,
     state: Arc<UploadState>,
     deadline: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
+}
+
+/// Where the body's bytes come from.
+enum Source {
+    /// Streamed from the client as they arrive: the usual case.
+    Client(Incoming),
+    /// Read whole before forwarding (a `scanfile` body checked against `ScanningPaths`); `None`
+    /// once sent.
+    Read(Option<Bytes>),
 }
 
 impl GuardedBody {
@@ -102,10 +112,22 @@ impl GuardedBody {
         state: Arc<UploadState>,
     ) -> GuardedBody {
         GuardedBody {
-            inner,
+            inner: Source::Client(inner),
             remaining: max_bytes,
             state,
             deadline,
+            timer: None,
+        }
+    }
+
+    /// A body the handler already read in full (and within the limits): the same bytes, sent as
+    /// they are.
+    pub fn read(bytes: Bytes, state: Arc<UploadState>) -> GuardedBody {
+        GuardedBody {
+            inner: Source::Read((!bytes.is_empty()).then_some(bytes)),
+            remaining: u64::MAX,
+            state,
+            deadline: None,
             timer: None,
         }
     }
@@ -120,7 +142,11 @@ impl Body for GuardedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UploadError>>> {
         let this = self.get_mut();
-        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+        let polled = match &mut this.inner {
+            Source::Client(body) => Pin::new(body).poll_frame(cx),
+            Source::Read(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        };
+        let frame = match polled {
             Poll::Pending => {
                 if let Some(deadline) = this.deadline {
                     let timer = this
@@ -155,11 +181,19 @@ impl Body for GuardedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Source::Client(body) => body.is_end_stream(),
+            Source::Read(bytes) => bytes.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Source::Client(body) => body.size_hint(),
+            Source::Read(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
     }
 }
 

@@ -16,6 +16,9 @@ pub enum GatewayError {
     Unauthorized(AuthFailure),
     /// 403: the token's role may not make this call.
     Forbidden,
+    /// 403: a `scanfile` object outside `ScanningPaths`, or a body that names none scangate can
+    /// read exactly.
+    ScanPathRefused,
     /// 400: a request scangate refuses to forward (ambiguous framing and the like).
     BadRequest(&'static str),
     /// 408: SessionTimeout passed while the request body was still arriving.
@@ -41,7 +44,7 @@ impl GatewayError {
     pub fn status(self) -> StatusCode {
         match self {
             GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            GatewayError::Forbidden => StatusCode::FORBIDDEN,
+            GatewayError::Forbidden | GatewayError::ScanPathRefused => StatusCode::FORBIDDEN,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -63,6 +66,7 @@ impl GatewayError {
             }
             GatewayError::Unauthorized(_) => r#"{"error":"invalid API token"}"#,
             GatewayError::Forbidden => r#"{"error":"token not allowed for this operation"}"#,
+            GatewayError::ScanPathRefused => r#"{"error":"scan path not allowed"}"#,
             GatewayError::BadRequest(reason) => {
                 return Bytes::from(format!(r#"{{"error":"bad request: {reason}"}}"#));
             }
@@ -86,6 +90,7 @@ impl GatewayError {
         match self {
             GatewayError::Unauthorized(failure) => failure.as_str(),
             GatewayError::Forbidden => "forbidden",
+            GatewayError::ScanPathRefused => "scan_path",
             GatewayError::BadRequest(_) => "bad_request",
             GatewayError::RequestTimeout => "request_timeout",
             GatewayError::PayloadTooLarge => "too_large",
@@ -166,6 +171,7 @@ mod tests {
             GatewayError::Unauthorized(AuthFailure::Scheme),
             GatewayError::Unauthorized(AuthFailure::Unknown),
             GatewayError::Forbidden,
+            GatewayError::ScanPathRefused,
             GatewayError::BadRequest("x"),
             GatewayError::RequestTimeout,
             GatewayError::PayloadTooLarge,

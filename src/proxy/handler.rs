@@ -13,9 +13,10 @@ use super::access::{Access, LoggedBody};
 use super::body::{GuardedBody, ProxyBody, Upload, UploadState};
 use super::error::GatewayError;
 use super::headers::{self, Forwarded, X_SCANGATE_TENANTS, X_SCANGATE_TOKEN_NAME};
+use super::scanfile;
 use crate::auth::header::{extract, AuthFailure};
 use crate::auth::memo::DigestMemo;
-use crate::auth::policy;
+use crate::auth::policy::{self, Decision, Grant};
 use crate::auth::store::{Lookup, TokenRecord};
 use crate::metrics::UpstreamErrorKind;
 use crate::state::{Gateway, Snapshot};
@@ -66,7 +67,7 @@ async fn proxy(
     gw: &Gateway,
     snap: &Snapshot,
     downstream: &Downstream,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     started: Instant,
     access: &mut Access,
 ) -> Result<Response<ProxyBody>, GatewayError> {
@@ -81,11 +82,16 @@ async fn proxy(
         Err(AuthFailure::Forbidden) => return Err(GatewayError::Forbidden),
         Err(failure) => return Err(GatewayError::Unauthorized(failure)),
     };
-    // Request filter 2: what this token may call.
+    // Request filter 2: what this token (or, with UseAccessToken=0, anyone) may call.
+    let grant =
+        (access.token.as_ref()).map_or(Grant::UNCHECKED, |t| Grant::new(t.role, t.allow_scan_file));
+    let scan_paths = snap.settings.gateway.scanning_paths.as_deref();
+    let scan_check = match policy::decide(grant, req.uri().path(), scan_paths.is_some()) {
+        Decision::Allow => None,
+        Decision::CheckScanPath(api) => Some(api),
+        Decision::Deny => return Err(GatewayError::Forbidden),
+    };
     if let Some(t) = &access.token {
-        if !policy::allows(t.role, req.method(), req.uri().path()) {
-            return Err(GatewayError::Forbidden);
-        }
         t.stats.requests.fetch_add(1, Ordering::Relaxed);
     }
     // Request filter 3: a declared body over the limit is refused before any upstream work.
@@ -94,29 +100,39 @@ async fn proxy(
             return Err(GatewayError::PayloadTooLarge);
         }
     }
+    let deadline = snap.session_timeout.map(|t| started + t);
+    let upload = Arc::clone(&access.upload);
+    let (mut parts, body) = req.into_parts();
+    let has_body = !http_body::Body::is_end_stream(&body);
+    // Request filter 4: a scanfile object must lie under ScanningPaths. Only scanfile is read
+    // whole; every other body streams below.
+    let body = match (scan_check, scan_paths) {
+        (Some(api), Some(allowed)) => {
+            let max = snap.max_request_bytes;
+            let bytes = scanfile::check(&parts, body, api, allowed, max, deadline).await?;
+            GuardedBody::read(bytes, Arc::clone(&upload))
+        }
+        _ => GuardedBody::new(body, snap.max_request_bytes, deadline, Arc::clone(&upload)),
+    };
 
     // Upstream selection.
     let upstream = snap.upstreams.pick().ok_or(GatewayError::Unavailable)?;
     access.upstream = Some(Arc::clone(&upstream.label));
 
     // Upstream request: same method, path, query and body; gateway-owned headers.
-    let host = req.headers().get(header::HOST).cloned().or_else(|| {
-        req.uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    let host =
+        parts.headers.get(header::HOST).cloned().or_else(|| {
+            (parts.uri.authority()).and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
     // Origin form: the connection already goes to the upstream.
-    let uri = req
-        .uri()
-        .path_and_query()
+    let uri = (parts.uri.path_and_query())
         .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     {
-        let h = req.headers_mut();
+        let h = &mut parts.headers;
         headers::strip_hop_by_hop(h);
-        headers::strip_scangate(h);
-        if snap.auth_enabled {
-            h.remove(&snap.auth_field);
-        }
+        // Identity is scangate's to state: whatever the client claimed goes, then only what the
+        // token has is set (no token, or no tenants: no header).
+        headers::strip_client_claims(h, snap.auth_enabled.then_some(&snap.auth_field));
         h.insert(header::HOST, upstream.host().clone());
         let fwd = Forwarded {
             client_ip: downstream.client_ip.as_ref(),
@@ -130,13 +146,8 @@ async fn proxy(
             }
         }
     }
-    let deadline = snap.session_timeout.map(|t| started + t);
-    let upload = Arc::clone(&access.upload);
-    let (mut parts, body) = req.into_parts();
-    let has_body = !http_body::Body::is_end_stream(&body);
     parts.uri = uri;
     parts.version = Version::HTTP_11;
-    let body = GuardedBody::new(body, snap.max_request_bytes, deadline, Arc::clone(&upload));
     let upstream_req = Request::from_parts(parts, body);
 
     // Upstream connection: a place under MaxUpstreamConnections, waited for briefly.

@@ -1,5 +1,6 @@
-//! Header rules for both directions: hop-by-hop removal (RFC 9110 §7.6.1), the token header and
-//! client-sent `X-Scangate-*` removal, and the forwarding headers scangate adds.
+//! Header rules for both directions: hop-by-hop removal (RFC 9110 §7.6.1), removal of what a client
+//! may not claim (the token header, `X-Scangate-*`, forwarding headers, in every `_`/`-` spelling),
+//! and the forwarding headers scangate adds.
 
 use std::net::IpAddr;
 
@@ -20,11 +21,8 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::TRANSFER_ENCODING,
 ];
 
-/// The prefix of headers only scangate may set. Anything a client sends with it is dropped, so a
-/// backend can trust `X-Scangate-Token-Name`.
-const SCANGATE_PREFIX: &[u8] = b"x-scangate-";
-
-/// `X-Scangate-Token-Name`: the authenticated token's Name.
+/// `X-Scangate-Token-Name`: the authenticated token's Name. Only scangate sets it (a client's is
+/// removed by [`strip_client_claims`]), so a backend can trust it.
 pub static X_SCANGATE_TOKEN_NAME: HeaderName = HeaderName::from_static("x-scangate-token-name");
 /// `X-Scangate-Tenants`: the token's tenants, comma-separated.
 pub static X_SCANGATE_TENANTS: HeaderName = HeaderName::from_static("x-scangate-tenants");
@@ -65,14 +63,27 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes client-sent `X-Scangate-*` headers. Allocates only when the client sent some.
-pub fn strip_scangate(headers: &mut HeaderMap) {
-    let forged = headers.keys().any(is_scangate);
-    if forged {
-        let names: Vec<HeaderName> = headers.keys().filter(|k| is_scangate(k)).cloned().collect();
-        for name in names {
-            headers.remove(name);
-        }
+/// Removes what a client may not say about itself: the token header (`auth_field`, when scangate
+/// checks tokens), `X-Scangate-*`, `Forwarded`, `X-Real-IP`, every `X-Forwarded-*` but
+/// `X-Forwarded-For` (which [`add_forwarded`] extends) and the URL overrides `X-Original-URL` and
+/// `X-Rewrite-URL` (some backends route by them, around the policy's path check).
+///
+/// Names are compared with `_` read as `-`: CGI, WSGI, PHP and Rack backends see `X_Scangate_Tenants`
+/// as `X-Scangate-Tenants`, so every spelling goes. One pass over the names; nothing is allocated
+/// unless the client sent such a header.
+pub fn strip_client_claims(headers: &mut HeaderMap, auth_field: Option<&HeaderName>) {
+    // The token header itself is in nearly every request: a lookup, not the allocating path below.
+    if let Some(field) = auth_field {
+        headers.remove(field);
+    }
+    let field = auth_field.map(|f| f.as_str().as_bytes());
+    let is_claim = |name: &HeaderName| is_client_claim(name.as_str().as_bytes(), field);
+    if !headers.keys().any(is_claim) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|k| is_claim(k)).cloned().collect();
+    for name in names {
+        headers.remove(name);
     }
 }
 
@@ -80,14 +91,49 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::UPGRADE || HOP_BY_HOP.contains(name)
 }
 
-fn is_scangate(name: &HeaderName) -> bool {
-    name.as_str().as_bytes().starts_with(SCANGATE_PREFIX)
+/// Whether a (lowercase) header name is one [`strip_client_claims`] removes. `field` is the token
+/// header; its exact spelling is already gone, so only its other spellings count here.
+fn is_client_claim(name: &[u8], field: Option<&[u8]>) -> bool {
+    if field.is_some_and(|f| f != name && same_name(name, f)) {
+        return true;
+    }
+    // Every fixed name below starts with `x` or `f`: most names are done after one byte.
+    if !matches!(name.first(), Some(b'x' | b'f')) {
+        return false;
+    }
+    if starts_with_name(name, b"x-scangate-") {
+        return true;
+    }
+    if starts_with_name(name, b"x-forwarded-") {
+        return name != b"x-forwarded-for";
+    }
+    [
+        &b"forwarded"[..],
+        b"x-real-ip",
+        b"x-original-url",
+        b"x-rewrite-url",
+    ]
+    .iter()
+    .any(|claim| same_name(name, claim))
+}
+
+/// Header names as a backend that merges `_` and `-` compares them. Both sides are lowercase.
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    let dash = |c: u8| if c == b'_' { b'-' } else { c };
+    a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| dash(x) == dash(y))
+}
+
+/// [`same_name`] for a prefix.
+fn starts_with_name(name: &[u8], prefix: &[u8]) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|head| same_name(head, prefix))
 }
 
 /// What the gateway tells the upstream about the downstream connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Forwarded<'a> {
-    /// The client's IP as a header value ([`client_ip`]); `None` on a unix socket.
+    /// The client's IP as a header value ([`client_ip`]); `None` on a unix socket, where
+    /// `X-Forwarded-For` gets [`UNIX_CLIENT`] instead.
     pub client_ip: Option<&'a HeaderValue>,
     /// The client listener terminates TLS.
     pub https: bool,
@@ -98,19 +144,32 @@ pub fn client_ip(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value")
 }
 
-/// Adds `X-Forwarded-For` (appended to what earlier proxies wrote), `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` (the Host the client asked for; `host` is it, from the header or the h2
-/// `:authority`).
+/// The `X-Forwarded-For` element for a client on a unix socket, which has no address. Written
+/// anyway, so the last element is always scangate's own view and a client-sent list can never pass
+/// as the whole truth (nginx writes `unix:` in the same place).
+pub static UNIX_CLIENT: HeaderValue = HeaderValue::from_static("unix");
+
+/// Adds `X-Forwarded-For` (the client's IP, or [`UNIX_CLIENT`], appended to what earlier proxies
+/// wrote), `X-Forwarded-Proto` and `X-Forwarded-Host` (the Host the client asked for; `host` is it,
+/// from the header or the h2 `:authority`). Run [`strip_client_claims`] first: it removes the other
+/// forwarding headers a client could forge.
 pub fn add_forwarded(headers: &mut HeaderMap, fwd: Forwarded, host: Option<HeaderValue>) {
-    if let Some(ip) = fwd.client_ip {
-        let value = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
-            Some(prior) => HeaderValue::from_bytes(&[prior, b", ", ip.as_bytes()].concat()).ok(),
-            None => Some(ip.clone()),
-        };
-        if let Some(v) = value {
-            headers.insert(X_FORWARDED_FOR.clone(), v);
+    let last = fwd.client_ip.unwrap_or(&UNIX_CLIENT);
+    let mut prior = headers.get_all(&X_FORWARDED_FOR).iter().peekable();
+    let value = match prior.peek() {
+        None => last.clone(),
+        Some(_) => {
+            // Several header lines are one comma-separated list (RFC 9110 §5.3).
+            let mut joined = Vec::with_capacity(64);
+            for v in prior {
+                joined.extend_from_slice(v.as_bytes());
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(last.as_bytes());
+            HeaderValue::from_bytes(&joined).expect("header values joined by \", \" are one")
         }
-    }
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), value);
     let proto = if fwd.https { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = host {
@@ -154,16 +213,78 @@ mod tests {
         assert_eq!(left, ["content-type", "x-kav-timeout"]);
     }
 
+    fn left(h: &HeaderMap) -> Vec<&str> {
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        left
+    }
+
     #[test]
-    fn strips_only_scangate_prefixed_headers() {
+    fn strips_client_claims_in_every_spelling() {
         let mut h = map(&[
             ("x-scangate-token-name", "forged"),
             ("X-Scangate-Tenants", "evil"),
+            ("X_Scangate_Tenants", "evil"),
+            ("x_scangate-token_name", "evil"),
             ("x-scangatex", "keep"),
+            ("x_scangatex", "keep"),
+            ("forwarded", "for=1.2.3.4"),
+            ("Forwarded_", "keep"),
+            ("x-real-ip", "1.2.3.4"),
+            ("X_Real_Ip", "1.2.3.4"),
+            ("x-real-ipx", "keep"),
+            ("x-forwarded-for", "keep"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-prefix", "/x"),
+            ("x_forwarded_proto", "https"),
+            ("x-forwarded-host", "evil"),
+            ("x-forwardedx", "keep"),
+            ("x-original-url", "/x"),
+            ("x_rewrite_url", "/x"),
+            ("authorization", "Bearer t"),
+            ("content-type", "application/json"),
+            ("f", "keep"),
+            ("x", "keep"),
         ]);
-        strip_scangate(&mut h);
-        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, ["x-scangatex"]);
+        strip_client_claims(&mut h, None);
+        let want = [
+            "authorization",
+            "content-type",
+            "f",
+            "forwarded_",
+            "x",
+            "x-forwarded-for",
+            "x-forwardedx",
+            "x-real-ipx",
+            "x-scangatex",
+            "x_scangatex",
+        ];
+        assert_eq!(left(&h), want);
+    }
+
+    #[test]
+    fn strips_the_token_header_in_every_spelling() {
+        let field = HeaderName::from_static("x-api-key");
+        let mut h = map(&[
+            ("x-api-key", "t"),
+            ("x_api_key", "t"),
+            ("x-api_key", "t"),
+            ("x-api-keys", "keep"),
+            ("x-api-ke", "keep"),
+            ("authorization", "keep"),
+        ]);
+        strip_client_claims(&mut h, Some(&field));
+        assert_eq!(left(&h), ["authorization", "x-api-ke", "x-api-keys"]);
+
+        // A field written with `_` loses its `-` spelling too; without a field nothing of it goes.
+        let field = HeaderName::from_static("x_api_key");
+        let mut h = map(&[("x-api-key", "t"), ("x_api_key", "t")]);
+        strip_client_claims(&mut h, Some(&field));
+        assert!(h.is_empty());
+        let mut h = map(&[("x-api-key", "t"), ("authorization", "t")]);
+        strip_client_claims(&mut h, None);
+        assert_eq!(left(&h), ["authorization", "x-api-key"]);
     }
 
     #[test]
@@ -192,7 +313,21 @@ mod tests {
             },
             None,
         );
-        assert!(h.get("x-forwarded-for").is_none());
+        assert_eq!(h["x-forwarded-for"], "unix");
         assert_eq!(h["x-forwarded-proto"], "http");
+        assert!(h.get("x-forwarded-host").is_none());
+
+        // Several client lines are one list; on a unix socket `unix` is the last element.
+        let mut h = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2"),
+        ]);
+        let fwd = Forwarded {
+            client_ip: None,
+            https: false,
+        };
+        add_forwarded(&mut h, fwd, None);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, unix");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
     }
 }

@@ -1,9 +1,9 @@
 //! The gateway proper: listener and connections ([`server`]), each connection's idle deadline and
 //! drain ([`conn`]), its write deadline ([`send_timeout`]) and the per-address cap
-//! ([`client_cap`]), the request path ([`handler`]), bodies ([`body`]), the access log and request
-//! metrics ([`access`]), header rules ([`headers`]), upstreams ([`upstream`]) and the bound on
-//! their connections ([`upstream_limit`]), and the one mapping from failures to statuses
-//! ([`error`]).
+//! ([`client_cap`]), the request path ([`handler`]) with its `scanfile` path check
+//! ([`scanfile`]), bodies ([`body`]), the access log and request metrics ([`access`]), header
+//! rules ([`headers`]), upstreams ([`upstream`]) and the bound on their connections
+//! ([`upstream_limit`]), and the one mapping from failures to statuses ([`error`]).
 
 pub mod access;
 pub mod body;
@@ -13,6 +13,7 @@ pub mod error;
 pub mod framing;
 pub mod handler;
 pub mod headers;
+pub mod scanfile;
 pub mod send_timeout;
 pub mod server;
 pub mod tls;

@@ -1,5 +1,5 @@
-//! `AuthSettings` and its `Token`s: Scan Engine's rules (reference §1.3), plus scangate's `Role` and
-//! `Tenants` and a check that no two tokens share a Value.
+//! `AuthSettings` and its `Token`s: Scan Engine's rules (reference §1.3), plus scangate's `Role`,
+//! `Tenants` and `AllowScanFile` and a check that no two tokens share a Value.
 
 use std::borrow::Cow;
 use std::collections::hash_map::{Entry, HashMap};
@@ -19,7 +19,15 @@ const KNOWN: &[&str] = &[
     "AccessTokens",
 ];
 
-const TOKEN: &[&str] = &["Name", "Value", "Description", "Enabled", "Role", "Tenants"];
+const TOKEN: &[&str] = &[
+    "Name",
+    "Value",
+    "Description",
+    "Enabled",
+    "Role",
+    "Tenants",
+    "AllowScanFile",
+];
 
 /// Headers HTTP itself or scangate's forwarding relies on. Carrying the token in one of them would
 /// break framing or routing, and scangate strips the token header before forwarding.
@@ -138,6 +146,7 @@ fn tokens(ctx: &mut Ctx, el: &Element<'_>, parent: &str, required: bool) -> Vec<
             Some(el) => tenants(ctx, el, &t.path()),
             None => Vec::new(),
         };
+        let allow_scan_file = t.flag(ctx, "AllowScanFile");
         if let (Some(name), Some(digest), Some(enabled)) = (name, digest, enabled) {
             entries.push(TokenEntry {
                 name: name.text.into(),
@@ -146,6 +155,7 @@ fn tokens(ctx: &mut Ctx, el: &Element<'_>, parent: &str, required: bool) -> Vec<
                 enabled,
                 role,
                 tenants,
+                allow_scan_file,
             });
         }
     }
@@ -166,8 +176,8 @@ fn plain_token<'a>(
     if !is_blank(&el.text) {
         return None;
     }
-    // Name, Value, Description, Enabled, Role.
-    let mut texts: [Option<&str>; 5] = [None; 5];
+    // Name, Value, Description, Enabled, Role, AllowScanFile.
+    let mut texts: [Option<&str>; 6] = [None; 6];
     for child in &el.children {
         let slot = match child.name {
             "Name" => 0,
@@ -175,6 +185,7 @@ fn plain_token<'a>(
             "Description" => 2,
             "Enabled" => 3,
             "Role" => 4,
+            "AllowScanFile" => 5,
             _ => return None,
         };
         let Cow::Borrowed(text) = child.text else {
@@ -199,6 +210,12 @@ fn plain_token<'a>(
         Some(text) => Some(parse_role(text).ok()?),
         None => None,
     };
+    let allow_scan_file = match texts[5] {
+        Some("0") => Some(false),
+        Some("1") => Some(true),
+        Some(_) => return None,
+        None => None,
+    };
     let Entry::Vacant(digest_slot) = digests.entry(digest_key(&digest)) else {
         return None;
     };
@@ -214,6 +231,7 @@ fn plain_token<'a>(
         enabled,
         role,
         tenants: Vec::new(),
+        allow_scan_file,
     })
 }
 

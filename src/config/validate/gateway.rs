@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::Uri;
 
+use super::scan_paths::scanning_paths;
 use super::server::{socket_addr, unix_path};
 use super::{join, Ctx, Group, Leaf, Unknown};
 use crate::config::xml::Element;
@@ -20,6 +21,7 @@ const KNOWN: &[&str] = &[
     "MaxConnectionsPerClient",
     "SendTimeoutMs",
     "MaxUpstreamConnections",
+    "ScanningPaths",
 ];
 
 /// Scan Engine's "uint" is 32 bits; scangate's numbers use the same range.
@@ -81,6 +83,7 @@ pub(super) fn gateway(ctx: &mut Ctx, el: &Element<'_>, max_sessions: usize) -> G
             Some(0) => None,
             Some(n) => Some(count(n)),
         },
+        scanning_paths: (g.one("ScanningPaths")).map(|el| scanning_paths(ctx, el, &g.path())),
     }
 }
 

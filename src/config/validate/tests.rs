@@ -1,6 +1,8 @@
 //! Edge cases of validation. The fixtures in `tests/fixtures` cover one rule per file; these cover
 //! the corners: positions, Unicode lengths, every accepted and refused address form, defaults.
 
+use std::path::PathBuf;
+
 use super::*;
 use crate::config::{ListenAddr, Role, UpstreamAddr};
 
@@ -476,9 +478,10 @@ fn plain_and_general_token_paths_read_the_same_values() {
             "<AuthSettings><AccessTokens>\
              <Token><Name> a&amp;b </Name><Value>{V1}</Value><Enabled>0</Enabled>\
              <Description>d1</Description><Role>Security Officer</Role>\
-             <Tenants><Tenant>t</Tenant></Tenants></Token>\
+             <Tenants><Tenant>t</Tenant></Tenants><AllowScanFile>1</AllowScanFile></Token>\
              <Token>\n <Name> c </Name><Value> {v2} </Value><Enabled>1</Enabled>\
-             <Description> d2 </Description><Role>Administrator</Role></Token>\
+             <Description> d2 </Description><Role>Administrator</Role>\
+             <AllowScanFile> 0 </AllowScanFile></Token>\
              <Token><Name><![CDATA[e]]></Name><Value>{v3}</Value><Enabled>1</Enabled>\
              <Description></Description></Token>\
              </AccessTokens></AuthSettings>"
@@ -489,15 +492,30 @@ fn plain_and_general_token_paths_read_the_same_values() {
     let shown: Vec<_> = (tokens.iter())
         .map(|t| {
             let d = t.description.as_deref();
-            (t.name.as_str(), d, t.enabled, t.role, t.tenants.len())
+            let scan = t.allow_scan_file;
+            (t.name.as_str(), d, t.enabled, t.role, t.tenants.len(), scan)
         })
         .collect();
     assert_eq!(
         shown,
         [
-            ("a&b", Some("d1"), false, Some(Role::SecurityOfficer), 1),
-            ("c", Some("d2"), true, Some(Role::Administrator), 0),
-            ("e", None, true, None, 0),
+            (
+                "a&b",
+                Some("d1"),
+                false,
+                Some(Role::SecurityOfficer),
+                1,
+                Some(true)
+            ),
+            (
+                "c",
+                Some("d2"),
+                true,
+                Some(Role::Administrator),
+                0,
+                Some(false)
+            ),
+            ("e", None, true, None, 0, None),
         ]
     );
     assert_eq!(tokens[1].digest[..1], [0x05]);
@@ -532,4 +550,47 @@ fn with_tokens(tokens: &[String]) -> String {
         &format!("<AuthSettings><AccessTokens>{tokens}</AccessTokens></AuthSettings>"),
         "",
     )
+}
+
+#[test]
+fn allow_scan_file_is_a_flag() {
+    let t = "ServerSettings/AuthSettings/AccessTokens/Token[1]";
+    for bad in ["yes", "2"] {
+        let text = with_token(&format!(
+            "{}<AllowScanFile>{bad}</AllowScanFile>",
+            token("a")
+        ));
+        let rule = format!("{t}/AllowScanFile: AllowScanFile must be 0 or 1, found {bad:?}");
+        assert_eq!(errors(&text), [rule]);
+    }
+    let twice = format!(
+        "{}<AllowScanFile>1</AllowScanFile><AllowScanFile>1</AllowScanFile>",
+        token("a")
+    );
+    let rule = format!("{t}/AllowScanFile: duplicate element <AllowScanFile>");
+    assert_eq!(errors(&with_token(&twice)), [rule]);
+}
+
+#[test]
+fn scanning_paths_are_absolute_and_normalised() {
+    let paths = |inner: &str| file("", &format!("<ScanningPaths>{inner}</ScanningPaths>"));
+    assert_eq!(ok(&file("", "")).gateway.scanning_paths, None);
+    assert_eq!(ok(&paths("")).gateway.scanning_paths, Some(vec![]));
+    let list = "<ScanningPath> /mnt//to_scan/ </ScanningPath><ScanningPath>/</ScanningPath>";
+    let want = vec![PathBuf::from("/mnt/to_scan"), PathBuf::from("/")];
+    assert_eq!(ok(&paths(list)).gateway.scanning_paths, Some(want));
+
+    let p = "GatewaySettings/ScanningPaths/ScanningPath";
+    let bad = "<ScanningPath>rel/dir</ScanningPath><ScanningPath>/a/../b</ScanningPath>\
+               <ScanningPath/><ScanningPath>/a&#9;b</ScanningPath><Path>/x</Path>";
+    assert_eq!(
+        errors(&paths(bad)),
+        [
+            format!("{p}[1]: ScanningPath must be an absolute path, found \"rel/dir\""),
+            format!("{p}[2]: ScanningPath must not contain `..`, found \"/a/../b\""),
+            format!("{p}[3]: must not be empty"),
+            format!("{p}[4]: ScanningPath must not contain control characters, found \"/a\\tb\""),
+            "GatewaySettings/ScanningPaths/Path: unknown element <Path>".to_owned(),
+        ]
+    );
 }
