@@ -508,3 +508,35 @@ fn usage_errors_exit_64_and_help_exits_0() {
     assert_eq!(help.code, Some(0));
     assert!(help.stdout.contains("--tenant <TENANT>"), "{}", help.stdout);
 }
+
+#[test]
+fn tenants_with_commas_and_text_with_control_characters_are_refused() {
+    let dir = seeded();
+    let add =
+        |flag: &'static str, value: &'static str| vec!["token", "add", "--name", "x", flag, value];
+    let cases: [(Vec<&str>, &str); 5] = [
+        (
+            add("--tenant", "acme,globex"),
+            "--tenant: Tenant must not contain a comma: X-Scangate-Tenants separates tenants with commas",
+        ),
+        (
+            add("--tenant", " acme"),
+            "--tenant: Tenant must not start or end with whitespace",
+        ),
+        (
+            add("--description", "\u{1b}[2Jgone"),
+            "--description: Description must not contain control characters other than tab",
+        ),
+        (
+            vec!["token", "add", "--name", "ci\u{202e}lanretni"],
+            "--name: Name must not contain bidirectional control characters",
+        ),
+        (
+            vec!["token", "describe", "seed", "--description", "a\nb"],
+            "--description: Description must not contain control characters other than tab",
+        ),
+    ];
+    for (args, rule) in cases {
+        refused(&dir, &args, 64, &format!("scangate token: {rule}\n"));
+    }
+}
