@@ -127,3 +127,38 @@ fn an_unreadable_config_or_no_config_fails() {
     let run = scangate(&missing, &["check", "--bogus"]);
     assert_eq!(run.code, Some(64));
 }
+
+/// Upstream credentials and queries reach neither `check`'s output nor the reload error that the
+/// log and the admin `/config` page show (`last_reload.error`).
+#[tokio::test]
+async fn an_upstream_password_is_never_quoted_by_check_or_a_reload() {
+    let secret = "http://scanner:hunter2@127.0.0.1:9/?key=s3cret";
+    let dir = ConfigDir::new(&Cfg::new(secret, &[Tok::new("a", "Token-A-1", true)]));
+    let run = scangate(&dir.path, &["check"]);
+    let p = dir.path.display();
+    let expected = format!(
+        "scangate check: {p}:17:16: GatewaySettings/Upstreams/Upstream[1]: upstream \
+         \"http://***@127.0.0.1:9/…\" must not hold a user name or password\n\
+         scangate check: {p}: 1 error\n"
+    );
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (Some(1), "", expected.as_str())
+    );
+
+    let good = Cfg::new("http://127.0.0.1:9", &[Tok::new("a", "Token-A-1", true)]);
+    let dir = ConfigDir::new(&good);
+    let gw = scangate::state::Gateway::start(&dir.path).unwrap();
+    for bad in [secret, "http://127.0.0.1:9/scan?key=s3cret"] {
+        let mut cfg = good.clone();
+        cfg.upstreams = vec![bad.to_owned()];
+        write_atomic(&dir.path, &cfg.xml());
+        let error = gw.reload().unwrap_err().to_string();
+        let shown = gw.last_reload().error.unwrap();
+        assert_eq!(shown, error);
+        assert!(error.contains("upstream \"http://"), "{error}");
+        for leaked in ["hunter2", "scanner:", "s3cret", ":9/scan"] {
+            assert!(!error.contains(leaked), "{leaked} in {error}");
+        }
+    }
+}
