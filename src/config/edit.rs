@@ -30,8 +30,9 @@ use crate::auth::token::decode_value;
 /// The children of a Token in the order scangate writes them (and Scan Engine documents them).
 const TOKEN_ORDER: &[&str] = &["Name", "Value", "Description", "Enabled", "Role", "Tenants"];
 
-/// A Token element to write. Holds the `Value` (a digest), never a token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A Token element to write. Holds the `Value` (a digest), never a token; its Debug leaves the
+/// Value out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewToken {
     /// `Name`, already checked against the validator's rule.
     pub name: String,
@@ -45,6 +46,19 @@ pub struct NewToken {
     pub role: Option<Role>,
     /// `Tenants/Tenant`, in order; none writes no `Tenants`.
     pub tenants: Vec<String>,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("name", &self.name)
+            .field("value", &format_args!("<redacted>"))
+            .field("description", &self.description)
+            .field("enabled", &self.enabled)
+            .field("role", &self.role)
+            .field("tenants", &self.tenants)
+            .finish()
+    }
 }
 
 /// Why an edit was not made. Nothing was written.
@@ -112,12 +126,20 @@ fn prefixed(prefix: &str, errors: &ConfigErrors) -> String {
 }
 
 /// A config text with the spans an edit needs. Every edit returns the whole new text; the caller
-/// validates it before writing.
-#[derive(Debug)]
+/// validates it before writing. Its Debug shows the label and the token count, not the text.
 pub struct Document<'t> {
     text: &'t str,
     label: &'t str,
     outline: Outline,
+}
+
+impl std::fmt::Debug for Document<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document")
+            .field("label", &self.label)
+            .field("tokens", &self.token_count())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'t> Document<'t> {

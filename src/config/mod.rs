@@ -115,8 +115,9 @@ pub struct AuthSettings {
     pub tokens: Vec<TokenEntry>,
 }
 
-/// One `Token` element. Holds only the keyed digest, never a token, so deriving Debug is safe.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One `Token` element. Holds only the keyed digest, never a token. Its Debug leaves the digest
+/// out all the same: with the key, a digest is what a client's token is checked against.
+#[derive(Clone, PartialEq, Eq)]
 pub struct TokenEntry {
     /// `Name`: 1–40 Unicode characters, unique. Appears in logs, metrics and `X-Scangate-Token-Name`.
     /// Inline up to 24 bytes, so reading a million tokens costs no allocation per name.
@@ -131,6 +132,19 @@ pub struct TokenEntry {
     pub role: Option<Role>,
     /// `Tenants/Tenant` (scangate extension): forwarded to the backend as `X-Scangate-Tenants`.
     pub tenants: Vec<String>,
+}
+
+impl std::fmt::Debug for TokenEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEntry")
+            .field("name", &self.name)
+            .field("digest", &format_args!("<redacted>"))
+            .field("description", &self.description)
+            .field("enabled", &self.enabled)
+            .field("role", &self.role)
+            .field("tenants", &self.tenants)
+            .finish()
+    }
 }
 
 /// Token roles, after the MDR model (see `auth::policy`).

@@ -10,8 +10,8 @@ use crate::config::load::{self, LoadError};
 use crate::config::Settings;
 
 /// A config file read under its lock. The lock is released when this is dropped, so one command
-/// reads, edits and writes without another command's write slipping in between.
-#[derive(Debug)]
+/// reads, edits and writes without another command's write slipping in between. Its Debug leaves
+/// out the text, which holds every Value.
 pub struct ConfigFile {
     /// The path as given: it labels errors and anchors relative paths, exactly as in `serve`.
     path: PathBuf,
@@ -22,6 +22,15 @@ pub struct ConfigFile {
     text: String,
     /// The locked lock file (`<config>.lock`).
     _lock: File,
+}
+
+impl std::fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigFile")
+            .field("path", &self.path)
+            .field("real", &self.real)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConfigFile {
