@@ -267,11 +267,31 @@ fn twenty_parallel_adds_all_land() {
     assert_eq!(check.code, Some(0), "{}", check.stderr);
 }
 
+/// Runs `scangate ARGS --config CONFIG` with `input` on stdin.
+fn scangate_stdin(config: &Path, args: &[&str], input: &str) -> Run {
+    use std::io::Write as _;
+    let mut cmd = command(config, args);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // A command that fails before reading closes the pipe: a failed write is fine then.
+    let _ = stdin.write_all(input.as_bytes());
+    drop(stdin);
+    finished(child.wait_with_output().unwrap())
+}
+
 /// Runs a command that must be refused: exit `code`, nothing on stdout, exactly `stderr`, and the
 /// config byte for byte as before.
 fn refused(dir: &ConfigDir, args: &[&str], code: i32, stderr: &str) {
+    refused_stdin(dir, args, "", code, stderr);
+}
+
+/// [`refused`], with `input` on stdin.
+fn refused_stdin(dir: &ConfigDir, args: &[&str], input: &str, code: i32, stderr: &str) {
     let before = read(&dir.path);
-    let run = scangate(&dir.path, args);
+    let run = scangate_stdin(&dir.path, args, input);
     assert_eq!(
         (run.code, run.stdout.as_str(), run.stderr.as_str()),
         (Some(code), "", stderr),
@@ -290,11 +310,11 @@ fn taken_names_unknown_names_and_repeated_tokens_are_refused() {
         64,
         "scangate token: a token named \"seed\" already exists\n",
     );
-    let same = ["token", "add", "--name", "again", "--token", "Seed-Token-1"];
+    let same = ["token", "add", "--name", "again", "--token", "-"];
     let taken = "scangate token: that token is already in the file, as \"seed\"\n";
-    refused(&dir, &same, 64, taken);
-    let rotate_same = ["token", "rotate", "seed", "--token", "Seed-Token-1"];
-    refused(&dir, &rotate_same, 64, taken);
+    refused_stdin(&dir, &same, "Seed-Token-1\n", 64, taken);
+    let rotate_same = ["token", "rotate", "seed", "--token", "-"];
+    refused_stdin(&dir, &rotate_same, "Seed-Token-1\n", 64, taken);
     for verb in ["enable", "disable", "remove", "rotate"] {
         refused(
             &dir,
@@ -324,21 +344,77 @@ fn bad_supplied_tokens_are_refused_without_being_echoed() {
         ("Päss-word-1", "a token must be printable ASCII"),
     ];
     for (token, rule) in cases {
-        let add = ["token", "add", "--name", "x", "--token", token];
-        refused(
+        let stderr = format!("scangate token: --token: {rule}\n");
+        let input = format!("{token}\n");
+        let add = ["token", "add", "--name", "x", "--token", "-"];
+        refused_stdin(&dir, &add, &input, 64, &stderr);
+        let rotate = ["token", "rotate", "seed", "--token", "-"];
+        refused_stdin(&dir, &rotate, &input, 64, &stderr);
+    }
+    let nothing = "scangate token: --token -: no token on stdin\n";
+    for input in ["", "\n", "\r\n"] {
+        refused_stdin(
             &dir,
-            &add,
+            &["token", "add", "--name", "x", "--token", "-"],
+            input,
             64,
-            &format!("scangate token: --token: {rule}\n"),
+            nothing,
         );
-        let rotate = ["token", "rotate", "seed", "--token", token];
-        refused(
+        refused_stdin(
             &dir,
-            &rotate,
+            &["token", "rotate", "seed", "--token", "-"],
+            input,
             64,
-            &format!("scangate token: --token: {rule}\n"),
+            nothing,
         );
     }
+}
+
+#[test]
+fn token_dash_reads_the_token_from_stdin_and_a_token_in_argv_warns() {
+    let dir = seeded();
+    let p = dir.path.display();
+    // One line; CRLF and anything after the first line are not part of it.
+    let add = scangate_stdin(
+        &dir.path,
+        &["token", "add", "--name", "piped", "--token", "-"],
+        "Piped-Token-1\r\nsecond line\n",
+    );
+    assert_eq!(printed_token(&add), "Piped-Token-1");
+    assert_eq!(
+        add.stderr,
+        format!("added token \"piped\" (enabled) to {p}\n")
+    );
+    let digest = |name: &str| {
+        let tokens = settings(&dir.path).auth.tokens;
+        tokens.into_iter().find(|t| t.name == name).unwrap().digest
+    };
+    assert_eq!(digest("piped"), key().digest(b"Piped-Token-1"));
+    let rotate = scangate_stdin(
+        &dir.path,
+        &["token", "rotate", "piped", "--token", "-"],
+        "Rotated-Token-2",
+    );
+    assert_eq!(printed_token(&rotate), "Rotated-Token-2");
+    assert_eq!(digest("piped"), key().digest(b"Rotated-Token-2"));
+
+    let warning = "warning: --token VALUE shows the token to every local user (ps, /proc) and \
+                   leaves it in shell history; use --token - and write it on stdin\n";
+    let argv = scangate(
+        &dir.path,
+        &["token", "add", "--name", "argv", "--token", "Argv-Token-3"],
+    );
+    assert_eq!(printed_token(&argv), "Argv-Token-3");
+    assert_eq!(
+        argv.stderr,
+        format!("{warning}added token \"argv\" (enabled) to {p}\n")
+    );
+    let rotate = scangate(
+        &dir.path,
+        &["token", "rotate", "argv", "--token", "Argv-Token-4"],
+    );
+    assert_eq!(printed_token(&rotate), "Argv-Token-4");
+    assert!(rotate.stderr.starts_with(warning), "{}", rotate.stderr);
 }
 
 #[test]
