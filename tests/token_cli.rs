@@ -616,3 +616,133 @@ fn tenants_with_commas_and_text_with_control_characters_are_refused() {
         refused(&dir, &args, 64, &format!("scangate token: {rule}\n"));
     }
 }
+
+/// The operator these tests switch to, and the gateway's group it may belong to.
+const OPERATOR: u32 = 12345;
+const GATEWAY_GROUP: u32 = 23456;
+
+/// Runs `scangate ARGS --config CONFIG` as uid and gid [`OPERATOR`] with `groups` as its
+/// supplementary groups, through util-linux's `setpriv`. `None`, after saying why, when this test
+/// cannot switch users (it is not root, or there is no setpriv).
+fn as_operator(config: &Path, args: &[&str], groups: &[u32]) -> Option<Run> {
+    use std::os::unix::fs::MetadataExt;
+    let probe = tempfile::tempfile().unwrap();
+    if probe.metadata().unwrap().uid() != 0 {
+        eprintln!("SKIPPED: switching to uid {OPERATOR} needs root");
+        return None;
+    }
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.arg(format!("--reuid={OPERATOR}"))
+        .arg(format!("--regid={OPERATOR}"));
+    match groups {
+        [] => cmd.arg("--clear-groups"),
+        _ => {
+            let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+            cmd.arg(format!("--groups={}", list.join(",")))
+        }
+    };
+    cmd.arg("--")
+        .arg(env!("CARGO_BIN_EXE_scangate"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("SCANGATE_CONFIG")
+        .env_remove("RUST_LOG");
+    match cmd.output() {
+        Ok(out) => Some(finished(out)),
+        Err(e) => {
+            eprintln!("SKIPPED: cannot run setpriv: {e}");
+            None
+        }
+    }
+}
+
+/// A config folder shared the usual way: `root` (mode 0755) / `etc` (owner:group `folder`, mode
+/// 0770) holding the seeded config and its key with the owners and modes given.
+fn shared(folder: (u32, u32), config: (u32, u32, u32), key: (u32, u32, u32)) -> ConfigDir {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let set = |path: &Path, (uid, gid, mode): (u32, u32, u32)| {
+        chown(path, Some(uid), Some(gid)).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let seeded = seeded();
+    set(seeded.dir.path(), (0, 0, 0o755));
+    let etc = seeded.dir.path().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    for name in ["scangate.xml", "scangate.key"] {
+        std::fs::rename(seeded.dir.path().join(name), etc.join(name)).unwrap();
+    }
+    set(&etc, (folder.0, folder.1, 0o770));
+    set(&etc.join("scangate.xml"), config);
+    set(&etc.join("scangate.key"), key);
+    ConfigDir {
+        path: etc.join("scangate.xml"),
+        dir: seeded.dir,
+    }
+}
+
+fn access(path: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    (meta.uid(), meta.gid(), meta.mode() & 0o7777)
+}
+
+#[test]
+fn an_edit_by_a_member_of_the_gateway_group_keeps_the_file_readable_by_that_group() {
+    let g = GATEWAY_GROUP;
+    let dir = shared((0, g), (0, g, 0o660), (0, g, 0o640));
+    let Some(disable) = as_operator(&dir.path, &["token", "disable", "seed"], &[g]) else {
+        return;
+    };
+    assert_eq!(
+        (
+            disable.code,
+            disable.stdout.as_str(),
+            disable.stderr.as_str()
+        ),
+        (Some(0), "", "disabled token \"seed\"\n")
+    );
+    assert!(!settings(&dir.path).auth.tokens[0].enabled);
+    // Only root could give it back to root; the group and mode are as before.
+    assert_eq!(access(&dir.path), (OPERATOR, g, 0o660));
+
+    let add = as_operator(&dir.path, &["token", "add", "--name", "ci"], &[g]).unwrap();
+    printed_token(&add);
+    assert_eq!(access(&dir.path), (OPERATOR, g, 0o660));
+}
+
+#[test]
+fn an_edit_that_would_shut_out_the_gateway_group_is_refused() {
+    let (op, g) = (OPERATOR, GATEWAY_GROUP);
+    // The operator owns the file but, in this session, is not in the gateway's group (a container
+    // run with --user uid:gid has no supplementary groups), so it cannot hand the group back.
+    let dir = shared((op, g), (op, g, 0o640), (op, g, 0o640));
+    let before = read(&dir.path);
+    let Some(disable) = as_operator(&dir.path, &["token", "disable", "seed"], &[]) else {
+        return;
+    };
+    let real = std::fs::canonicalize(&dir.path).unwrap();
+    let refusal = format!(
+        "scangate token: {}: not written: group {g} can read it now but not the new file, which \
+         would belong to uid {op} and gid {op}; run the command as root or as a member of group \
+         {g}\n",
+        real.display()
+    );
+    assert_eq!(
+        (
+            disable.code,
+            disable.stdout.as_str(),
+            disable.stderr.as_str()
+        ),
+        (Some(1), "", refusal.as_str())
+    );
+    assert_eq!(read(&dir.path), before);
+    assert_eq!(access(&dir.path), (op, g, 0o640));
+    let folder = dir.path.parent().unwrap();
+    let mut left: Vec<_> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["scangate.key", "scangate.xml", "scangate.xml.lock"]);
+}

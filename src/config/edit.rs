@@ -23,6 +23,7 @@ use layout::{deeper, render, sep_before, token_node, wrapped, Node};
 use outline::{Container, Outline, Span, TokenNode};
 
 use super::load::LoadError;
+use super::perms::Reader;
 use super::validate::{self, ConfigError, ConfigErrors};
 use super::Role;
 use crate::auth::token::decode_value;
@@ -105,6 +106,26 @@ pub enum EditError {
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// This user cannot give the new file an owner and group that keep it readable by everyone
+    /// who reads the config now (the gateway among them), so nothing was written: the gateway
+    /// would keep its last config and the edit would never apply.
+    #[error(
+        "{}: not written: {lost} can read it now but not the new file, which would belong to \
+         uid {uid} and gid {gid}; run the command as root or as {hint}",
+        path.display()
+    )]
+    Readers {
+        /// The config.
+        path: PathBuf,
+        /// Who would lose read access.
+        lost: Reader,
+        /// The owner the new file would have.
+        uid: u32,
+        /// The group the new file would have.
+        gid: u32,
+        /// Who could make the edit instead.
+        hint: String,
     },
 }
 

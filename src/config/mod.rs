@@ -5,10 +5,11 @@
 //! position. No XML type leaves this module (`xml` is private). [`load`] is the one place that
 //! touches the filesystem for a config: it reads the file (with a size cap), resolves relative paths
 //! against the file's folder and reads the key file. [`edit`] changes Token elements in place for the
-//! `token` commands.
+//! `token` commands. [`perms`] says who may read the config and key files.
 
 pub mod edit;
 pub mod load;
+pub mod perms;
 pub mod validate;
 pub mod watch;
 mod xml;
