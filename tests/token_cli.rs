@@ -530,14 +530,16 @@ fn a_read_only_folder_is_refused() {
 
 #[test]
 fn add_creates_a_0600_key_file_and_the_config_comes_from_the_environment() {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-    // A fresh folder: no key, no token, UseAccessToken 0.
+    // A fresh folder: no key, no token, UseAccessToken 0, a config only its owner reads.
     let fresh = tempfile::tempdir().unwrap();
     let p = fresh.path().join("scangate.xml");
     let mut cfg = Cfg::new("http://127.0.0.1:9", &[]);
     cfg.use_access_token = false;
     std::fs::write(&p, cfg.xml()).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let owner = std::fs::metadata(&p).unwrap();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scangate"));
     cmd.args(["token", "add", "--name", "first"])
         .env("SCANGATE_CONFIG", &p);
@@ -554,9 +556,11 @@ fn add_creates_a_0600_key_file_and_the_config_comes_from_the_environment() {
     assert_eq!(
         add.stderr,
         format!(
-            "created token key file {} (mode 0600)\nadded token \"first\" (enabled) to {p}\n\
-             note: UseAccessToken is 0 in {p}: no request is checked until it is 1\n",
+            "created token key file {} (mode 0600, owner {}:{})\nadded token \"first\" (enabled) \
+             to {p}\nnote: UseAccessToken is 0 in {p}: no request is checked until it is 1\n",
             key.display(),
+            owner.uid(),
+            owner.gid(),
             p = p.display()
         )
     );
@@ -625,12 +629,6 @@ const GATEWAY_GROUP: u32 = 23456;
 /// supplementary groups, through util-linux's `setpriv`. `None`, after saying why, when this test
 /// cannot switch users (it is not root, or there is no setpriv).
 fn as_operator(config: &Path, args: &[&str], groups: &[u32]) -> Option<Run> {
-    use std::os::unix::fs::MetadataExt;
-    let probe = tempfile::tempfile().unwrap();
-    if probe.metadata().unwrap().uid() != 0 {
-        eprintln!("SKIPPED: switching to uid {OPERATOR} needs root");
-        return None;
-    }
     let mut cmd = std::process::Command::new("setpriv");
     cmd.arg(format!("--reuid={OPERATOR}"))
         .arg(format!("--regid={OPERATOR}"));
@@ -660,25 +658,49 @@ fn as_operator(config: &Path, args: &[&str], groups: &[u32]) -> Option<Run> {
 /// A config folder shared the usual way: `root` (mode 0755) / `etc` (owner:group `folder`, mode
 /// 0770) holding the seeded config and its key with the owners and modes given.
 fn shared(folder: (u32, u32), config: (u32, u32, u32), key: (u32, u32, u32)) -> ConfigDir {
-    use std::os::unix::fs::{chown, PermissionsExt};
-    let set = |path: &Path, (uid, gid, mode): (u32, u32, u32)| {
-        chown(path, Some(uid), Some(gid)).unwrap();
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    };
-    let seeded = seeded();
-    set(seeded.dir.path(), (0, 0, 0o755));
-    let etc = seeded.dir.path().join("etc");
+    let dir = shared_fresh(folder, config);
+    let key_path = dir.path.with_file_name("scangate.key");
+    std::fs::write(&key_path, base64_key() + "\n").unwrap();
+    set_access(&key_path, key);
+    let mut cfg = Cfg::new(
+        "http://127.0.0.1:9",
+        &[Tok::new("seed", "Seed-Token-1", true)],
+    );
+    cfg.use_access_token = true;
+    std::fs::write(&dir.path, cfg.xml()).unwrap();
+    dir
+}
+
+/// Like [`shared`], with a config that holds no token (UseAccessToken 0) and no key file.
+fn shared_fresh(folder: (u32, u32), config: (u32, u32, u32)) -> ConfigDir {
+    let dir = tempfile::tempdir().unwrap();
+    set_access(dir.path(), (0, 0, 0o755));
+    let etc = dir.path().join("etc");
     std::fs::create_dir(&etc).unwrap();
-    for name in ["scangate.xml", "scangate.key"] {
-        std::fs::rename(seeded.dir.path().join(name), etc.join(name)).unwrap();
+    set_access(&etc, (folder.0, folder.1, 0o770));
+    let path = etc.join("scangate.xml");
+    let mut cfg = Cfg::new("http://127.0.0.1:9", &[]);
+    cfg.use_access_token = false;
+    std::fs::write(&path, cfg.xml()).unwrap();
+    set_access(&path, config);
+    ConfigDir { dir, path }
+}
+
+fn set_access(path: &Path, (uid, gid, mode): (u32, u32, u32)) {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    chown(path, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Whether this test may chown files and switch users; says why not when it may not.
+fn root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let probe = tempfile::tempfile().unwrap();
+    let root = probe.metadata().unwrap().uid() == 0;
+    if !root {
+        eprintln!("SKIPPED: sharing files with uid {OPERATOR} needs root");
     }
-    set(&etc, (folder.0, folder.1, 0o770));
-    set(&etc.join("scangate.xml"), config);
-    set(&etc.join("scangate.key"), key);
-    ConfigDir {
-        path: etc.join("scangate.xml"),
-        dir: seeded.dir,
-    }
+    root
 }
 
 fn access(path: &Path) -> (u32, u32, u32) {
@@ -690,6 +712,9 @@ fn access(path: &Path) -> (u32, u32, u32) {
 #[test]
 fn an_edit_by_a_member_of_the_gateway_group_keeps_the_file_readable_by_that_group() {
     let g = GATEWAY_GROUP;
+    if !root() {
+        return;
+    }
     let dir = shared((0, g), (0, g, 0o660), (0, g, 0o640));
     let Some(disable) = as_operator(&dir.path, &["token", "disable", "seed"], &[g]) else {
         return;
@@ -716,6 +741,9 @@ fn an_edit_that_would_shut_out_the_gateway_group_is_refused() {
     let (op, g) = (OPERATOR, GATEWAY_GROUP);
     // The operator owns the file but, in this session, is not in the gateway's group (a container
     // run with --user uid:gid has no supplementary groups), so it cannot hand the group back.
+    if !root() {
+        return;
+    }
     let dir = shared((op, g), (op, g, 0o640), (op, g, 0o640));
     let before = read(&dir.path);
     let Some(disable) = as_operator(&dir.path, &["token", "disable", "seed"], &[]) else {
@@ -745,4 +773,54 @@ fn an_edit_that_would_shut_out_the_gateway_group_is_refused() {
         .collect();
     left.sort();
     assert_eq!(left, ["scangate.key", "scangate.xml", "scangate.xml.lock"]);
+}
+
+#[test]
+fn a_key_created_for_a_shared_config_gets_its_group_and_mode_0640() {
+    let (op, g) = (OPERATOR, GATEWAY_GROUP);
+    if !root() {
+        return;
+    }
+    // root adds the first token: the key is root's, in the config's group, readable by it.
+    let dir = shared_fresh((0, g), (0, g, 0o640));
+    let key = dir.path.with_file_name("scangate.key");
+    let add = scangate(&dir.path, &["token", "add", "--name", "first"]);
+    printed_token(&add);
+    assert_eq!(access(&key), (0, g, 0o640));
+    let created = format!(
+        "created token key file {} (mode 0640, owner 0:{g})\n",
+        key.display()
+    );
+    assert!(add.stderr.starts_with(&created), "{}", add.stderr);
+    // A service user in that group reads both files.
+    let Some(check) = as_operator(&dir.path, &["check"], &[g]) else {
+        return;
+    };
+    assert_eq!((check.code, check.stderr.as_str()), (Some(0), ""));
+
+    // A member of the group adds the first token: the key is the member's, in the group.
+    let dir = shared_fresh((0, g), (0, g, 0o660));
+    let key = dir.path.with_file_name("scangate.key");
+    let add = as_operator(&dir.path, &["token", "add", "--name", "first"], &[g]).unwrap();
+    printed_token(&add);
+    assert_eq!(access(&key), (op, g, 0o640));
+
+    // An owner outside the config's group cannot give the files that group. Where the group
+    // reads the config as others do, the edit goes ahead and says what to run for the key.
+    let dir = shared_fresh((op, g), (op, g, 0o640));
+    let key = dir.path.with_file_name("scangate.key");
+    let add = as_operator(&dir.path, &["token", "add", "--name", "first"], &[]).unwrap();
+    assert_eq!(add.code, Some(1), "{}", add.stderr);
+    assert!(!key.exists(), "a refused add left its key behind");
+    set_access(&dir.path, (op, g, 0o644));
+    let add = as_operator(&dir.path, &["token", "add", "--name", "first"], &[]).unwrap();
+    printed_token(&add);
+    assert_eq!(access(&key), (op, op, 0o600));
+    let k = key.display();
+    let note = format!(
+        "created token key file {k} (mode 0600, owner {op}:{op})\nnote: group {g} may read the \
+         config but not the key; for a gateway running in that group, run: chgrp {g} {k} && \
+         chmod 0640 {k}\n"
+    );
+    assert!(add.stderr.starts_with(&note), "{}", add.stderr);
 }

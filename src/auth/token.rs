@@ -12,6 +12,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use rand::RngCore;
 
+use crate::config::perms::{self, Access};
+
 /// A token digest: the map key and what `Value` encodes.
 pub type Digest = [u8; 64];
 
@@ -95,7 +97,7 @@ impl TokenKey {
     pub fn read_or_create(path: &Path) -> Result<TokenKey, KeyError> {
         let (key, new) = Self::read_or_new(path)?;
         if let Some(new) = new {
-            new.write(path)?;
+            new.write(path, None)?;
         }
         Ok(key)
     }
@@ -155,25 +157,36 @@ impl NewKey {
         TokenKey::from_bytes(&self.bytes)
     }
 
-    /// Creates the key file with mode 0600 and syncs it. Fails if the file already exists, so a key
-    /// is never overwritten.
-    pub fn write(&self, path: &Path) -> Result<(), KeyError> {
+    /// Creates the key file and syncs it. Fails if the file already exists, so a key is never
+    /// overwritten. Returns the owner, group and mode it got.
+    ///
+    /// The file starts as mode 0600. `like` is the config's: the key gets its owner and group as
+    /// far as this user may give them, and mode 0640 when it got the group and that group may read
+    /// the config, so a gateway running in the config's group can read the key too.
+    pub fn write(&self, path: &Path, like: Option<Access>) -> Result<Access, KeyError> {
         let err = |source| KeyError::Create {
             path: path.to_owned(),
             source,
         };
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
-        #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let mut file = opts.open(path).map_err(err)?;
+        if let Some(like) = like {
+            perms::copy_owner(&file, like.uid, like.gid);
+            let got = Access::of(&file.metadata().map_err(err)?);
+            if got.gid == like.gid && like.mode & 0o040 != 0 {
+                let group_read = std::os::unix::fs::PermissionsExt::from_mode(0o640);
+                file.set_permissions(group_read).map_err(err)?;
+            }
+        }
         writeln!(file, "{}", B64.encode(self.bytes)).map_err(err)?;
         file.sync_all().map_err(err)?;
         // Make the new name durable too; a failure here leaves a written, synced file.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
         }
-        Ok(())
+        Ok(Access::of(&file.metadata().map_err(err)?))
     }
 }
 
@@ -306,9 +319,42 @@ mod tests {
                 0o600
             );
         }
+        assert!(
+            NewKey::generate().write(&path, None).is_err(),
+            "overwrote a key"
+        );
         std::fs::write(&path, "").unwrap();
         let err = TokenKey::read(&path).unwrap_err().to_string();
         assert!(err.starts_with(&path.display().to_string()), "{err}");
         assert!(format!("{a:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn a_new_key_is_group_readable_only_when_the_config_is() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::fs::metadata(dir.path()).unwrap();
+        let like = |mode| Access {
+            uid: me.uid(),
+            gid: me.gid(),
+            mode,
+        };
+        for (i, (config, key)) in [
+            (0o640, 0o640),
+            (0o660, 0o640),
+            (0o604, 0o600),
+            (0o600, 0o600),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let path = dir.path().join(format!("{i}.key"));
+            let new = NewKey::generate();
+            let got = new.write(&path, Some(like(config))).unwrap();
+            let on_disk = Access::of(&std::fs::metadata(&path).unwrap());
+            assert_eq!((got, on_disk.mode), (like(key), key), "{config:o}");
+            let read = TokenKey::read(&path).unwrap();
+            assert_eq!(read.digest(b"x"), new.key().digest(b"x"));
+        }
     }
 }

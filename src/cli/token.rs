@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::{CliError, ConfigArg};
 use crate::auth::token::{check_plaintext, encode_value, mint, TokenKey};
 use crate::config::edit::{ConfigFile, Document, NewToken};
+use crate::config::perms::Access;
 use crate::config::validate::{check_description, check_name, check_tenant, parse_role};
 use crate::config::{load, Role};
 
@@ -234,11 +235,32 @@ fn add(path: &Path, args: AddArgs) -> Result<(), CliError> {
     };
     let text = doc.add(&new)?;
     let settings = file.validate(&text)?;
-    if let Some(new_key) = &new_key {
-        new_key.write(&key_path)?;
-        eprintln!("created token key file {} (mode 0600)", key_path.display());
+    let config = std::fs::metadata(path).map(|m| Access::of(&m)).ok();
+    let created = match &new_key {
+        Some(new_key) => Some(new_key.write(&key_path, config)?),
+        None => None,
+    };
+    if let Err(e) = file.replace(&text) {
+        // A refused command leaves no key behind: the next `add` may then create one.
+        if created.is_some() {
+            let _ = std::fs::remove_file(&key_path);
+        }
+        return Err(e.into());
     }
-    file.replace(&text)?;
+    if let Some(got) = created {
+        let k = key_path.display();
+        eprintln!(
+            "created token key file {k} (mode {:04o}, owner {}:{})",
+            got.mode, got.uid, got.gid
+        );
+        if let Some(config) = config.filter(|c| c.mode & 0o040 != 0 && c.gid != got.gid) {
+            let g = config.gid;
+            eprintln!(
+                "note: group {g} may read the config but not the key; for a gateway running in \
+                 that group, run: chgrp {g} {k} && chmod 0640 {k}"
+            );
+        }
+    }
     print_token(&new.name, &token)?;
     let state = if new.enabled { "enabled" } else { "disabled" };
     eprintln!("added token {:?} ({state}) to {}", new.name, path.display());
