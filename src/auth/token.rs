@@ -23,6 +23,13 @@ pub const KEY_BYTES: usize = 32;
 /// Random base62 characters after `sg_` in a minted token: 44 × log2(62) ≈ 262 bits.
 const MINTED_CHARS: usize = 44;
 
+/// SHA-256 of the key bytes in the Docker demo's `docker/config/scangate.key`. That key and the
+/// demo token are published, so a gateway that uses the key is flagged at start-up.
+const DEMO_KEY_SHA256: [u8; 32] = [
+    0x9e, 0x71, 0x18, 0x56, 0x6d, 0x18, 0xd1, 0x4d, 0x62, 0xaf, 0xae, 0x73, 0xed, 0x35, 0xec, 0x09,
+    0x00, 0x7c, 0x2d, 0xcf, 0x96, 0x42, 0xaf, 0x10, 0xee, 0x65, 0x1e, 0x01, 0x91, 0x8a, 0x1a, 0x7c,
+];
+
 /// Longest token scangate will hash. Scan Engine's plaintext rule caps supplied tokens at 100; minted
 /// ones are 47. Anything longer is rejected before hashing, so a client cannot make us hash megabytes.
 pub const MAX_TOKEN_BYTES: usize = 256;
@@ -78,19 +85,7 @@ impl TokenKey {
 
     /// Reads the key file: one line, standard base64 of 32 bytes.
     pub fn read(path: &Path) -> Result<TokenKey, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(text.trim()).ok_or_else(|| KeyError::Malformed {
-            path: path.to_owned(),
-        })
-    }
-
-    fn parse(line: &str) -> Option<TokenKey> {
-        let bytes = B64.decode(line).ok()?;
-        let key: [u8; KEY_BYTES] = bytes.try_into().ok()?;
-        Some(TokenKey::from_bytes(&key))
+        read_key_bytes(path).map(|bytes| TokenKey::from_bytes(&bytes))
     }
 
     /// Reads the key file, or creates it (mode 0600, fresh random key) when it does not exist.
@@ -130,6 +125,27 @@ impl TokenKey {
     pub fn value(&self, token: &str) -> String {
         encode_value(&self.digest(token.as_bytes()))
     }
+}
+
+/// The 32 key bytes in the key file at `path`.
+fn read_key_bytes(path: &Path) -> Result<[u8; KEY_BYTES], KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let bytes = B64.decode(text.trim()).ok();
+    bytes
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| KeyError::Malformed {
+            path: path.to_owned(),
+        })
+}
+
+/// Whether the key file at `path` holds the public Docker demo key. An unreadable or malformed
+/// file is not it.
+pub fn is_demo_key(path: &Path) -> bool {
+    use sha2::Digest as _;
+    read_key_bytes(path).is_ok_and(|bytes| sha2::Sha256::digest(bytes)[..] == DEMO_KEY_SHA256)
 }
 
 /// A fresh key that exists only in memory until [`NewKey::write`] creates its file. `token add` uses
@@ -356,5 +372,20 @@ mod tests {
             let read = TokenKey::read(&path).unwrap();
             assert_eq!(read.digest(b"x"), new.key().digest(b"x"));
         }
+    }
+
+    #[test]
+    fn the_docker_demo_key_is_recognised() {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/config/scangate.key");
+        assert!(is_demo_key(&demo));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        assert!(!is_demo_key(&path), "missing");
+        std::fs::write(&path, &std::fs::read(&demo).unwrap()[1..]).unwrap();
+        assert!(!is_demo_key(&path), "malformed");
+        NewKey::generate()
+            .write(&dir.path().join("new.key"), None)
+            .unwrap();
+        assert!(!is_demo_key(&dir.path().join("new.key")));
     }
 }

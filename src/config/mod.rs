@@ -5,9 +5,11 @@
 //! position. No XML type leaves this module (`xml` is private). [`load`] is the one place that
 //! touches the filesystem for a config: it reads the file (with a size cap), resolves relative paths
 //! against the file's folder and reads the key file. [`edit`] changes Token elements in place for the
-//! `token` commands. [`perms`] says who may read the config and key files.
+//! `token` commands. [`perms`] says who may read the config and key files; [`hygiene`] lists what
+//! works but weakens the gateway, for start-up warnings and `check`.
 
 pub mod edit;
+pub mod hygiene;
 pub mod load;
 pub mod perms;
 pub mod validate;
