@@ -162,6 +162,9 @@ async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::R
     if !snap.auth_enabled {
         tracing::warn!("UseAccessToken is 0: EVERY REQUEST IS FORWARDED WITHOUT AUTHENTICATION");
     }
+    for warning in scangate::config::hygiene::at_startup(&snap.settings) {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
         listen = listener.describe(),
         generation = snap.generation,

@@ -78,8 +78,7 @@ pub enum ReloadOutcome {
     },
 }
 
-/// The state shared by every connection and the reloader.
-#[derive(Debug)]
+/// The state shared by every connection and the reloader. Its Debug shows no token and no hash.
 pub struct Gateway {
     /// The config file this gateway reloads from.
     pub config_path: PathBuf,
@@ -109,6 +108,17 @@ pub struct ReloadReport {
     pub result: ReloadResult,
     /// The error, for `result` = error. Config errors name positions and rules, never a Value.
     pub error: Option<String>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config_path", &self.config_path)
+            .field("generation", &self.generation())
+            .field("tokens", &self.tokens)
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Gateway {
@@ -313,5 +323,84 @@ fn warn_restart_needed(old: &Settings, new: &Settings) {
     }
     if old.gateway.max_connections_per_client != new.gateway.max_connections_per_client {
         tracing::warn!("MaxConnectionsPerClient changed; it applies after a restart");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::token::encode_value;
+    use crate::config::edit::{ConfigFile, Document, NewToken};
+
+    /// The ways a digest can show in Debug output: its `Value`, its bytes as a derived Debug
+    /// prints them (whole, or the 32-byte map key), and hex.
+    fn shows_digest(text: &str, digest: &[u8; 64]) -> bool {
+        let bytes = format!("{:?}", &digest[..4]);
+        let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        text.contains(&encode_value(digest))
+            || text.contains(bytes.trim_end_matches(']'))
+            || text.contains(&hex)
+    }
+
+    #[tokio::test]
+    async fn no_debug_output_shows_a_digest_or_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = TokenKey::from_bytes(&[9; 32]);
+        std::fs::write(
+            dir.path().join("scangate.key"),
+            "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\n",
+        )
+        .unwrap();
+        let digest = key.digest(b"Debug-Probe-1");
+        let value = encode_value(&digest);
+        let path = dir.path().join("scangate.xml");
+        let xml = format!(
+            "<Configuration><ServerSettings><ConnectionString>http://127.0.0.1:0</ConnectionString>\
+             <AuthSettings><UseAccessToken>1</UseAccessToken><AuthRequestField>Authorization\
+             </AuthRequestField><UseBearerAuthScheme>1</UseBearerAuthScheme><AccessTokens><Token>\
+             <Name>probe</Name><Value>{value}</Value><Enabled>1</Enabled><Tenants><Tenant>t\
+             </Tenant></Tenants></Token></AccessTokens></AuthSettings></ServerSettings>\
+             <GatewaySettings><Upstreams><Upstream>http://127.0.0.1:9</Upstream></Upstreams>\
+             <AdminConnectionString>off</AdminConnectionString></GatewaySettings></Configuration>"
+        );
+        std::fs::write(&path, &xml).unwrap();
+
+        let loaded = config::load(&path).unwrap();
+        assert_eq!(loaded.settings.auth.tokens[0].digest, digest, "the probe");
+        let gw = Gateway::start(&path).unwrap();
+        let record = match gw.tokens.lookup(&digest) {
+            crate::auth::store::Lookup::Valid(record) => record,
+            other => panic!("{other:?}"),
+        };
+        let file = ConfigFile::open(&path).unwrap();
+        let doc = Document::read(file.text(), "t.xml").unwrap();
+        let new = NewToken {
+            name: "n".into(),
+            value: value.clone(),
+            description: None,
+            enabled: true,
+            role: None,
+            tenants: Vec::new(),
+        };
+        let shown = [
+            format!("{:?}", loaded.settings.auth.tokens[0]),
+            format!("{:?}", loaded.settings),
+            format!("{loaded:?}"),
+            format!("{gw:?}"),
+            format!("{:?}", gw.tokens),
+            format!("{record:?}"),
+            format!("{:?}", gw.tokens.lookup(&digest)),
+            format!("{file:?}"),
+            format!("{doc:?}"),
+            format!("{new:?}"),
+        ];
+        for text in &shown {
+            assert!(!shows_digest(text, &digest), "{text}");
+        }
+        // Still useful: the name shows where a token does.
+        assert!(
+            shown[0].contains("probe") && shown[5].contains("probe"),
+            "{shown:?}"
+        );
     }
 }

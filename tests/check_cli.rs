@@ -9,6 +9,13 @@ use std::path::Path;
 use common::*;
 use scangate::config::validate;
 
+/// Writes a key file with `mode`.
+fn write_key(path: &Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
 #[test]
 fn every_invalid_fixture_fails_with_each_error_on_its_own_line() {
     let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
@@ -89,7 +96,7 @@ fn the_key_file_is_checked_when_it_is_needed_or_present() {
     let missing =
         format!("{k}: cannot read token key file: No such file or directory (os error 2)");
     failed(&scangate(&dir.path, &["check"]), &missing);
-    std::fs::write(&key, "short\n").unwrap();
+    write_key(&key, "short\n", 0o600);
     let malformed =
         format!("{k}: token key file must hold one line: the standard base64 of 32 random bytes");
     failed(&scangate(&dir.path, &["check"]), &malformed);
@@ -126,4 +133,145 @@ fn an_unreadable_config_or_no_config_fails() {
     assert_eq!(run.code, Some(64));
     let run = scangate(&missing, &["check", "--bogus"]);
     assert_eq!(run.code, Some(64));
+}
+
+/// Upstream credentials and queries reach neither `check`'s output nor the reload error that the
+/// log and the admin `/config` page show (`last_reload.error`).
+#[tokio::test]
+async fn an_upstream_password_is_never_quoted_by_check_or_a_reload() {
+    let secret = "http://scanner:hunter2@127.0.0.1:9/?key=s3cret";
+    let dir = ConfigDir::new(&Cfg::new(secret, &[Tok::new("a", "Token-A-1", true)]));
+    let run = scangate(&dir.path, &["check"]);
+    let p = dir.path.display();
+    let expected = format!(
+        "scangate check: {p}:17:16: GatewaySettings/Upstreams/Upstream[1]: upstream \
+         \"http://***@127.0.0.1:9/…\" must not hold a user name or password\n\
+         scangate check: {p}: 1 error\n"
+    );
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (Some(1), "", expected.as_str())
+    );
+
+    let good = Cfg::new("http://127.0.0.1:9", &[Tok::new("a", "Token-A-1", true)]);
+    let dir = ConfigDir::new(&good);
+    let gw = scangate::state::Gateway::start(&dir.path).unwrap();
+    for bad in [secret, "http://127.0.0.1:9/scan?key=s3cret"] {
+        let mut cfg = good.clone();
+        cfg.upstreams = vec![bad.to_owned()];
+        write_atomic(&dir.path, &cfg.xml());
+        let error = gw.reload().unwrap_err().to_string();
+        let shown = gw.last_reload().error.unwrap();
+        assert_eq!(shown, error);
+        assert!(error.contains("upstream \"http://"), "{error}");
+        for leaked in ["hunter2", "scanner:", "s3cret", ":9/scan"] {
+            assert!(!error.contains(leaked), "{leaked} in {error}");
+        }
+    }
+}
+
+#[test]
+fn a_key_file_others_may_read_fails_and_group_write_or_the_demo_key_warns() {
+    use std::os::unix::fs::MetadataExt;
+    let cfg = Cfg::new("http://127.0.0.1:9", &[Tok::new("a", "Token-A-1", true)]);
+    let dir = ConfigDir::new(&cfg);
+    let (p, key) = (dir.path.display(), dir.dir.path().join("scangate.key"));
+    let k = key.display();
+    let valid = format!("{p}: valid; tokens: 1 enabled, 0 disabled\n");
+    let run = scangate(&dir.path, &["check"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (Some(0), valid.as_str(), "")
+    );
+
+    write_key(&key, &(base64_key() + "\n"), 0o644);
+    let run = scangate(&dir.path, &["check"]);
+    let others = format!(
+        "scangate check: {k}: token key file is readable or writable by others (mode 0644); run \
+         chmod o-rwx on it\nscangate check: {p}: 1 error\n"
+    );
+    let summary = format!("{p}: config valid; tokens: 1 enabled, 0 disabled\n");
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (Some(1), summary.as_str(), others.as_str())
+    );
+
+    write_key(&key, &(base64_key() + "\n"), 0o660);
+    let gid = std::fs::metadata(&key).unwrap().gid();
+    let run = scangate(&dir.path, &["check"]);
+    let group = format!(
+        "scangate check: warning: {k}: token key file is writable by group {gid} (mode 0660), so \
+         any member can replace the key; run chmod g-w on it\n"
+    );
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (Some(0), valid.as_str(), group.as_str())
+    );
+
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/config/scangate.key");
+    write_key(&key, &std::fs::read_to_string(demo).unwrap(), 0o600);
+    let run = scangate(&dir.path, &["check"]);
+    let demo = format!(
+        "scangate check: warning: {k}: THIS IS THE PUBLIC DOCKER DEMO KEY, published with a demo \
+         token: anyone can compute Values with it; write a new key and rotate every token before \
+         real use\n"
+    );
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (Some(0), valid.as_str(), demo.as_str())
+    );
+}
+
+#[test]
+fn a_key_file_the_gateway_user_cannot_read_fails_with_its_path() {
+    use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
+    let (svc, group) = (12345u32, 23456u32);
+    let probe = tempfile::tempfile().unwrap();
+    if probe.metadata().unwrap().uid() != 0 {
+        eprintln!("SKIPPED: giving files to uid {svc} needs root");
+        return;
+    }
+    let cfg = Cfg::new("http://127.0.0.1:9", &[Tok::new("a", "Token-A-1", true)]);
+    let dir = ConfigDir::new(&cfg);
+    let (p, key) = (dir.path.display(), dir.dir.path().join("scangate.key"));
+    let k = key.display();
+    let set = |path: &Path, uid: u32, gid: u32, mode: u32| {
+        chown(path, Some(uid), Some(gid)).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let summary = format!("{p}: config valid; tokens: 1 enabled, 0 disabled\n");
+    let failed = |error: String| {
+        let run = scangate(&dir.path, &["check"]);
+        let stderr = format!("scangate check: {error}\nscangate check: {p}: 1 error\n");
+        assert_eq!(
+            (run.code, run.stdout.as_str(), run.stderr.as_str()),
+            (Some(1), summary.as_str(), stderr.as_str())
+        );
+    };
+
+    // root shares the config with the gateway's group, but not the key (as `token add` made it
+    // before it learned to).
+    set(&dir.path, 0, group, 0o640);
+    set(&key, 0, 0, 0o600);
+    failed(format!(
+        "{k}: the gateway presumably runs in group {group}, which may read the root-owned config, \
+         and that group cannot read this file (owner 0:0, mode 0600); run chgrp {group} {k} && chmod g+r \
+         {k}"
+    ));
+    set(&key, 0, group, 0o640);
+    assert_eq!(scangate(&dir.path, &["check"]).code, Some(0));
+
+    // The service user owns the config, root the key.
+    set(&dir.path, svc, svc, 0o600);
+    set(&key, 0, 0, 0o600);
+    failed(format!(
+        "{k}: the gateway presumably runs as uid {svc}, the config's owner, and that user cannot \
+         read this file (owner 0:0, mode 0600)"
+    ));
+    set(&key, 0, svc, 0o640);
+    assert_eq!(scangate(&dir.path, &["check"]).code, Some(0));
+    // A config only root reads: the gateway runs as root, which reads anything.
+    set(&dir.path, 0, 0, 0o600);
+    set(&key, 0, 0, 0o600);
+    assert_eq!(scangate(&dir.path, &["check"]).code, Some(0));
 }

@@ -86,6 +86,10 @@ async fn logs_of_a_run_never_contain_a_token_or_the_key() {
     for secret in [TOKEN, OTHER, &base64_key()] {
         assert!(!logs.contains(secret), "secret {secret:?} found in logs");
     }
+    // A loopback listener and a 0600 key: no start-up warning.
+    for warning in ["in cleartext", "token key file is", "DEMO KEY"] {
+        assert!(!logs.contains(warning), "{warning:?} in logs:\n{logs}");
+    }
     // Nor any substring long enough to matter.
     assert!(
         !logs.contains(&TOKEN[3..15]),
@@ -290,4 +294,48 @@ async fn sigterm_drains_in_flight_request_refuses_new_connections_and_exits_0() 
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0), "logs:\n{logs}");
+}
+
+#[tokio::test]
+async fn start_up_warns_of_cleartext_tokens_an_exposed_key_and_the_demo_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let port = free_port();
+    let mut cfg = Cfg::new("http://127.0.0.1:9", &[Tok::new("probe", TOKEN, true)]);
+    cfg.connection = format!("http://0.0.0.0:{port}");
+    let dir = ConfigDir::new(&cfg);
+    let key = dir.dir.path().join("scangate.key");
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/config/scangate.key");
+    std::fs::copy(demo, &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let child = spawn_serve(&dir.path);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await,
+        "serve did not start"
+    );
+    let (status, logs) = child.stop("TERM");
+    assert_eq!(status.code(), Some(0), "logs:\n{logs}");
+    let k = key.display();
+    for warning in [
+        format!(
+            "UseAccessToken is 1 on the plain http:// listener 0.0.0.0:{port}, which is not \
+             loopback: tokens cross the network in cleartext (Scan Engine refuses token auth \
+             without HTTPS); use https://, a loopback address or a unix socket"
+        ),
+        format!("{k}: token key file is readable or writable by others (mode 0644); run chmod o-rwx on it"),
+        format!(
+            "{k}: THIS IS THE PUBLIC DOCKER DEMO KEY, published with a demo token: anyone can \
+             compute Values with it; write a new key and rotate every token before real use"
+        ),
+    ] {
+        let line = logs.lines().find(|l| l.contains(&warning));
+        assert!(
+            line.is_some_and(|l| l.contains("WARN")),
+            "no warning {warning:?} in logs:\n{logs}"
+        );
+    }
 }

@@ -267,11 +267,31 @@ fn twenty_parallel_adds_all_land() {
     assert_eq!(check.code, Some(0), "{}", check.stderr);
 }
 
+/// Runs `scangate ARGS --config CONFIG` with `input` on stdin.
+fn scangate_stdin(config: &Path, args: &[&str], input: &str) -> Run {
+    use std::io::Write as _;
+    let mut cmd = command(config, args);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // A command that fails before reading closes the pipe: a failed write is fine then.
+    let _ = stdin.write_all(input.as_bytes());
+    drop(stdin);
+    finished(child.wait_with_output().unwrap())
+}
+
 /// Runs a command that must be refused: exit `code`, nothing on stdout, exactly `stderr`, and the
 /// config byte for byte as before.
 fn refused(dir: &ConfigDir, args: &[&str], code: i32, stderr: &str) {
+    refused_stdin(dir, args, "", code, stderr);
+}
+
+/// [`refused`], with `input` on stdin.
+fn refused_stdin(dir: &ConfigDir, args: &[&str], input: &str, code: i32, stderr: &str) {
     let before = read(&dir.path);
-    let run = scangate(&dir.path, args);
+    let run = scangate_stdin(&dir.path, args, input);
     assert_eq!(
         (run.code, run.stdout.as_str(), run.stderr.as_str()),
         (Some(code), "", stderr),
@@ -290,11 +310,11 @@ fn taken_names_unknown_names_and_repeated_tokens_are_refused() {
         64,
         "scangate token: a token named \"seed\" already exists\n",
     );
-    let same = ["token", "add", "--name", "again", "--token", "Seed-Token-1"];
+    let same = ["token", "add", "--name", "again", "--token", "-"];
     let taken = "scangate token: that token is already in the file, as \"seed\"\n";
-    refused(&dir, &same, 64, taken);
-    let rotate_same = ["token", "rotate", "seed", "--token", "Seed-Token-1"];
-    refused(&dir, &rotate_same, 64, taken);
+    refused_stdin(&dir, &same, "Seed-Token-1\n", 64, taken);
+    let rotate_same = ["token", "rotate", "seed", "--token", "-"];
+    refused_stdin(&dir, &rotate_same, "Seed-Token-1\n", 64, taken);
     for verb in ["enable", "disable", "remove", "rotate"] {
         refused(
             &dir,
@@ -324,21 +344,77 @@ fn bad_supplied_tokens_are_refused_without_being_echoed() {
         ("Päss-word-1", "a token must be printable ASCII"),
     ];
     for (token, rule) in cases {
-        let add = ["token", "add", "--name", "x", "--token", token];
-        refused(
+        let stderr = format!("scangate token: --token: {rule}\n");
+        let input = format!("{token}\n");
+        let add = ["token", "add", "--name", "x", "--token", "-"];
+        refused_stdin(&dir, &add, &input, 64, &stderr);
+        let rotate = ["token", "rotate", "seed", "--token", "-"];
+        refused_stdin(&dir, &rotate, &input, 64, &stderr);
+    }
+    let nothing = "scangate token: --token -: no token on stdin\n";
+    for input in ["", "\n", "\r\n"] {
+        refused_stdin(
             &dir,
-            &add,
+            &["token", "add", "--name", "x", "--token", "-"],
+            input,
             64,
-            &format!("scangate token: --token: {rule}\n"),
+            nothing,
         );
-        let rotate = ["token", "rotate", "seed", "--token", token];
-        refused(
+        refused_stdin(
             &dir,
-            &rotate,
+            &["token", "rotate", "seed", "--token", "-"],
+            input,
             64,
-            &format!("scangate token: --token: {rule}\n"),
+            nothing,
         );
     }
+}
+
+#[test]
+fn token_dash_reads_the_token_from_stdin_and_a_token_in_argv_warns() {
+    let dir = seeded();
+    let p = dir.path.display();
+    // One line; CRLF and anything after the first line are not part of it.
+    let add = scangate_stdin(
+        &dir.path,
+        &["token", "add", "--name", "piped", "--token", "-"],
+        "Piped-Token-1\r\nsecond line\n",
+    );
+    assert_eq!(printed_token(&add), "Piped-Token-1");
+    assert_eq!(
+        add.stderr,
+        format!("added token \"piped\" (enabled) to {p}\n")
+    );
+    let digest = |name: &str| {
+        let tokens = settings(&dir.path).auth.tokens;
+        tokens.into_iter().find(|t| t.name == name).unwrap().digest
+    };
+    assert_eq!(digest("piped"), key().digest(b"Piped-Token-1"));
+    let rotate = scangate_stdin(
+        &dir.path,
+        &["token", "rotate", "piped", "--token", "-"],
+        "Rotated-Token-2",
+    );
+    assert_eq!(printed_token(&rotate), "Rotated-Token-2");
+    assert_eq!(digest("piped"), key().digest(b"Rotated-Token-2"));
+
+    let warning = "warning: --token VALUE shows the token to every local user (ps, /proc) and \
+                   leaves it in shell history; use --token - and write it on stdin\n";
+    let argv = scangate(
+        &dir.path,
+        &["token", "add", "--name", "argv", "--token", "Argv-Token-3"],
+    );
+    assert_eq!(printed_token(&argv), "Argv-Token-3");
+    assert_eq!(
+        argv.stderr,
+        format!("{warning}added token \"argv\" (enabled) to {p}\n")
+    );
+    let rotate = scangate(
+        &dir.path,
+        &["token", "rotate", "argv", "--token", "Argv-Token-4"],
+    );
+    assert_eq!(printed_token(&rotate), "Argv-Token-4");
+    assert!(rotate.stderr.starts_with(warning), "{}", rotate.stderr);
 }
 
 #[test]
@@ -454,14 +530,16 @@ fn a_read_only_folder_is_refused() {
 
 #[test]
 fn add_creates_a_0600_key_file_and_the_config_comes_from_the_environment() {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-    // A fresh folder: no key, no token, UseAccessToken 0.
+    // A fresh folder: no key, no token, UseAccessToken 0, a config only its owner reads.
     let fresh = tempfile::tempdir().unwrap();
     let p = fresh.path().join("scangate.xml");
     let mut cfg = Cfg::new("http://127.0.0.1:9", &[]);
     cfg.use_access_token = false;
     std::fs::write(&p, cfg.xml()).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let owner = std::fs::metadata(&p).unwrap();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scangate"));
     cmd.args(["token", "add", "--name", "first"])
         .env("SCANGATE_CONFIG", &p);
@@ -478,9 +556,11 @@ fn add_creates_a_0600_key_file_and_the_config_comes_from_the_environment() {
     assert_eq!(
         add.stderr,
         format!(
-            "created token key file {} (mode 0600)\nadded token \"first\" (enabled) to {p}\n\
-             note: UseAccessToken is 0 in {p}: no request is checked until it is 1\n",
+            "created token key file {} (mode 0600, owner {}:{})\nadded token \"first\" (enabled) \
+             to {p}\nnote: UseAccessToken is 0 in {p}: no request is checked until it is 1\n",
             key.display(),
+            owner.uid(),
+            owner.gid(),
             p = p.display()
         )
     );
@@ -507,4 +587,240 @@ fn usage_errors_exit_64_and_help_exits_0() {
     let help = scangate(&dir.path, &["token", "add", "--help"]);
     assert_eq!(help.code, Some(0));
     assert!(help.stdout.contains("--tenant <TENANT>"), "{}", help.stdout);
+}
+
+#[test]
+fn tenants_with_commas_and_text_with_control_characters_are_refused() {
+    let dir = seeded();
+    let add =
+        |flag: &'static str, value: &'static str| vec!["token", "add", "--name", "x", flag, value];
+    let cases: [(Vec<&str>, &str); 5] = [
+        (
+            add("--tenant", "acme,globex"),
+            "--tenant: Tenant must not contain a comma: X-Scangate-Tenants separates tenants with commas",
+        ),
+        (
+            add("--tenant", " acme"),
+            "--tenant: Tenant must not start or end with whitespace",
+        ),
+        (
+            add("--description", "\u{1b}[2Jgone"),
+            "--description: Description must not contain control characters other than tab",
+        ),
+        (
+            vec!["token", "add", "--name", "ci\u{202e}lanretni"],
+            "--name: Name must not contain bidirectional control characters",
+        ),
+        (
+            vec!["token", "describe", "seed", "--description", "a\nb"],
+            "--description: Description must not contain control characters other than tab",
+        ),
+    ];
+    for (args, rule) in cases {
+        refused(&dir, &args, 64, &format!("scangate token: {rule}\n"));
+    }
+}
+
+/// The operator these tests switch to, and the gateway's group it may belong to.
+const OPERATOR: u32 = 12345;
+const GATEWAY_GROUP: u32 = 23456;
+
+/// Runs `scangate ARGS --config CONFIG` as uid and gid [`OPERATOR`] with `groups` as its
+/// supplementary groups, through util-linux's `setpriv`. `None`, after saying why, when this test
+/// cannot switch users (it is not root, or there is no setpriv).
+fn as_operator(config: &Path, args: &[&str], groups: &[u32]) -> Option<Run> {
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.arg(format!("--reuid={OPERATOR}"))
+        .arg(format!("--regid={OPERATOR}"));
+    match groups {
+        [] => cmd.arg("--clear-groups"),
+        _ => {
+            let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+            cmd.arg(format!("--groups={}", list.join(",")))
+        }
+    };
+    cmd.arg("--")
+        .arg(env!("CARGO_BIN_EXE_scangate"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("SCANGATE_CONFIG")
+        .env_remove("RUST_LOG");
+    match cmd.output() {
+        Ok(out) => Some(finished(out)),
+        Err(e) => {
+            eprintln!("SKIPPED: cannot run setpriv: {e}");
+            None
+        }
+    }
+}
+
+/// A config folder shared the usual way: `root` (mode 0755) / `etc` (owner:group `folder`, mode
+/// 0770) holding the seeded config and its key with the owners and modes given.
+fn shared(folder: (u32, u32), config: (u32, u32, u32), key: (u32, u32, u32)) -> ConfigDir {
+    let dir = shared_fresh(folder, config);
+    let key_path = dir.path.with_file_name("scangate.key");
+    std::fs::write(&key_path, base64_key() + "\n").unwrap();
+    set_access(&key_path, key);
+    let mut cfg = Cfg::new(
+        "http://127.0.0.1:9",
+        &[Tok::new("seed", "Seed-Token-1", true)],
+    );
+    cfg.use_access_token = true;
+    std::fs::write(&dir.path, cfg.xml()).unwrap();
+    dir
+}
+
+/// Like [`shared`], with a config that holds no token (UseAccessToken 0) and no key file.
+fn shared_fresh(folder: (u32, u32), config: (u32, u32, u32)) -> ConfigDir {
+    let dir = tempfile::tempdir().unwrap();
+    set_access(dir.path(), (0, 0, 0o755));
+    let etc = dir.path().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    set_access(&etc, (folder.0, folder.1, 0o770));
+    let path = etc.join("scangate.xml");
+    let mut cfg = Cfg::new("http://127.0.0.1:9", &[]);
+    cfg.use_access_token = false;
+    std::fs::write(&path, cfg.xml()).unwrap();
+    set_access(&path, config);
+    ConfigDir { dir, path }
+}
+
+fn set_access(path: &Path, (uid, gid, mode): (u32, u32, u32)) {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    chown(path, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Whether this test may chown files and switch users; says why not when it may not.
+fn root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let probe = tempfile::tempfile().unwrap();
+    let root = probe.metadata().unwrap().uid() == 0;
+    if !root {
+        eprintln!("SKIPPED: sharing files with uid {OPERATOR} needs root");
+    }
+    root
+}
+
+fn access(path: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    (meta.uid(), meta.gid(), meta.mode() & 0o7777)
+}
+
+#[test]
+fn an_edit_by_a_member_of_the_gateway_group_keeps_the_file_readable_by_that_group() {
+    let g = GATEWAY_GROUP;
+    if !root() {
+        return;
+    }
+    let dir = shared((0, g), (0, g, 0o660), (0, g, 0o640));
+    let Some(disable) = as_operator(&dir.path, &["token", "disable", "seed"], &[g]) else {
+        return;
+    };
+    assert_eq!(
+        (
+            disable.code,
+            disable.stdout.as_str(),
+            disable.stderr.as_str()
+        ),
+        (Some(0), "", "disabled token \"seed\"\n")
+    );
+    assert!(!settings(&dir.path).auth.tokens[0].enabled);
+    // Only root could give it back to root; the group and mode are as before.
+    assert_eq!(access(&dir.path), (OPERATOR, g, 0o660));
+
+    let add = as_operator(&dir.path, &["token", "add", "--name", "ci"], &[g]).unwrap();
+    printed_token(&add);
+    assert_eq!(access(&dir.path), (OPERATOR, g, 0o660));
+}
+
+#[test]
+fn an_edit_that_would_shut_out_the_gateway_group_is_refused() {
+    let (op, g) = (OPERATOR, GATEWAY_GROUP);
+    // The operator owns the file but, in this session, is not in the gateway's group (a container
+    // run with --user uid:gid has no supplementary groups), so it cannot hand the group back.
+    if !root() {
+        return;
+    }
+    let dir = shared((op, g), (op, g, 0o640), (op, g, 0o640));
+    let before = read(&dir.path);
+    let Some(disable) = as_operator(&dir.path, &["token", "disable", "seed"], &[]) else {
+        return;
+    };
+    let real = std::fs::canonicalize(&dir.path).unwrap();
+    let refusal = format!(
+        "scangate token: {}: not written: group {g} can read it now but not the new file, which \
+         would belong to uid {op} and gid {op}; run the command as root or as a member of group \
+         {g}\n",
+        real.display()
+    );
+    assert_eq!(
+        (
+            disable.code,
+            disable.stdout.as_str(),
+            disable.stderr.as_str()
+        ),
+        (Some(1), "", refusal.as_str())
+    );
+    assert_eq!(read(&dir.path), before);
+    assert_eq!(access(&dir.path), (op, g, 0o640));
+    let folder = dir.path.parent().unwrap();
+    let mut left: Vec<_> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["scangate.key", "scangate.xml", "scangate.xml.lock"]);
+}
+
+#[test]
+fn a_key_created_for_a_shared_config_gets_its_group_and_mode_0640() {
+    let (op, g) = (OPERATOR, GATEWAY_GROUP);
+    if !root() {
+        return;
+    }
+    // root adds the first token: the key is root's, in the config's group, readable by it.
+    let dir = shared_fresh((0, g), (0, g, 0o640));
+    let key = dir.path.with_file_name("scangate.key");
+    let add = scangate(&dir.path, &["token", "add", "--name", "first"]);
+    printed_token(&add);
+    assert_eq!(access(&key), (0, g, 0o640));
+    let created = format!(
+        "created token key file {} (mode 0640, owner 0:{g})\n",
+        key.display()
+    );
+    assert!(add.stderr.starts_with(&created), "{}", add.stderr);
+    // A service user in that group reads both files.
+    let Some(check) = as_operator(&dir.path, &["check"], &[g]) else {
+        return;
+    };
+    assert_eq!((check.code, check.stderr.as_str()), (Some(0), ""));
+
+    // A member of the group adds the first token: the key is the member's, in the group.
+    let dir = shared_fresh((0, g), (0, g, 0o660));
+    let key = dir.path.with_file_name("scangate.key");
+    let add = as_operator(&dir.path, &["token", "add", "--name", "first"], &[g]).unwrap();
+    printed_token(&add);
+    assert_eq!(access(&key), (op, g, 0o640));
+
+    // An owner outside the config's group cannot give the files that group. Where the group
+    // reads the config as others do, the edit goes ahead and says what to run for the key.
+    let dir = shared_fresh((op, g), (op, g, 0o640));
+    let key = dir.path.with_file_name("scangate.key");
+    let add = as_operator(&dir.path, &["token", "add", "--name", "first"], &[]).unwrap();
+    assert_eq!(add.code, Some(1), "{}", add.stderr);
+    assert!(!key.exists(), "a refused add left its key behind");
+    set_access(&dir.path, (op, g, 0o644));
+    let add = as_operator(&dir.path, &["token", "add", "--name", "first"], &[]).unwrap();
+    printed_token(&add);
+    assert_eq!(access(&key), (op, op, 0o600));
+    let k = key.display();
+    let note = format!(
+        "created token key file {k} (mode 0600, owner {op}:{op})\nnote: group {g} may read the \
+         config but not the key; for a gateway running in that group, run: chgrp {g} {k} && \
+         chmod 0640 {k}\n"
+    );
+    assert!(add.stderr.starts_with(&note), "{}", add.stderr);
 }

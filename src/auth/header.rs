@@ -7,10 +7,11 @@ use super::token::MAX_TOKEN_BYTES;
 /// Why a request carried no usable token. Cheap to return: these are expected outcomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFailure {
-    /// No `AuthRequestField` header (or several).
+    /// No `AuthRequestField` header.
     Missing,
-    /// The header is not `Bearer <token>` when the Bearer scheme is required, or is empty, or the
-    /// token is longer than [`MAX_TOKEN_BYTES`].
+    /// The header appears more than once (which copy counts would be a guess), or is not
+    /// `Bearer <token>` when the Bearer scheme is required, or is empty, or the token is longer
+    /// than [`MAX_TOKEN_BYTES`].
     Scheme,
     /// The digest is not in the token map.
     Unknown,

@@ -39,8 +39,8 @@ pub fn digest_key(digest: &Digest) -> DigestKey {
         .expect("a digest is longer than its key")
 }
 
-/// What the gateway knows about one token. Never holds the token itself.
-#[derive(Debug)]
+/// What the gateway knows about one token. Never holds the token itself, and its Debug leaves out
+/// the digest key.
 pub struct TokenRecord {
     /// The digest prefix this record is stored under, compared in constant time after the lookup.
     key: DigestKey,
@@ -61,6 +61,17 @@ pub struct TokenRecord {
     pub allow_scan_file: Option<bool>,
     /// The apply that last found this record in the config: what an apply did not mark, it removes.
     applied: AtomicU32,
+}
+
+impl std::fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRecord")
+            .field("name", &self.name)
+            .field("enabled", &self.enabled)
+            .field("role", &self.role)
+            .field("tenants_header", &self.tenants_header)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Per-token live state. Keyed by name so it survives a reload and a rotation.
@@ -185,11 +196,20 @@ impl Borrow<DigestKey> for Slot {
 }
 
 /// The token map. Shared by every connection; replaced entry by entry on reload, never wholesale.
-#[derive(Debug, Default)]
+/// Its Debug shows the count only: a million records are no log line, and the keys are digests.
+#[derive(Default)]
 pub struct TokenStore {
     map: DashMap<Slot, (), DigestHasher>,
     /// Serialises applies and numbers them, for [`TokenRecord::applied`].
     applies: Mutex<u32>,
+}
+
+impl std::fmt::Debug for TokenStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenStore")
+            .field("tokens", &self.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenStore {

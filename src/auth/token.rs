@@ -12,6 +12,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use rand::RngCore;
 
+use crate::config::perms::{self, Access};
+
 /// A token digest: the map key and what `Value` encodes.
 pub type Digest = [u8; 64];
 
@@ -20,6 +22,13 @@ pub const KEY_BYTES: usize = 32;
 
 /// Random base62 characters after `sg_` in a minted token: 44 × log2(62) ≈ 262 bits.
 const MINTED_CHARS: usize = 44;
+
+/// SHA-256 of the key bytes in the Docker demo's `docker/config/scangate.key`. That key and the
+/// demo token are published, so a gateway that uses the key is flagged at start-up.
+const DEMO_KEY_SHA256: [u8; 32] = [
+    0x9e, 0x71, 0x18, 0x56, 0x6d, 0x18, 0xd1, 0x4d, 0x62, 0xaf, 0xae, 0x73, 0xed, 0x35, 0xec, 0x09,
+    0x00, 0x7c, 0x2d, 0xcf, 0x96, 0x42, 0xaf, 0x10, 0xee, 0x65, 0x1e, 0x01, 0x91, 0x8a, 0x1a, 0x7c,
+];
 
 /// Longest token scangate will hash. Scan Engine's plaintext rule caps supplied tokens at 100; minted
 /// ones are 47. Anything longer is rejected before hashing, so a client cannot make us hash megabytes.
@@ -76,26 +85,14 @@ impl TokenKey {
 
     /// Reads the key file: one line, standard base64 of 32 bytes.
     pub fn read(path: &Path) -> Result<TokenKey, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(text.trim()).ok_or_else(|| KeyError::Malformed {
-            path: path.to_owned(),
-        })
-    }
-
-    fn parse(line: &str) -> Option<TokenKey> {
-        let bytes = B64.decode(line).ok()?;
-        let key: [u8; KEY_BYTES] = bytes.try_into().ok()?;
-        Some(TokenKey::from_bytes(&key))
+        read_key_bytes(path).map(|bytes| TokenKey::from_bytes(&bytes))
     }
 
     /// Reads the key file, or creates it (mode 0600, fresh random key) when it does not exist.
     pub fn read_or_create(path: &Path) -> Result<TokenKey, KeyError> {
         let (key, new) = Self::read_or_new(path)?;
         if let Some(new) = new {
-            new.write(path)?;
+            new.write(path, None)?;
         }
         Ok(key)
     }
@@ -130,6 +127,27 @@ impl TokenKey {
     }
 }
 
+/// The 32 key bytes in the key file at `path`.
+fn read_key_bytes(path: &Path) -> Result<[u8; KEY_BYTES], KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let bytes = B64.decode(text.trim()).ok();
+    bytes
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| KeyError::Malformed {
+            path: path.to_owned(),
+        })
+}
+
+/// Whether the key file at `path` holds the public Docker demo key. An unreadable or malformed
+/// file is not it.
+pub fn is_demo_key(path: &Path) -> bool {
+    use sha2::Digest as _;
+    read_key_bytes(path).is_ok_and(|bytes| sha2::Sha256::digest(bytes)[..] == DEMO_KEY_SHA256)
+}
+
 /// A fresh key that exists only in memory until [`NewKey::write`] creates its file. `token add` uses
 /// it so that a command whose result is refused leaves no key file behind.
 pub struct NewKey {
@@ -155,25 +173,36 @@ impl NewKey {
         TokenKey::from_bytes(&self.bytes)
     }
 
-    /// Creates the key file with mode 0600 and syncs it. Fails if the file already exists, so a key
-    /// is never overwritten.
-    pub fn write(&self, path: &Path) -> Result<(), KeyError> {
+    /// Creates the key file and syncs it. Fails if the file already exists, so a key is never
+    /// overwritten. Returns the owner, group and mode it got.
+    ///
+    /// The file starts as mode 0600. `like` is the config's: the key gets its owner and group as
+    /// far as this user may give them, and mode 0640 when it got the group and that group may read
+    /// the config, so a gateway running in the config's group can read the key too.
+    pub fn write(&self, path: &Path, like: Option<Access>) -> Result<Access, KeyError> {
         let err = |source| KeyError::Create {
             path: path.to_owned(),
             source,
         };
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
-        #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let mut file = opts.open(path).map_err(err)?;
+        if let Some(like) = like {
+            perms::copy_owner(&file, like.uid, like.gid);
+            let got = Access::of(&file.metadata().map_err(err)?);
+            if got.gid == like.gid && like.mode & 0o040 != 0 {
+                let group_read = std::os::unix::fs::PermissionsExt::from_mode(0o640);
+                file.set_permissions(group_read).map_err(err)?;
+            }
+        }
         writeln!(file, "{}", B64.encode(self.bytes)).map_err(err)?;
         file.sync_all().map_err(err)?;
         // Make the new name durable too; a failure here leaves a written, synced file.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
         }
-        Ok(())
+        Ok(Access::of(&file.metadata().map_err(err)?))
     }
 }
 
@@ -306,9 +335,57 @@ mod tests {
                 0o600
             );
         }
+        assert!(
+            NewKey::generate().write(&path, None).is_err(),
+            "overwrote a key"
+        );
         std::fs::write(&path, "").unwrap();
         let err = TokenKey::read(&path).unwrap_err().to_string();
         assert!(err.starts_with(&path.display().to_string()), "{err}");
         assert!(format!("{a:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn a_new_key_is_group_readable_only_when_the_config_is() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::fs::metadata(dir.path()).unwrap();
+        let like = |mode| Access {
+            uid: me.uid(),
+            gid: me.gid(),
+            mode,
+        };
+        for (i, (config, key)) in [
+            (0o640, 0o640),
+            (0o660, 0o640),
+            (0o604, 0o600),
+            (0o600, 0o600),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let path = dir.path().join(format!("{i}.key"));
+            let new = NewKey::generate();
+            let got = new.write(&path, Some(like(config))).unwrap();
+            let on_disk = Access::of(&std::fs::metadata(&path).unwrap());
+            assert_eq!((got, on_disk.mode), (like(key), key), "{config:o}");
+            let read = TokenKey::read(&path).unwrap();
+            assert_eq!(read.digest(b"x"), new.key().digest(b"x"));
+        }
+    }
+
+    #[test]
+    fn the_docker_demo_key_is_recognised() {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/config/scangate.key");
+        assert!(is_demo_key(&demo));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        assert!(!is_demo_key(&path), "missing");
+        std::fs::write(&path, &std::fs::read(&demo).unwrap()[1..]).unwrap();
+        assert!(!is_demo_key(&path), "malformed");
+        NewKey::generate()
+            .write(&dir.path().join("new.key"), None)
+            .unwrap();
+        assert!(!is_demo_key(&dir.path().join("new.key")));
     }
 }

@@ -1,5 +1,7 @@
 //! `scangate check`: validates the config file and the key file the way `serve` would load them,
-//! prints every error with its position, and counts the enabled and disabled tokens.
+//! prints every error with its position, and counts the enabled and disabled tokens. It also fails
+//! on a key file others may touch, or one that the gateway's presumed user cannot read (see
+//! [`crate::config::perms`]), and warns about what `serve` warns about at start-up.
 
 use std::io::{ErrorKind, Write as _};
 use std::path::Path;
@@ -8,7 +10,7 @@ use std::process::ExitCode;
 use super::{CliError, ConfigArg};
 use crate::auth::token::{KeyError, TokenKey};
 use crate::config::edit::Document;
-use crate::config::{load, LoadError};
+use crate::config::{hygiene, load, LoadError};
 
 /// `scangate check`.
 #[derive(clap::Args, Debug)]
@@ -19,7 +21,8 @@ pub struct CheckArgs {
 }
 
 /// Checks the files: 0 and a summary on stdout when they are good, 1 and every error on stderr
-/// (`scangate check: …`) when not, 64 for bad usage.
+/// (`scangate check: …`) when not, 64 for bad usage. Warnings (`scangate check: warning: …`) go to
+/// stderr and do not fail the check.
 pub fn run(args: CheckArgs) -> ExitCode {
     super::finish("check", execute(args))
 }
@@ -48,6 +51,7 @@ fn execute(args: CheckArgs) -> Result<(), CliError> {
         }),
     };
     let required = settings.as_ref().is_some_and(|s| s.auth.use_access_token);
+    let mut warnings: Vec<String> = Vec::new();
     if let Some(key_path) = key_path {
         match TokenKey::read(&key_path) {
             Ok(_) => {}
@@ -55,6 +59,20 @@ fn execute(args: CheckArgs) -> Result<(), CliError> {
                 if source.kind() == ErrorKind::NotFound && !required => {}
             Err(e) => errors.push(e.to_string()),
         }
+        for concern in hygiene::key_file(&key_path) {
+            match concern.error {
+                true => errors.push(concern.text),
+                false => warnings.push(concern.text),
+            }
+        }
+    }
+    // This command reads the files as whoever runs it; the gateway may run as someone else.
+    if let Some(s) = &settings {
+        errors.extend(hygiene::unreadable_by_gateway(path, s));
+        warnings.extend(hygiene::cleartext_tokens(s));
+    }
+    for warning in &warnings {
+        eprintln!("scangate check: warning: {warning}");
     }
 
     if let Some(s) = &settings {

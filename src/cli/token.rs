@@ -4,7 +4,7 @@
 //! Every edit runs under the config's lock: read, edit ([`Document`]), validate as `serve` would,
 //! write atomically ([`ConfigFile`]). A refused edit writes nothing.
 
-use std::io::Write as _;
+use std::io::{BufRead, Write as _};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::{CliError, ConfigArg};
 use crate::auth::token::{check_plaintext, encode_value, mint, TokenKey};
 use crate::config::edit::{ConfigFile, Document, NewToken};
+use crate::config::perms::Access;
 use crate::config::validate::{check_description, check_name, check_tenant, parse_role};
 use crate::config::{load, Role};
 
@@ -66,7 +67,8 @@ pub enum TokenCommand {
     Rotate {
         /// The token's Name.
         name: String,
-        /// Use this token instead of minting one (Scan Engine's plaintext rules apply).
+        /// Use this token instead of minting one (Scan Engine's plaintext rules apply). `-` reads
+        /// it from stdin (one line), which keeps it out of the process list and shell history.
         #[arg(long, value_name = "TOKEN", allow_hyphen_values = true)]
         token: Option<String>,
     },
@@ -85,7 +87,8 @@ pub struct AddArgs {
     #[arg(long)]
     pub disabled: bool,
     /// Use this token instead of minting one: 4 to 100 ASCII characters with an upper-case letter,
-    /// a lower-case letter, a digit and one of - . _ ~ + /.
+    /// a lower-case letter, a digit and one of - . _ ~ + /. `-` reads it from stdin (one line),
+    /// which keeps it out of the process list and shell history.
     #[arg(long, value_name = "TOKEN", allow_hyphen_values = true)]
     pub token: Option<String>,
     /// Administrator, SeniorSecurityOfficer or SecurityOfficer (no role: full access).
@@ -130,16 +133,39 @@ fn usage(flag: &str, rule: impl std::fmt::Display) -> CliError {
     CliError::Usage(format!("{flag}: {rule}"))
 }
 
-/// A supplied token checked against Scan Engine's rules, or a minted one. The error never quotes
-/// the token.
+/// A supplied token checked against Scan Engine's rules, or a minted one. `--token -` reads it from
+/// stdin; a token given in argv works but is visible to every local user while the command runs,
+/// so it earns a warning. The error never quotes the token.
 fn token_or_mint(token: Option<String>) -> Result<String, CliError> {
-    match token {
+    let token = match token {
+        None => return Ok(mint()),
+        Some(dash) if dash == "-" => read_token(std::io::stdin().lock())?,
         Some(token) => {
-            check_plaintext(&token).map_err(|e| usage("--token", e))?;
-            Ok(token)
+            eprintln!(
+                "warning: --token VALUE shows the token to every local user (ps, /proc) and \
+                 leaves it in shell history; use --token - and write it on stdin"
+            );
+            token
         }
-        None => Ok(mint()),
+    };
+    check_plaintext(&token).map_err(|e| usage("--token", e))?;
+    Ok(token)
+}
+
+/// The first line of `input` without its line ending: the token for `--token -`. At most 1 KiB is
+/// read; anything longer is no token and fails the length rule.
+fn read_token(input: impl BufRead) -> Result<String, CliError> {
+    let mut line = String::new();
+    input
+        .take(1024)
+        .read_line(&mut line)
+        .map_err(|e| usage("--token -", format!("cannot read stdin: {e}")))?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    let token = line.strip_suffix('\r').unwrap_or(line);
+    if token.is_empty() {
+        return Err(usage("--token -", "no token on stdin"));
     }
+    Ok(token.to_owned())
 }
 
 /// Locks, reads, applies `change`, validates and writes. `change` returns `None` when there is
@@ -209,11 +235,32 @@ fn add(path: &Path, args: AddArgs) -> Result<(), CliError> {
     };
     let text = doc.add(&new)?;
     let settings = file.validate(&text)?;
-    if let Some(new_key) = &new_key {
-        new_key.write(&key_path)?;
-        eprintln!("created token key file {} (mode 0600)", key_path.display());
+    let config = std::fs::metadata(path).map(|m| Access::of(&m)).ok();
+    let created = match &new_key {
+        Some(new_key) => Some(new_key.write(&key_path, config)?),
+        None => None,
+    };
+    if let Err(e) = file.replace(&text) {
+        // A refused command leaves no key behind: the next `add` may then create one.
+        if created.is_some() {
+            let _ = std::fs::remove_file(&key_path);
+        }
+        return Err(e.into());
     }
-    file.replace(&text)?;
+    if let Some(got) = created {
+        let k = key_path.display();
+        eprintln!(
+            "created token key file {k} (mode {:04o}, owner {}:{})",
+            got.mode, got.uid, got.gid
+        );
+        if let Some(config) = config.filter(|c| c.mode & 0o040 != 0 && c.gid != got.gid) {
+            let g = config.gid;
+            eprintln!(
+                "note: group {g} may read the config but not the key; for a gateway running in \
+                 that group, run: chgrp {g} {k} && chmod 0640 {k}"
+            );
+        }
+    }
     print_token(&new.name, &token)?;
     let state = if new.enabled { "enabled" } else { "disabled" };
     eprintln!("added token {:?} ({state}) to {}", new.name, path.display());

@@ -23,6 +23,7 @@ use layout::{deeper, render, sep_before, token_node, wrapped, Node};
 use outline::{Container, Outline, Span, TokenNode};
 
 use super::load::LoadError;
+use super::perms::Reader;
 use super::validate::{self, ConfigError, ConfigErrors};
 use super::Role;
 use crate::auth::token::decode_value;
@@ -30,8 +31,9 @@ use crate::auth::token::decode_value;
 /// The children of a Token in the order scangate writes them (and Scan Engine documents them).
 const TOKEN_ORDER: &[&str] = &["Name", "Value", "Description", "Enabled", "Role", "Tenants"];
 
-/// A Token element to write. Holds the `Value` (a digest), never a token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A Token element to write. Holds the `Value` (a digest), never a token; its Debug leaves the
+/// Value out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewToken {
     /// `Name`, already checked against the validator's rule.
     pub name: String,
@@ -45,6 +47,19 @@ pub struct NewToken {
     pub role: Option<Role>,
     /// `Tenants/Tenant`, in order; none writes no `Tenants`.
     pub tenants: Vec<String>,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("name", &self.name)
+            .field("value", &format_args!("<redacted>"))
+            .field("description", &self.description)
+            .field("enabled", &self.enabled)
+            .field("role", &self.role)
+            .field("tenants", &self.tenants)
+            .finish()
+    }
 }
 
 /// Why an edit was not made. Nothing was written.
@@ -92,6 +107,26 @@ pub enum EditError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// This user cannot give the new file an owner and group that keep it readable by everyone
+    /// who reads the config now (the gateway among them), so nothing was written: the gateway
+    /// would keep its last config and the edit would never apply.
+    #[error(
+        "{}: not written: {lost} can read it now but not the new file, which would belong to \
+         uid {uid} and gid {gid}; run the command as root or as {hint}",
+        path.display()
+    )]
+    Readers {
+        /// The config.
+        path: PathBuf,
+        /// Who would lose read access.
+        lost: Reader,
+        /// The owner the new file would have.
+        uid: u32,
+        /// The group the new file would have.
+        gid: u32,
+        /// Who could make the edit instead.
+        hint: String,
+    },
 }
 
 impl EditError {
@@ -112,12 +147,20 @@ fn prefixed(prefix: &str, errors: &ConfigErrors) -> String {
 }
 
 /// A config text with the spans an edit needs. Every edit returns the whole new text; the caller
-/// validates it before writing.
-#[derive(Debug)]
+/// validates it before writing. Its Debug shows the label and the token count, not the text.
 pub struct Document<'t> {
     text: &'t str,
     label: &'t str,
     outline: Outline,
+}
+
+impl std::fmt::Debug for Document<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document")
+            .field("label", &self.label)
+            .field("tokens", &self.token_count())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'t> Document<'t> {

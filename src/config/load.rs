@@ -8,8 +8,8 @@ use sha2::{Digest as _, Sha256};
 use super::{validate, ConfigErrors, Settings, MAX_CONFIG_BYTES};
 use crate::auth::token::{KeyError, TokenKey};
 
-/// A config read from disk, ready to apply.
-#[derive(Debug)]
+/// A config read from disk, ready to apply. Its Debug leaves out the content hash, a digest of the
+/// key file among others.
 pub struct Loaded {
     /// The validated settings, with relative paths resolved against the config folder.
     pub settings: Settings,
@@ -18,6 +18,15 @@ pub struct Loaded {
     /// SHA-256 over the config bytes and the key file bytes: a reload whose hash is unchanged does
     /// nothing.
     pub content_hash: [u8; 32],
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("settings", &self.settings)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a config could not be loaded. The last good config stays in force.

@@ -5,10 +5,13 @@
 //! position. No XML type leaves this module (`xml` is private). [`load`] is the one place that
 //! touches the filesystem for a config: it reads the file (with a size cap), resolves relative paths
 //! against the file's folder and reads the key file. [`edit`] changes Token elements in place for the
-//! `token` commands.
+//! `token` commands. [`perms`] says who may read the config and key files; [`hygiene`] lists what
+//! works but weakens the gateway, for start-up warnings and `check`.
 
 pub mod edit;
+pub mod hygiene;
 pub mod load;
+pub mod perms;
 pub mod validate;
 pub mod watch;
 mod xml;
@@ -115,8 +118,9 @@ pub struct AuthSettings {
     pub tokens: Vec<TokenEntry>,
 }
 
-/// One `Token` element. Holds only the keyed digest, never a token, so deriving Debug is safe.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One `Token` element. Holds only the keyed digest, never a token. Its Debug leaves the digest
+/// out all the same: with the key, a digest is what a client's token is checked against.
+#[derive(Clone, PartialEq, Eq)]
 pub struct TokenEntry {
     /// `Name`: 1–40 Unicode characters, unique. Appears in logs, metrics and `X-Scangate-Token-Name`.
     /// Inline up to 24 bytes, so reading a million tokens costs no allocation per name.
@@ -134,6 +138,19 @@ pub struct TokenEntry {
     /// `AllowScanFile` (scangate extension): 1 grants `scanfile`, 0 withholds it; absent, the role
     /// decides (see `auth::policy::Grant`). Reload applies it.
     pub allow_scan_file: Option<bool>,
+}
+
+impl std::fmt::Debug for TokenEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEntry")
+            .field("name", &self.name)
+            .field("digest", &format_args!("<redacted>"))
+            .field("description", &self.description)
+            .field("enabled", &self.enabled)
+            .field("role", &self.role)
+            .field("tenants", &self.tenants)
+            .finish()
+    }
 }
 
 /// Token roles, after the MDR model (see `auth::policy`).

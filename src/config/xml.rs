@@ -22,8 +22,8 @@ pub const MAX_ELEMENTS: usize = 16_000_000;
 /// A UTF-8 byte-order mark, which some Windows editors put first.
 const BOM: char = '\u{feff}';
 
-/// One element as written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One element as written. Its Debug leaves the text out: a Token's `Value` is the text of one.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Element<'a> {
     /// Tag name as written, prefix included.
     pub name: &'a str,
@@ -34,6 +34,16 @@ pub struct Element<'a> {
     pub text: Cow<'a, str>,
     /// Child elements, in file order.
     pub children: Vec<Element<'a>>,
+}
+
+impl std::fmt::Debug for Element<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Element")
+            .field("name", &self.name)
+            .field("offset", &self.offset)
+            .field("children", &self.children)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the text is not acceptable XML.
@@ -256,6 +266,16 @@ mod tests {
         let e = parse(text).unwrap_err();
         let places: Vec<String> = e.open.iter().map(|(n, i)| format!("{n}[{i}]")).collect();
         (e.offset, places.join("/"), e.message)
+    }
+
+    #[test]
+    fn debug_leaves_the_text_out() {
+        let root = parse("<Token><Value>c2VjcmV0</Value></Token>").unwrap();
+        let shown = format!("{root:?}");
+        assert!(
+            shown.contains("\"Value\"") && !shown.contains("c2VjcmV0"),
+            "{shown}"
+        );
     }
 
     #[test]

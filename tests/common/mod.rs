@@ -285,7 +285,11 @@ impl ConfigDir {
     pub fn new(cfg: &Cfg) -> ConfigDir {
         let dir = tempfile::tempdir().unwrap();
         let b64 = base64_key();
-        std::fs::write(dir.path().join("scangate.key"), format!("{b64}\n")).unwrap();
+        let key = dir.path().join("scangate.key");
+        std::fs::write(&key, format!("{b64}\n")).unwrap();
+        // As `token add` creates it: `check` refuses a key file others may read.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let path = dir.path().join("scangate.xml");
         std::fs::write(&path, cfg.xml()).unwrap();
         ConfigDir { dir, path }

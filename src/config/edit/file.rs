@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 
 use super::EditError;
 use crate::config::load::{self, LoadError};
+use crate::config::perms::{self, Access, Reader};
 use crate::config::Settings;
 
 /// A config file read under its lock. The lock is released when this is dropped, so one command
-/// reads, edits and writes without another command's write slipping in between.
-#[derive(Debug)]
+/// reads, edits and writes without another command's write slipping in between. Its Debug leaves
+/// out the text, which holds every Value.
 pub struct ConfigFile {
     /// The path as given: it labels errors and anchors relative paths, exactly as in `serve`.
     path: PathBuf,
@@ -22,6 +23,15 @@ pub struct ConfigFile {
     text: String,
     /// The locked lock file (`<config>.lock`).
     _lock: File,
+}
+
+impl std::fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigFile")
+            .field("path", &self.path)
+            .field("real", &self.real)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConfigFile {
@@ -77,9 +87,11 @@ impl ConfigFile {
         self.path.parent().unwrap_or(Path::new(""))
     }
 
-    /// Replaces the file with `new`: temp file in the same folder with the original's mode (and
-    /// owner, when allowed), fsync, rename over the config, fsync the folder. Call
-    /// [`ConfigFile::validate`] first; [`ConfigFile::commit`] does both.
+    /// Replaces the file with `new`: temp file in the same folder with the original's owner and
+    /// group (as far as this user may give them) and mode, fsync, rename over the config, fsync the
+    /// folder. Refuses, writing nothing, when someone who can read the config could not read the
+    /// new file (see [`perms::lost_reader`]). Call [`ConfigFile::validate`] first;
+    /// [`ConfigFile::commit`] does both.
     pub fn replace(&self, new: &str) -> Result<(), EditError> {
         let dir = match self.real.parent() {
             Some(dir) => dir,
@@ -103,13 +115,24 @@ impl ConfigFile {
             let _ = std::fs::remove_file(&tmp);
             write_err(dir)(e)
         })?;
+        let before = Access::of(&meta);
+        // Owner first: a chown by a non-root user may clear mode bits, so the mode follows it.
+        perms::copy_owner(&file, before.uid, before.gid);
         file.set_permissions(meta.permissions())
             .map_err(write_err(&tmp))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            // Best effort: only root may give the file back to its owner, and only then it matters.
-            let _ = std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()));
+        let after = Access::of(&file.metadata().map_err(write_err(&tmp))?);
+        if let Some(lost) = perms::lost_reader(before, after, perms::groups_of) {
+            let hint = match &lost {
+                Reader::GroupMember(gid) => format!("a member of group {gid}"),
+                other => other.to_string(),
+            };
+            return Err(EditError::Readers {
+                path: self.real.clone(),
+                lost,
+                uid: after.uid,
+                gid: after.gid,
+                hint,
+            });
         }
         file.write_all(new.as_bytes())
             .and_then(|()| file.sync_all())

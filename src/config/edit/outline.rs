@@ -41,8 +41,8 @@ pub struct Container {
     pub last_child: Option<Span>,
 }
 
-/// A direct child of a `Token`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A direct child of a `Token`. No Debug: its text may be a `Value`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Child {
     /// Tag name as written.
     pub name: String,
@@ -52,8 +52,8 @@ pub struct Child {
     pub text: String,
 }
 
-/// One `Token` element.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One `Token` element. No Debug: its children hold the `Value`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct TokenNode {
     /// Where it lies.
     pub span: Span,
@@ -74,8 +74,8 @@ impl TokenNode {
 }
 
 /// The spans of one document that token edits use. Only the first of each container counts, as in
-/// the validator (which reports the duplicates).
-#[derive(Debug, Default)]
+/// the validator (which reports the duplicates). No Debug: its tokens hold their `Value`s.
+#[derive(Default)]
 pub struct Outline {
     /// `<Configuration>` (or whatever the root is: the validator judges it).
     pub root: Option<Container>,

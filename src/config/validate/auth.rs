@@ -248,7 +248,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     short_text("Name", name, 40)
 }
 
-/// 1 to `max` characters, none of them a control character.
+/// 1 to `max` characters, none of them a control character or a bidirectional control.
 fn short_text(what: &str, text: &str, max: usize) -> Result<(), String> {
     let chars = text.chars().count();
     if !(1..=max).contains(&chars) {
@@ -258,24 +258,53 @@ fn short_text(what: &str, text: &str, max: usize) -> Result<(), String> {
     } else if has_control(text) {
         Err(format!("{what} must not contain control characters"))
     } else {
-        Ok(())
+        no_bidi(what, text)
     }
 }
 
-/// `Description`: at most 1000 characters.
+/// Refuses the bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069):
+/// they reorder how the text around them is displayed, so a token in `token list` or a log line
+/// could pose as another ("Trojan Source").
+fn no_bidi(what: &str, text: &str) -> Result<(), String> {
+    let bidi = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    match text.chars().any(bidi) {
+        true => Err(format!(
+            "{what} must not contain bidirectional control characters"
+        )),
+        false => Ok(()),
+    }
+}
+
+/// `Description`: at most 1000 characters; no control character but tab, since `token list`
+/// prints it to a terminal (an escape sequence would run there) and XML 1.0 forbids most of them.
 pub fn check_description(text: &str) -> Result<(), String> {
     let chars = text.chars().count();
-    match chars {
-        0..=1000 => Ok(()),
-        _ => Err(format!(
+    if chars > 1000 {
+        Err(format!(
             "Description must be at most 1000 characters, found {chars}"
-        )),
+        ))
+    } else if text.chars().any(|c| c.is_control() && c != '\t') {
+        Err("Description must not contain control characters other than tab".into())
+    } else {
+        no_bidi("Description", text)
     }
 }
 
-/// `Tenant`: 1–100 characters, no control characters (it goes into `X-Scangate-Tenants`).
+/// `Tenant`: 1–100 characters, no control characters, no comma and no whitespace at either end.
+/// Tenants travel as one comma-separated `X-Scangate-Tenants` value, so a comma inside one would
+/// split it into two, and edge whitespace would not survive the backend's list parsing.
 pub fn check_tenant(text: &str) -> Result<(), String> {
-    short_text("Tenant", text, 100)
+    short_text("Tenant", text, 100)?;
+    if text.contains(',') {
+        Err(
+            "Tenant must not contain a comma: X-Scangate-Tenants separates tenants with commas"
+                .into(),
+        )
+    } else if text.starts_with(char::is_whitespace) || text.ends_with(char::is_whitespace) {
+        Err("Tenant must not start or end with whitespace".into())
+    } else {
+        Ok(())
+    }
 }
 
 /// `Role`: scangate's names, or the MDR spellings an MDR user would write.
@@ -352,4 +381,132 @@ fn request_field(ctx: &mut Ctx, leaf: &Leaf<'_, '_>) -> Option<HeaderName> {
     };
     ctx.bad(leaf, rule);
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::validate::parse;
+
+    #[test]
+    fn names_refuse_control_and_bidi_characters() {
+        assert_eq!(check_name("ci runner"), Ok(()));
+        assert_eq!(
+            check_name("a\u{1b}[2Jb"),
+            Err("Name must not contain control characters".into())
+        );
+        // U+202E turns "ci\u{202e}lanretni" into "ciinternal" on screen.
+        for bidi in ['\u{202a}', '\u{202e}', '\u{2066}', '\u{2069}'] {
+            assert_eq!(
+                check_name(&format!("ci{bidi}x")),
+                Err("Name must not contain bidirectional control characters".into()),
+                "{bidi:?}"
+            );
+        }
+        assert_eq!(check_name("ci\u{2029}x"), Ok(()), "not a bidi control");
+        assert_eq!(check_name("ci\u{2065}x"), Ok(()), "just below the isolates");
+    }
+
+    #[test]
+    fn descriptions_refuse_control_characters_but_a_tab() {
+        assert_eq!(check_description(""), Ok(()));
+        assert_eq!(check_description("CI\tnightly"), Ok(()));
+        let rule = "Description must not contain control characters other than tab";
+        for text in [
+            "a\u{1b}[2Jb",
+            "two\nlines",
+            "nul\0",
+            "del\u{7f}",
+            "c1\u{9b}",
+        ] {
+            assert_eq!(check_description(text), Err(rule.into()), "{text:?}");
+        }
+        assert_eq!(
+            check_description("x\u{202d}y"),
+            Err("Description must not contain bidirectional control characters".into())
+        );
+        let long = "d".repeat(1001);
+        assert_eq!(
+            check_description(&long),
+            Err("Description must be at most 1000 characters, found 1001".into())
+        );
+        assert_eq!(check_description(&long[1..]), Ok(()));
+    }
+
+    #[test]
+    fn tenants_refuse_commas_edge_whitespace_and_control_characters() {
+        assert_eq!(check_tenant("acme corp"), Ok(()));
+        assert_eq!(
+            check_tenant("acme,globex"),
+            Err(
+                "Tenant must not contain a comma: X-Scangate-Tenants separates tenants with commas"
+                    .into()
+            )
+        );
+        let edge = "Tenant must not start or end with whitespace";
+        for text in [" acme", "acme ", "\u{a0}acme", "acme\u{3000}"] {
+            assert_eq!(check_tenant(text), Err(edge.into()), "{text:?}");
+        }
+        for text in ["a\u{1b}b", "\tacme"] {
+            assert_eq!(
+                check_tenant(text),
+                Err("Tenant must not contain control characters".into()),
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            check_tenant("a\u{2067}b"),
+            Err("Tenant must not contain bidirectional control characters".into())
+        );
+        assert_eq!(
+            check_tenant(&"t".repeat(101)),
+            Err("Tenant must be 1 to 100 characters, found 101".into())
+        );
+    }
+
+    /// The validator applies the same rules to the file, on both the plain and the general path.
+    #[test]
+    fn the_file_is_held_to_the_same_rules() {
+        let value = crate::auth::token::encode_value(&[1; 64]);
+        let file = |extra: &str| {
+            format!(
+                "<Configuration><ServerSettings><ConnectionString>http://127.0.0.1:1</ConnectionString>\
+                 <AuthSettings><AccessTokens><Token><Name>a</Name><Value>{value}</Value>\
+                 <Enabled>1</Enabled>{extra}</Token></AccessTokens></AuthSettings></ServerSettings>\
+                 <GatewaySettings><Upstreams><Upstream>/s</Upstream></Upstreams></GatewaySettings>\
+                 </Configuration>"
+            )
+        };
+        let rules = |extra: &str| -> Vec<String> {
+            match parse(&file(extra), "t.xml") {
+                Ok(_) => Vec::new(),
+                Err(e) => {
+                    e.0.into_iter()
+                        .map(|e| format!("{}: {}", e.path, e.rule))
+                        .collect()
+                }
+            }
+        };
+        let token = "ServerSettings/AuthSettings/AccessTokens/Token[1]";
+        assert_eq!(
+            rules("<Description>a&#27;[31mb</Description>"),
+            [format!(
+                "{token}/Description: Description must not contain control characters other than tab"
+            )]
+        );
+        assert_eq!(
+            rules("<Description>a&#9;b</Description>"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            rules("<Tenants><Tenant>acme,globex</Tenant><Tenant>&#160;x</Tenant></Tenants>"),
+            [
+                format!(
+                    "{token}/Tenants/Tenant[1]: Tenant must not contain a comma: \
+                     X-Scangate-Tenants separates tenants with commas"
+                ),
+                format!("{token}/Tenants/Tenant[2]: Tenant must not start or end with whitespace"),
+            ]
+        );
+    }
 }

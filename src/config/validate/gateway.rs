@@ -113,14 +113,16 @@ fn upstream(text: &str) -> Result<UpstreamAddr, String> {
     if text.starts_with('/') {
         return unix_path(text).map(UpstreamAddr::Unix);
     }
-    let not_url = || format!("upstream {text:?} is not an http(s) URL or a unix socket path");
+    // Errors reach logs and the admin `/config` page: they quote scheme, host and port only.
+    let quoted = redacted(text);
+    let not_url = || format!("upstream {quoted:?} is not an http(s) URL or a unix socket path");
     let uri: Uri = text.parse().map_err(|_| not_url())?;
     let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
         return Err(not_url());
     };
     if authority.as_str().contains('@') {
         return Err(format!(
-            "upstream {text:?} must not hold a user name or password"
+            "upstream {quoted:?} must not hold a user name or password"
         ));
     }
     // Without user info, anything after the host is `:port`, and the port must be a number.
@@ -129,7 +131,7 @@ fn upstream(text: &str) -> Result<UpstreamAddr, String> {
         return Err(not_url());
     }
     if uri.path() != "/" || uri.query().is_some() {
-        return Err(format!("upstream {text:?} must not have a path or query"));
+        return Err(format!("upstream {quoted:?} must not have a path or query"));
     }
     let uri = Uri::builder()
         .scheme(scheme.clone())
@@ -138,6 +140,30 @@ fn upstream(text: &str) -> Result<UpstreamAddr, String> {
         .build()
         .map_err(|_| not_url())?;
     Ok(UpstreamAddr::Http(uri))
+}
+
+/// An upstream's text as an error may quote it: scheme, host and port. User info becomes `***` and
+/// whatever follows the host (path, query, fragment) becomes `…`, since any of them may hold a
+/// secret. Text without a scheme keeps its slashes: it is most likely a mistyped socket path.
+fn redacted(text: &str) -> String {
+    let scheme = text.split_once("://").filter(|(scheme, _)| {
+        let scheme_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.');
+        !scheme.is_empty() && scheme.chars().all(scheme_char)
+    });
+    let (prefix, rest, stops) = match scheme {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest, &['/', '?', '#'][..]),
+        None => (String::new(), text, &['?', '#'][..]),
+    };
+    let (authority, tail) = rest.split_at(rest.find(stops).unwrap_or(rest.len()));
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    let elided = match tail.chars().next() {
+        Some(first) => format!("{first}…"),
+        None => String::new(),
+    };
+    format!("{prefix}{host}{elided}")
 }
 
 /// `Realm` goes inside a quoted string in `WWW-Authenticate`, so it is kept to printable ASCII
@@ -153,4 +179,47 @@ fn realm_ok(ctx: &mut Ctx, leaf: &Leaf<'_, '_>) -> bool {
         ctx.bad(leaf, rule);
     }
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_keep_scheme_host_and_port_only() {
+        let cases = [
+            ("http://engine:9999", "http://engine:9999"),
+            ("http://user:hunter2@engine:9999", "http://***@engine:9999"),
+            ("https://a@b@engine", "https://***@engine"),
+            ("http://engine:1/scan?key=s3cret", "http://engine:1/…"),
+            ("http://engine:1?key=s3cret", "http://engine:1?…"),
+            ("http://engine:1#frag", "http://engine:1#…"),
+            ("http://u:p@engine:1/?k=v", "http://***@engine:1/…"),
+            ("user:hunter2@engine:1", "***@engine:1"),
+            ("engine:1?key=s3cret", "engine:1?…"),
+            ("run/kav.sock", "run/kav.sock"),
+            ("u:p@h://x", "***@h://x"),
+            ("://u:p@h", "***@h"),
+            ("", ""),
+        ];
+        for (text, quoted) in cases {
+            assert_eq!(redacted(text), quoted, "{text}");
+        }
+    }
+
+    #[test]
+    fn no_upstream_error_quotes_a_password_or_query() {
+        for text in [
+            "http://user:hunter2@engine:9999",
+            "http://engine:9999/?key=hunter2",
+            "https://user:hunter2@engine:99999/x",
+            "hxxp://user:hunter2@engine",
+            "http://engine:9999/hunter2",
+            "http://user:hunter2@",
+            "user:hunter2@engine:1",
+        ] {
+            let rule = upstream(text).unwrap_err();
+            assert!(!rule.contains("hunter2"), "{text}: {rule}");
+        }
+    }
 }

@@ -330,15 +330,20 @@ fn upstream_forms() {
         ),
         (
             "http://h:1/scan",
-            "upstream \"http://h:1/scan\" must not have a path or query",
+            "upstream \"http://h:1/…\" must not have a path or query",
         ),
         (
             "http://h:1/?a=b",
-            "upstream \"http://h:1/?a=b\" must not have a path or query",
+            "upstream \"http://h:1/…\" must not have a path or query",
         ),
+        // Only scheme, host and port are ever quoted: no credentials, path or query.
         (
             "http://u:p@h:1",
-            "upstream \"http://u:p@h:1\" must not hold a user name or password",
+            "upstream \"http://***@h:1\" must not hold a user name or password",
+        ),
+        (
+            "ftp://u:p@h:1/x?k=s",
+            "upstream \"ftp://***@h:1/…\" must not hold a user name or password",
         ),
     ];
     for (text, rule) in refused {
