@@ -309,3 +309,25 @@ fn a_refused_read_cuts_the_buffer_and_later_reads_fail() {
         assert!(g.read(&mut buf).await.is_err());
     });
 }
+
+#[test]
+fn a_chunked_body_ends_at_its_last_lf() {
+    let body = b"3\r\nabc\r\n0\r\nA: b\r\n\r\n";
+    assert_eq!(Chunked::Start.feed(body), Fed::Done(body.len()));
+    assert_eq!(
+        Chunked::Start.feed(&[&body[..], b"GET"].concat()),
+        Fed::Done(body.len())
+    );
+    assert_eq!(
+        Chunked::Start.feed(&body[..body.len() - 1]),
+        Fed::More(Chunked::EndLf)
+    );
+    // So the next head starts right after it, and may be the full 64 KiB.
+    let mut g = guard();
+    assert_eq!(
+        g.scan(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        None
+    );
+    assert_eq!(g.scan(body), None);
+    assert_eq!((g.state, g.head.len()), (State::Head, 0));
+}
