@@ -367,6 +367,66 @@ async fn smuggling_attempts_get_400_and_never_reach_upstream() {
     );
 }
 
+/// Sends `raw` on one connection; the answer, whether the gateway closed it, and what the upstream
+/// saw. Each stream opens with a request without a token, which the gateway answers itself (401),
+/// so anything the upstream sees was smuggled behind it.
+async fn desync_attempt(raw: &[u8]) -> (String, bool, Vec<Seen>) {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let gw = TestGateway::start(&Cfg::new(&up.url(), &toks())).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let _ = s.write_all(raw).await;
+    let (text, closed) = read_all(&mut s, Duration::from_secs(5)).await;
+    (text, closed, up.seen())
+}
+
+/// Review F5(a): hyper ends a trailer line only at CRLF, httparse also at a bare LF. The guard
+/// must not end the body where httparse does, or hyper's later trailer lines become a head whose
+/// Content-Length swallows the real CL+TE head that follows.
+#[tokio::test]
+async fn bare_lf_in_a_trailer_never_lets_a_smuggled_head_through() {
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    let raw = format!(
+        "POST /api/v3.0/scanmemory HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+0\r\nA: b\n\r\nZ: z\r\nContent-Length: 120\r\n\r\n\
+POST /api/v3.0/scanmemory HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    );
+    let (text, closed, seen) = desync_attempt(raw.as_bytes()).await;
+    assert!(
+        seen.is_empty(),
+        "smuggled request reached the upstream: {seen:?}"
+    );
+    assert!(closed, "connection left open: {text:?}");
+    assert!(text.starts_with("HTTP/1.1 401"), "got {text:?}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "got {text:?}");
+}
+
+/// Review F5(b): a head split over reads that passed 64 KiB turned the old guard off. Behind a
+/// pipelined request hyper's buffer can overshoot its 64 KiB limit and take a 65 KiB head, and
+/// the CL+TE head after it then went through unseen. The guard hands hyper exactly 64 KiB of
+/// such a head, which hyper answers with 431.
+#[tokio::test]
+async fn head_split_past_64_kib_gets_431_and_nothing_behind_it_goes_through() {
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    let mut raw = b"GET /api/v3.0/version HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    let start = raw.len();
+    raw.extend_from_slice(
+        format!("GET /api/v3.0/version HTTP/1.1\r\nHost: x\r\n{auth}X-Big: ").as_bytes(),
+    );
+    raw.resize(start + 65 * 1024 + 1 - 4, b'a');
+    raw.extend_from_slice(b"\r\n\r\n");
+    raw.extend_from_slice(format!("POST /api/v3.0/scanmemory HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").as_bytes());
+    let (text, closed, seen) = desync_attempt(&raw).await;
+    assert!(
+        seen.is_empty(),
+        "{} request(s) reached the upstream",
+        seen.len()
+    );
+    assert!(closed, "connection left open: {text:?}");
+    assert!(text.starts_with("HTTP/1.1 401"), "got {text:?}");
+    let second = &text[text.rfind("HTTP/1.1 ").unwrap()..];
+    assert!(second.starts_with("HTTP/1.1 431"), "got {text:?}");
+}
+
 #[tokio::test]
 async fn upload_still_arriving_at_session_timeout_gets_408() {
     let up = Upstream::start(Behaviour::Ok).await;
