@@ -1,9 +1,10 @@
 //! Authentication: token digests and the key file ([`token`]), the live token map ([`store`]),
 //! reading the token from a request ([`header`]), what a role may call ([`policy`]) and the
-//! per-connection digest memo ([`memo`]).
+//! per-connection digest memo ([`memo`]), and the [`principal`] every credential resolves to.
 
 pub mod header;
 pub mod memo;
 pub mod policy;
+pub mod principal;
 pub mod store;
 pub mod token;

@@ -16,7 +16,8 @@ use super::headers::{self, Forwarded, X_SCANGATE_TENANTS, X_SCANGATE_TOKEN_NAME}
 use crate::auth::header::{extract, AuthFailure};
 use crate::auth::memo::DigestMemo;
 use crate::auth::policy;
-use crate::auth::store::{Lookup, TokenRecord};
+use crate::auth::principal::Principal;
+use crate::auth::store::Lookup;
 use crate::metrics::UpstreamErrorKind;
 use crate::state::{Gateway, Snapshot};
 
@@ -76,17 +77,17 @@ async fn proxy(
         return Err(err);
     }
     // Request filter 1: authenticate.
-    access.token = match authenticate(gw, snap, &downstream.memo, &req) {
-        Ok(token) => token,
+    access.principal = match authenticate(gw, snap, &downstream.memo, &req) {
+        Ok(principal) => principal,
         Err(AuthFailure::Forbidden) => return Err(GatewayError::Forbidden),
         Err(failure) => return Err(GatewayError::Unauthorized(failure)),
     };
     // Request filter 2: what this token may call.
-    if let Some(t) = &access.token {
-        if !policy::allows(t.role, req.method(), req.uri().path()) {
+    if let Some(p) = &access.principal {
+        if !policy::allows(p.role(), req.method(), req.uri().path()) {
             return Err(GatewayError::Forbidden);
         }
-        t.stats.requests.fetch_add(1, Ordering::Relaxed);
+        p.stats().requests.fetch_add(1, Ordering::Relaxed);
     }
     // Request filter 3: a declared body over the limit is refused before any upstream work.
     if let Some(len) = declared_length(&req) {
@@ -123,9 +124,9 @@ async fn proxy(
             https: downstream.https,
         };
         headers::add_forwarded(h, fwd, host);
-        if let Some(t) = &access.token {
-            h.insert(X_SCANGATE_TOKEN_NAME.clone(), t.name_header.clone());
-            if let Some(tenants) = &t.tenants_header {
+        if let Some(p) = &access.principal {
+            h.insert(X_SCANGATE_TOKEN_NAME.clone(), p.name_header().clone());
+            if let Some(tenants) = p.tenants_header() {
                 h.insert(X_SCANGATE_TENANTS.clone(), tenants.clone());
             }
         }
@@ -181,20 +182,20 @@ async fn proxy(
     Ok(Response::from_parts(parts, ProxyBody::upstream(body)))
 }
 
-/// Runs the auth decision: `Ok(None)` when auth is off, `Ok(Some)` for a valid token.
+/// Runs the auth decision: `Ok(None)` when auth is off, `Ok(Some)` for a valid credential.
 fn authenticate(
     gw: &Gateway,
     snap: &Snapshot,
     memo: &DigestMemo,
     req: &Request<Incoming>,
-) -> Result<Option<Arc<TokenRecord>>, AuthFailure> {
+) -> Result<Option<Principal>, AuthFailure> {
     if !snap.auth_enabled {
         return Ok(None);
     }
     let key = snap.key.as_ref().ok_or(AuthFailure::Unknown)?;
     let token = extract(req.headers(), &snap.auth_field, snap.bearer)?;
     match gw.tokens.lookup(&memo.digest(key, snap.generation, token)) {
-        Lookup::Valid(record) => Ok(Some(record)),
+        Lookup::Valid(record) => Ok(Some(Principal::Token(record))),
         Lookup::Disabled(_) => Err(AuthFailure::Disabled),
         Lookup::Unknown => Err(AuthFailure::Unknown),
     }
