@@ -9,6 +9,7 @@
 //! the rest of the file is still checked; any error at all makes [`parse`] fail.
 
 mod auth;
+pub mod connections;
 mod gateway;
 mod server;
 #[cfg(test)]
@@ -209,8 +210,8 @@ impl From<String> for ElPath<'_> {
     }
 }
 
-/// Most names a [`Group`] can know; the longest list (`ServerSettings`) has 8.
-const MAX_KNOWN: usize = 8;
+/// Most names a [`Group`] can know; the longest lists (`ServerSettings`, `Connection`) have 8.
+const MAX_KNOWN: usize = 12;
 
 /// A container's children, sorted into the names it knows. Unknown and duplicate children are
 /// reported while sorting, so the accessors below only ever see the first of each name. Sorting
@@ -226,7 +227,7 @@ struct Group<'e, 'a, 'p> {
 }
 
 /// Elements that may repeat; any other name may appear once per container.
-const REPEATED: &[&str] = &["Token", "Tenant", "Upstream"];
+const REPEATED: &[&str] = &["Token", "Tenant", "Upstream", "Connection"];
 
 impl<'e, 'a, 'p> Group<'e, 'a, 'p> {
     /// Sorts `element`'s children into `known`, reporting the rest as `unknown` says.

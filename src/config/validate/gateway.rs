@@ -16,6 +16,7 @@ const KNOWN: &[&str] = &[
     "AdminConnectionString",
     "Realm",
     "UpstreamCaFile",
+    "Sessions",
 ];
 
 /// `GatewaySettings`, with defaults for what is absent.
@@ -52,6 +53,7 @@ pub(super) fn gateway(ctx: &mut Ctx, el: &Element<'_>) -> GatewaySettings {
         admin,
         realm: realm.map_or("scangate", |leaf| leaf.text).to_owned(),
         upstream_ca_file: g.leaf(ctx, "UpstreamCaFile").map(|leaf| leaf.text.into()),
+        sessions: super::connections::sessions(ctx, g.one("Sessions"), &g.path()),
     }
 }
 
