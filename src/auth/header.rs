@@ -18,9 +18,25 @@ pub enum AuthFailure {
     Disabled,
     /// The token is valid but its role may not call this method and path (403, not 401).
     Forbidden,
+    /// An access token (JWT) that is malformed, forged, of the wrong kind (a refresh token) or for
+    /// a connection that does not exist (RFC 6750 `invalid_token`).
+    InvalidToken,
+    /// An access token past its `exp`.
+    Expired,
+    /// An access token of a connection that is disabled or revoked, or of a dead family.
+    Revoked,
 }
 
 impl AuthFailure {
+    /// Whether the credential was an access token, whose 401 says `error="invalid_token"` so an
+    /// MDR-style client knows to exchange its refresh token again.
+    pub fn is_access_token(self) -> bool {
+        matches!(
+            self,
+            AuthFailure::InvalidToken | AuthFailure::Expired | AuthFailure::Revoked
+        )
+    }
+
     /// The label used in logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -29,6 +45,9 @@ impl AuthFailure {
             AuthFailure::Unknown => "unknown",
             AuthFailure::Disabled => "disabled",
             AuthFailure::Forbidden => "forbidden",
+            AuthFailure::InvalidToken => "invalid_token",
+            AuthFailure::Expired => "expired",
+            AuthFailure::Revoked => "revoked",
         }
     }
 }

@@ -2,6 +2,8 @@
 //! reading the token from a request ([`header`]), what a role may call ([`policy`]) and the
 //! per-connection digest memo ([`memo`]), and the [`principal`] every credential resolves to.
 
+pub mod connections;
+pub mod exchange;
 pub mod header;
 pub mod memo;
 pub mod policy;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
+use super::connections::ConnectionRecord;
 use super::store::{TokenRecord, TokenStats};
 use crate::config::Role;
 
@@ -18,6 +19,8 @@ use crate::config::Role;
 pub enum Principal {
     /// A static `Token` from the config (Scan Engine's model).
     Token(Arc<TokenRecord>),
+    /// An API connection whose access token checked out (MDR's model).
+    Connection(Arc<ConnectionRecord>),
 }
 
 impl Principal {
@@ -25,6 +28,7 @@ impl Principal {
     pub fn name(&self) -> &str {
         match self {
             Principal::Token(t) => &t.name,
+            Principal::Connection(c) => &c.name,
         }
     }
 
@@ -32,6 +36,7 @@ impl Principal {
     pub fn role(&self) -> Option<Role> {
         match self {
             Principal::Token(t) => t.role,
+            Principal::Connection(c) => Some(c.role),
         }
     }
 
@@ -39,6 +44,7 @@ impl Principal {
     pub fn name_header(&self) -> &HeaderValue {
         match self {
             Principal::Token(t) => &t.name_header,
+            Principal::Connection(c) => &c.name_header,
         }
     }
 
@@ -46,6 +52,16 @@ impl Principal {
     pub fn tenants_header(&self) -> Option<&HeaderValue> {
         match self {
             Principal::Token(t) => t.tenants_header.as_ref(),
+            Principal::Connection(c) => c.tenants_header.as_ref(),
+        }
+    }
+
+    /// MDR's "Root without tenants" is in the principal's scope (connections only; a Token has
+    /// no such value).
+    pub fn root_tenant(&self) -> bool {
+        match self {
+            Principal::Token(_) => false,
+            Principal::Connection(c) => c.root_tenant,
         }
     }
 
@@ -53,6 +69,7 @@ impl Principal {
     pub fn stats(&self) -> &TokenStats {
         match self {
             Principal::Token(t) => &t.stats,
+            Principal::Connection(c) => &c.stats,
         }
     }
 }
@@ -62,6 +79,7 @@ impl std::fmt::Debug for Principal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Principal::Token(t) => write!(f, "Principal::Token({:?})", &*t.name),
+            Principal::Connection(c) => write!(f, "Principal::Connection({:?})", &*c.name),
         }
     }
 }

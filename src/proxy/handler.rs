@@ -12,13 +12,18 @@ use tokio::time::Instant;
 use super::access::{Access, LoggedBody};
 use super::body::{GuardedBody, ProxyBody, Upload, UploadState};
 use super::error::GatewayError;
-use super::headers::{self, Forwarded, X_SCANGATE_TENANTS, X_SCANGATE_TOKEN_NAME};
+use super::exchange;
+use super::headers::{
+    self, Forwarded, X_SCANGATE_ROOT_TENANT, X_SCANGATE_TENANTS, X_SCANGATE_TOKEN_NAME,
+};
 use crate::auth::header::{extract, AuthFailure};
+use crate::auth::jwt::{self, JwtError};
 use crate::auth::memo::DigestMemo;
 use crate::auth::policy;
 use crate::auth::principal::Principal;
 use crate::auth::store::Lookup;
 use crate::metrics::UpstreamErrorKind;
+use crate::config::validate::connections::now_secs;
 use crate::state::{Gateway, Snapshot};
 
 /// What the handler knows about the downstream connection.
@@ -64,7 +69,7 @@ pub async fn handle(
 }
 
 async fn proxy(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     snap: &Snapshot,
     downstream: &Downstream,
     mut req: Request<Incoming>,
@@ -76,20 +81,25 @@ async fn proxy(
     if let Some(err) = framing_error(&req) {
         return Err(err);
     }
-    // Request filter 1: authenticate.
+    // Request filter 1: the token exchange of API connections is answered here, never upstream.
+    if let Some(client_id) = exchange::route(gw, &req) {
+        let client_id = client_id.to_owned();
+        return exchange::serve(gw, snap, &client_id, req, access).await;
+    }
+    // Request filter 2: authenticate.
     access.principal = match authenticate(gw, snap, &downstream.memo, &req) {
         Ok(principal) => principal,
         Err(AuthFailure::Forbidden) => return Err(GatewayError::Forbidden),
         Err(failure) => return Err(GatewayError::Unauthorized(failure)),
     };
-    // Request filter 2: what this token may call.
+    // Request filter 3: what this principal may call.
     if let Some(p) = &access.principal {
         if !policy::allows(p.role(), req.method(), req.uri().path()) {
             return Err(GatewayError::Forbidden);
         }
         p.stats().requests.fetch_add(1, Ordering::Relaxed);
     }
-    // Request filter 3: a declared body over the limit is refused before any upstream work.
+    // Request filter 4: a declared body over the limit is refused before any upstream work.
     if let Some(len) = declared_length(&req) {
         if len > snap.max_request_bytes {
             return Err(GatewayError::PayloadTooLarge);
@@ -128,6 +138,9 @@ async fn proxy(
             h.insert(X_SCANGATE_TOKEN_NAME.clone(), p.name_header().clone());
             if let Some(tenants) = p.tenants_header() {
                 h.insert(X_SCANGATE_TENANTS.clone(), tenants.clone());
+            }
+            if p.root_tenant() {
+                h.insert(X_SCANGATE_ROOT_TENANT.clone(), HeaderValue::from_static("1"));
             }
         }
     }
@@ -194,10 +207,28 @@ fn authenticate(
     }
     let key = snap.key.as_ref().ok_or(AuthFailure::Unknown)?;
     let token = extract(req.headers(), &snap.auth_field, snap.bearer)?;
+    // An access token of an API connection: checked by signature, expiry and the live
+    // connection view, never the session store. A static token shaped like a JWT (a user may
+    // choose one) fails the signature and is looked up as a static token after all.
+    let jwt_failure = match (&snap.jwt, gw.connections.is_empty()) {
+        (Some(keys), false) if jwt::looks_like_jwt(token) => {
+            let now = now_secs();
+            match memo.access_claims(keys, snap.generation, token, now) {
+                Ok(claims) => {
+                    let record = gw.connections.admit(&claims, now)?;
+                    return Ok(Some(Principal::Connection(record)));
+                }
+                Err(JwtError::Expired) => return Err(AuthFailure::Expired),
+                Err(JwtError::WrongKind) => return Err(AuthFailure::InvalidToken),
+                Err(_) => Some(AuthFailure::InvalidToken),
+            }
+        }
+        _ => None,
+    };
     match gw.tokens.lookup(&memo.digest(key, snap.generation, token)) {
         Lookup::Valid(record) => Ok(Some(Principal::Token(record))),
         Lookup::Disabled(_) => Err(AuthFailure::Disabled),
-        Lookup::Unknown => Err(AuthFailure::Unknown),
+        Lookup::Unknown => Err(jwt_failure.unwrap_or(AuthFailure::Unknown)),
     }
 }
 

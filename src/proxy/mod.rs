@@ -6,6 +6,7 @@
 pub mod access;
 pub mod body;
 pub mod error;
+pub mod exchange;
 pub mod framing;
 pub mod handler;
 pub mod headers;
