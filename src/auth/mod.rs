@@ -3,6 +3,7 @@
 //! per-connection digest memo ([`memo`]).
 
 pub mod header;
+pub mod jwt;
 pub mod memo;
 pub mod policy;
 pub mod store;
