@@ -5,6 +5,7 @@
 pub mod connections;
 pub mod exchange;
 pub mod header;
+pub mod jwt;
 pub mod memo;
 pub mod policy;
 pub mod principal;
