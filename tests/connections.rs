@@ -48,7 +48,11 @@ fn console_token() -> String {
 }
 
 /// POSTs an exchange; returns the status, the JSON body and the Cache-Control header.
-async fn confirm(gw: &TestGateway, client_id: &str, body: String) -> (u16, serde_json::Value, String) {
+async fn confirm(
+    gw: &TestGateway,
+    client_id: &str,
+    body: String,
+) -> (u16, serde_json::Value, String) {
     let r = client()
         .post(gw.url(&format!("/api/v1/{client_id}/session/confirm")))
         .header("content-type", "application/json")
@@ -105,7 +109,10 @@ async fn exchange_then_call_then_rotate_and_the_upstream_sees_the_connection() {
     assert_eq!(cache, "no-store");
     let access = json["access_token"].as_str().unwrap().to_owned();
     let refresh = json["refresh_token"].as_str().unwrap().to_owned();
-    assert!(up.seen().is_empty(), "the exchange never reaches an upstream");
+    assert!(
+        up.seen().is_empty(),
+        "the exchange never reaches an upstream"
+    );
 
     assert_eq!(scan(&gw, &access).await.0, 200);
     let seen = up.seen();
@@ -129,7 +136,10 @@ async fn exchange_then_call_then_rotate_and_the_upstream_sees_the_connection() {
     // Rotation: the new refresh token exchanges again, and both access tokens work.
     let (status, next) = exchange(&gw, &refresh).await;
     assert_eq!(status, 200, "{next}");
-    assert_eq!(scan(&gw, next["access_token"].as_str().unwrap()).await.0, 200);
+    assert_eq!(
+        scan(&gw, next["access_token"].as_str().unwrap()).await.0,
+        200
+    );
     assert_eq!(scan(&gw, &access).await.0, 200);
     // Static tokens keep working beside connections.
     assert_eq!(scan(&gw, STATIC).await.0, 200);
@@ -148,14 +158,23 @@ async fn a_reused_refresh_token_kills_its_whole_family() {
 
     // The console token again: a reuse. invalid_grant, and the family is dead.
     let (status, body) = exchange(&gw, &first).await;
-    assert_eq!((status, body), (400, serde_json::json!({"error": "invalid_grant"})));
-    assert_eq!(scan(&gw, newest_access).await, (401, INVALID_TOKEN.to_owned()));
+    assert_eq!(
+        (status, body),
+        (400, serde_json::json!({"error": "invalid_grant"}))
+    );
+    assert_eq!(
+        scan(&gw, newest_access).await,
+        (401, INVALID_TOKEN.to_owned())
+    );
     assert_eq!(
         scan(&gw, one["access_token"].as_str().unwrap()).await.0,
         401
     );
     let (status, _) = exchange(&gw, two["refresh_token"].as_str().unwrap()).await;
-    assert_eq!(status, 400, "the newest refresh token of a dead family is dead too");
+    assert_eq!(
+        status, 400,
+        "the newest refresh token of a dead family is dead too"
+    );
     let metrics = gw.gw.metrics.encode();
     assert!(
         metrics.contains(r#"scangate_refresh_token_reuse_total{connection="siem"} 1"#),
@@ -187,8 +206,16 @@ async fn twenty_concurrent_exchanges_of_one_refresh_token_give_exactly_one_200()
         statuses.push(t.await.unwrap());
     }
     statuses.sort_unstable();
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 400).count(), 19, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        19,
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test]
@@ -203,22 +230,41 @@ async fn tampered_access_tokens_are_refused_with_invalid_token() {
     let mut claims: serde_json::Value =
         serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
     let with_claims = |claims: &serde_json::Value| {
-        format!("{}.{}.{}", parts[0], b64.encode(claims.to_string()), parts[2])
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            b64.encode(claims.to_string()),
+            parts[2]
+        )
     };
     let mut header: serde_json::Value =
         serde_json::from_slice(&b64.decode(parts[0]).unwrap()).unwrap();
     header["typ"] = "rt+jwt".into();
-    let retyped = format!("{}.{}.{}", b64.encode(header.to_string()), parts[1], parts[2]);
+    let retyped = format!(
+        "{}.{}.{}",
+        b64.encode(header.to_string()),
+        parts[1],
+        parts[2]
+    );
     let mut sig = parts[2].to_owned().into_bytes();
     sig[0] = if sig[0] == b'A' { b'B' } else { b'A' };
-    let resigned = format!("{}.{}.{}", parts[0], parts[1], String::from_utf8(sig).unwrap());
+    let resigned = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        String::from_utf8(sig).unwrap()
+    );
     claims["exp"] = (now_secs() + 999_999).into();
     let longer = with_claims(&claims);
     claims["exp"] = json!(0);
     let mut other = claims.clone();
     other["sub"] = "ZZZZZZZZZZZZZZZZZZZZZZ".into();
     for forged in [longer, with_claims(&other), retyped, resigned] {
-        assert_eq!(scan(&gw, &forged).await, (401, INVALID_TOKEN.to_owned()), "{forged}");
+        assert_eq!(
+            scan(&gw, &forged).await,
+            (401, INVALID_TOKEN.to_owned()),
+            "{forged}"
+        );
     }
     assert!(up.seen().is_empty());
     let metrics = gw.gw.metrics.encode();
@@ -347,7 +393,11 @@ async fn consumed_refresh_tokens_stay_consumed_across_a_restart() {
     assert_eq!(scan(&again, &access).await.0, 401);
     let config = again.stop();
     let third = TestGateway::start_in(config, false).await;
-    assert_eq!(scan(&third, &access).await.0, 401, "a dead family stays dead after a restart");
+    assert_eq!(
+        scan(&third, &access).await.0,
+        401,
+        "a dead family stays dead after a restart"
+    );
 }
 
 #[tokio::test]
@@ -358,7 +408,13 @@ async fn a_state_file_that_is_not_sqlite_is_a_startup_error_naming_it() {
     std::fs::write(&config.path, xml(&cfg, &connection(true, 0))).unwrap();
     let state = config.dir.path().join("scangate-state.db");
     std::fs::write(&state, vec![0x55; 8192]).unwrap();
-    let err = scangate::state::Gateway::start(&config.path).unwrap_err().to_string();
+    let err = scangate::state::Gateway::start(&config.path)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&state.display().to_string()), "{err}");
-    assert_eq!(std::fs::read(&state).unwrap(), vec![0x55; 8192], "never reset");
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        vec![0x55; 8192],
+        "never reset"
+    );
 }

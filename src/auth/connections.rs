@@ -103,8 +103,10 @@ impl Connections {
     /// counters; `gone` sees each one that left the config, so its series can go too.
     pub fn apply(&self, entries: &[ConnectionEntry], mut gone: impl FnMut(&ConnectionRecord)) {
         let previous = self.by_client.load_full();
-        let mut stats_by_name: HashMap<&str, &Arc<TokenStats>> =
-            previous.values().map(|r| (r.name.as_str(), &r.stats)).collect();
+        let mut stats_by_name: HashMap<&str, &Arc<TokenStats>> = previous
+            .values()
+            .map(|r| (r.name.as_str(), &r.stats))
+            .collect();
         let next: HashMap<Box<str>, Arc<ConnectionRecord>> = entries
             .iter()
             .map(|e| {
@@ -128,7 +130,10 @@ impl Connections {
             })
             .collect();
         let left: Vec<&str> = stats_by_name.into_keys().collect();
-        for record in previous.values().filter(|r| left.contains(&r.name.as_str())) {
+        for record in previous
+            .values()
+            .filter(|r| left.contains(&r.name.as_str()))
+        {
             gone(record);
         }
         self.by_client.store(Arc::new(next));

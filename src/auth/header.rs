@@ -2,7 +2,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use super::token::MAX_TOKEN_BYTES;
+use super::jwt::MAX_JWT_BYTES;
 
 /// Why a request carried no usable token. Cheap to return: these are expected outcomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,7 +10,7 @@ pub enum AuthFailure {
     /// No `AuthRequestField` header (or several).
     Missing,
     /// The header is not `Bearer <token>` when the Bearer scheme is required, or is empty, or the
-    /// token is longer than [`MAX_TOKEN_BYTES`].
+    /// credential is longer than [`MAX_CREDENTIAL_BYTES`].
     Scheme,
     /// The digest is not in the token map.
     Unknown,
@@ -52,6 +52,10 @@ impl AuthFailure {
     }
 }
 
+/// The longest credential read from the header: an access token (JWT). A static token is held to
+/// its own, shorter cap by the caller before it is hashed.
+pub const MAX_CREDENTIAL_BYTES: usize = MAX_JWT_BYTES;
+
 /// Extracts the token bytes from `headers`.
 ///
 /// With `bearer`, the value must be `Bearer` (any case), exactly one space, then the token (RFC 6750
@@ -82,7 +86,7 @@ pub fn extract<'a>(
         raw
     };
     if token.is_empty()
-        || token.len() > MAX_TOKEN_BYTES
+        || token.len() > MAX_CREDENTIAL_BYTES
         || token.iter().any(|&b| b == b' ' || b == b'\t')
     {
         return Err(AuthFailure::Scheme);
@@ -153,7 +157,7 @@ mod tests {
             ),
             Err(AuthFailure::Scheme)
         );
-        let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
+        let long = format!("Bearer {}", "a".repeat(MAX_CREDENTIAL_BYTES + 1));
         assert_eq!(
             extract(&headers(&[("Authorization", &long)]), &AUTH, true),
             Err(AuthFailure::Scheme)

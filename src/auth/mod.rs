@@ -9,5 +9,6 @@ pub mod jwt;
 pub mod memo;
 pub mod policy;
 pub mod principal;
+pub mod sessions;
 pub mod store;
 pub mod token;

@@ -50,7 +50,7 @@ impl SessionMetrics {
             exchanges.clone(),
         );
         for result in EXCHANGE_RESULTS {
-            exchanges.get_or_create(&ExchangeLabels { result });
+            let _ = exchanges.get_or_create(&ExchangeLabels { result });
         }
         let reuses = Family::default();
         registry.register(
@@ -63,7 +63,9 @@ impl SessionMetrics {
 
     pub(crate) fn exchange(&self, result: &'static str) {
         debug_assert!(EXCHANGE_RESULTS.contains(&result), "{result}");
-        self.exchanges.get_or_create(&ExchangeLabels { result }).inc();
+        self.exchanges
+            .get_or_create(&ExchangeLabels { result })
+            .inc();
     }
 
     pub(crate) fn reused(&self, connection: &str) {

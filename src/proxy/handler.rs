@@ -22,8 +22,9 @@ use crate::auth::memo::DigestMemo;
 use crate::auth::policy;
 use crate::auth::principal::Principal;
 use crate::auth::store::Lookup;
-use crate::metrics::UpstreamErrorKind;
+use crate::auth::token::MAX_TOKEN_BYTES;
 use crate::config::validate::connections::now_secs;
+use crate::metrics::UpstreamErrorKind;
 use crate::state::{Gateway, Snapshot};
 
 /// What the handler knows about the downstream connection.
@@ -140,7 +141,10 @@ async fn proxy(
                 h.insert(X_SCANGATE_TENANTS.clone(), tenants.clone());
             }
             if p.root_tenant() {
-                h.insert(X_SCANGATE_ROOT_TENANT.clone(), HeaderValue::from_static("1"));
+                h.insert(
+                    X_SCANGATE_ROOT_TENANT.clone(),
+                    HeaderValue::from_static("1"),
+                );
             }
         }
     }
@@ -225,6 +229,9 @@ fn authenticate(
         }
         _ => None,
     };
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(jwt_failure.unwrap_or(AuthFailure::Scheme));
+    }
     match gw.tokens.lookup(&memo.digest(key, snap.generation, token)) {
         Lookup::Valid(record) => Ok(Some(Principal::Token(record))),
         Lookup::Disabled(_) => Err(AuthFailure::Disabled),
