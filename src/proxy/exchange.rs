@@ -116,7 +116,6 @@ pub async fn serve(
                 let name = gw.connections.get(client_id).map(|c| c.name.clone());
                 gw.metrics.refresh_reused(name.as_deref().unwrap_or(""));
             }
-            access.reason = Some(why.as_str());
             Err(refuse(ExchangeRefusal::InvalidGrant))
         }
         Err(ExchangeError::Unavailable(e)) => {
