@@ -343,15 +343,18 @@ fn open_sessions(
     // The store is async; this runs before any runtime exists, or inside a reload's blocking
     // thread, so it gets a runtime of its own on a thread of its own.
     let loaded = std::thread::scope(|s| {
-        s.spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
+        let load = s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| StoreError::Runtime(e.to_string()))?
-                .block_on(store.dead_families(now))
-        })
-        .join()
-        .unwrap_or_else(|_| Err(StoreError::Runtime("the loading thread panicked".into())))
+                .map_err(|source| StoreError::File {
+                    path: path.clone(),
+                    source,
+                })?;
+            rt.block_on(store.dead_families(now))
+        });
+        load.join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })?;
     for dead in &loaded {
         connections.kill_family(&dead.family, dead.until);
