@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use super::{CliError, ConfigArg};
+use super::{columns, CliError, ConfigArg};
 
 const TOKEN: EntryKind = EntryKind::Token;
 use crate::auth::token::{check_plaintext, encode_value, mint, TokenKey};
@@ -294,27 +294,5 @@ fn table(rows: &[Listed<'_>]) -> String {
             r.description.unwrap_or("").to_owned(),
         ]
     });
-    let lines: Vec<[String; 6]> = std::iter::once(header.map(str::to_owned))
-        .chain(cells)
-        .collect();
-    let mut widths = [0usize; 6];
-    for line in &lines {
-        for (w, cell) in widths.iter_mut().zip(line) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for line in &lines {
-        let mut row = String::new();
-        for (i, cell) in line.iter().enumerate() {
-            row.push_str(cell);
-            if i + 1 < line.len() {
-                let pad = widths[i] - cell.chars().count() + 2;
-                row.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push_str(row.trim_end());
-        out.push('\n');
-    }
-    out
+    columns(header, cells)
 }

@@ -16,6 +16,7 @@ mod list;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Serialize, Serializer};
 
@@ -227,7 +228,8 @@ pub fn add(config: &Path, spec: &Spec, now: u64) -> Result<Added, ConnectionErro
 
 /// MDR's console "Refresh": moves `NotBefore` to now, so every token family issued before dies
 /// at the next reload, clears `Revoked`, and returns a refresh token that begins a new family at
-/// that same `NotBefore`.
+/// that same `NotBefore`. Returns once the clock has reached it (a second or two at most, after
+/// another refresh or a revoke in the same second).
 pub fn refresh(config: &Path, name: &str, now: u64) -> Result<Refreshed, ConnectionError> {
     let mut begun = None;
     let settings = ConfigFile::edit(config, |file, doc| {
@@ -239,6 +241,7 @@ pub fn refresh(config: &Path, name: &str, now: u64) -> Result<Refreshed, Connect
     })?
     .expect("refresh always writes");
     let (key, client_id, not_before) = begun.expect("set by the edit");
+    wait_until(not_before);
     let enabled = (settings.auth.connections.iter()).any(|c| c.name == name && c.enabled);
     let token = issue(&key, &settings, name, client_id, not_before);
     Ok(Refreshed { token, enabled })
@@ -298,6 +301,24 @@ pub fn next_not_before(current: Option<u64>, now: u64) -> u64 {
     match current {
         Some(current) if current >= now => current + 1,
         _ => now,
+    }
+}
+
+/// The longest [`wait_until`] sleeps: a `NotBefore` further ahead was written by hand.
+const MAX_WAIT: Duration = Duration::from_secs(3);
+
+/// Sleeps until the clock reaches `at`, when that is at most [`MAX_WAIT`] away. A refresh in the
+/// same second as an earlier refresh or revoke begins its family a second or two ahead
+/// ([`next_not_before`]); handing the token out only once that moment has come keeps its `iat`
+/// out of the future and makes its first exchange count as one since `NotBefore` in `list`.
+fn wait_until(at: u64) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    if let Some(ahead) = Duration::from_secs(at).checked_sub(now) {
+        if ahead <= MAX_WAIT {
+            std::thread::sleep(ahead);
+        }
     }
 }
 

@@ -385,3 +385,14 @@ async fn list_reads_exchanges_from_the_store_and_warns_when_it_cannot() {
     assert_eq!(listing.connections[0].status, Status::Enabled);
     assert_eq!(listing.connections[0].last_exchange, None);
 }
+
+#[test]
+fn a_refresh_in_the_same_second_as_the_add_returns_once_its_family_has_begun() {
+    let (_dir, config) = folder(true);
+    let now = crate::config::validate::connections::now_secs();
+    add(&config, &spec("siem"), now).unwrap();
+    let refreshed = refresh(&config, "siem", now).unwrap();
+    let fit = claims(&refreshed.token.refresh_token, now).fit;
+    assert_eq!(fit, now + 1);
+    assert!(crate::config::validate::connections::now_secs() >= fit);
+}
