@@ -250,6 +250,15 @@ fn bad_inputs_are_refused_with_their_exact_words() {
     let dir = seeded("http://127.0.0.1:9");
     let ok = scangate(&dir.path, &["connection", "add", "--name", "siem"]);
     printed(&ok, &dir.path);
+    let check = scangate(&dir.path, &["check"]);
+    let valid = format!(
+        "{}: valid; tokens: 1 enabled, 0 disabled; connections: 1 enabled, 0 disabled\n",
+        dir.path.display()
+    );
+    assert_eq!(
+        (check.code, check.stdout, check.stderr),
+        (Some(0), valid, String::new())
+    );
     let add = |extra: &[&'static str]| {
         let mut args = vec!["connection", "add", "--name", "new"];
         args.extend_from_slice(extra);
