@@ -11,6 +11,8 @@
 //! [`ops`] holds the operations that change connections (add, refresh, revoke, …), shared by the
 //! CLI and the web console.
 
+pub mod ops;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -18,8 +20,6 @@ use arc_swap::ArcSwap;
 use compact_str::CompactString;
 use dashmap::DashMap;
 use http::HeaderValue;
-
-pub mod ops;
 
 use super::header::AuthFailure;
 use super::jwt::Claims;

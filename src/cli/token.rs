@@ -11,12 +11,12 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::{columns, CliError, ConfigArg};
-
-const TOKEN: EntryKind = EntryKind::Token;
 use crate::auth::token::{check_plaintext, encode_value, mint, TokenKey};
 use crate::config::edit::{check_new_name, ConfigFile, Document, EntryKind, NewToken};
 use crate::config::validate::{check_description, check_tenant, parse_role};
 use crate::config::{load, Role};
+
+const TOKEN: EntryKind = EntryKind::Token;
 
 /// `scangate token …`. No Debug: `add` and `rotate` may hold a token.
 #[derive(clap::Args)]
