@@ -144,6 +144,18 @@ fn add_takes_the_lifetime_from_the_config_and_creates_a_missing_key_only_when_no
     let key = TokenKey::read(&key_path).unwrap();
     let keys = JwtKeys::derive(&key);
     assert!(jwt::verify(&keys, Kind::Refresh, &added.token.refresh_token, NOW).is_ok());
+    // The connection's tokens are signed with that key now: a lost key is not replaced.
+    std::fs::remove_file(&key_path).unwrap();
+    let err = add(&config, &spec("soar"), NOW).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: token key file is missing, but the config already holds 1 token(s) and \
+             connection(s) that depend on it; restore that key file rather than create a new one",
+            key_path.display()
+        )
+    );
+    assert!(!key_path.exists());
 }
 
 #[test]
