@@ -340,22 +340,7 @@ fn open_sessions(
     let StateStore::Sqlite(path) = &settings.gateway.sessions.state_store;
     let store: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(path)?);
     let now = crate::config::validate::connections::now_secs();
-    // The store is async; this runs before any runtime exists, or inside a reload's blocking
-    // thread, so it gets a runtime of its own on a thread of its own.
-    let loaded = std::thread::scope(|s| {
-        let load = s.spawn(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|source| StoreError::File {
-                    path: path.clone(),
-                    source,
-                })?;
-            rt.block_on(store.dead_families(now))
-        });
-        load.join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })?;
+    let loaded = crate::auth::sessions::block_on(store.dead_families(now))?;
     for dead in &loaded {
         connections.kill_family(&dead.family, dead.until);
     }

@@ -7,6 +7,11 @@
 //! `connection refresh` and `revoke` move to now), and the family has not been killed by a reuse
 //! of one of its refresh tokens. The config feeds the first two on every reload; the session
 //! store feeds the dead families at start-up and the exchange endpoint adds to them.
+//!
+//! [`ops`] holds the operations that change connections (add, refresh, revoke, …), shared by the
+//! CLI and the web console.
+
+pub mod ops;
 
 use std::collections::HashMap;
 use std::sync::Arc;

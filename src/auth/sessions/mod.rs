@@ -40,6 +40,9 @@ pub struct DeadFamily {
 /// Why the store failed. Display names the file and the cause; never a token or a `jti`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No runtime could be started to run a store call from synchronous code.
+    #[error("cannot start a runtime for the session store: {0}")]
+    Runtime(std::io::Error),
     /// The file could not be created or inspected (no such folder, a path through a regular file,
     /// permission denied), or the path is not a regular file.
     #[error("{}: cannot create or inspect session state store: {source}", path.display())]
@@ -102,6 +105,23 @@ pub enum StoreError {
         /// Tokio's error.
         source: tokio::task::JoinError,
     },
+}
+
+/// Runs a store call to completion from synchronous code, inside a runtime or outside any (the
+/// CLI, start-up, a reload's blocking thread): on a thread of its own with a runtime of its own,
+/// since a runtime cannot be blocked on from one of its own threads.
+pub fn block_on<T: Send>(call: StoreFuture<'_, T>) -> Result<T, StoreError> {
+    std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(StoreError::Runtime)?
+                .block_on(call)
+        });
+        run.join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// The future every store method returns: boxed so the trait is object safe (`Arc<dyn

@@ -271,9 +271,16 @@ pub fn check_description(text: &str) -> Result<(), String> {
     }
 }
 
-/// `Tenant`: 1–100 characters, no control characters (it goes into `X-Scangate-Tenants`).
+/// `Tenant`: 1–100 characters, no control characters and no comma: it goes into
+/// `X-Scangate-Tenants`, where commas separate tenants, so `acme,globex` would widen the scope.
 pub fn check_tenant(text: &str) -> Result<(), String> {
-    short_text("Tenant", text, 100)
+    short_text("Tenant", text, 100)?;
+    if text.contains(',') {
+        return Err(
+            "Tenant must not contain a comma, which separates tenants in X-Scangate-Tenants".into(),
+        );
+    }
+    Ok(())
 }
 
 /// `Role`: scangate's names, or the MDR spellings an MDR user would write.
