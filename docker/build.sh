@@ -33,6 +33,7 @@ mkdir -p "$context"
 strip --strip-all -o "$context/scangate" "$bin"
 cp "$ca_bundle" "$context/ca-certificates.crt"
 cp docker/passwd docker/group "$context/"
+mkdir -p "$context/state"
 
 docker build --quiet --tag "$image" --file docker/Dockerfile "$context" >/dev/null
 size="$(docker image inspect --format '{{.Size}}' "$image")"

@@ -51,6 +51,8 @@ enum Command {
     Demo(scangate::cli::demo::DemoArgs),
     /// Manage API tokens in the config file (the kl_access_util counterpart).
     Token(scangate::cli::token::TokenArgs),
+    /// Manage MDR API connections in the config file: refresh tokens exchanged for access tokens.
+    Connection(scangate::cli::connection::ConnectionArgs),
     /// Validate the config and key files; exit 1 when any error is found.
     Check(scangate::cli::check::CheckArgs),
     /// GET an admin URL; exit 0 on 200, else 1 (Docker HEALTHCHECK in an image without curl).
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         Command::Emulator(args) => scangate::cli::emulator::run(args),
         Command::Demo(args) => scangate::cli::demo::run(args),
         Command::Token(args) => scangate::cli::token::run(args),
+        Command::Connection(args) => scangate::cli::connection::run(args),
         Command::Check(args) => scangate::cli::check::run(args),
         Command::Healthcheck(args) => scangate::cli::healthcheck::run(args),
     }

@@ -6,16 +6,20 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use http::{HeaderName, HeaderValue};
+use http::HeaderName;
 
+use crate::auth::connections::Connections;
+use crate::auth::jwt::JwtKeys;
+use crate::auth::sessions::{SessionStore, SqliteStore, StoreError};
 use crate::auth::store::{ApplyCounts, TokenStore};
 use crate::auth::token::TokenKey;
-use crate::config::{self, LoadError, Loaded, Settings};
+use crate::config::{self, LoadError, Loaded, Settings, StateStore};
 use crate::metrics::{Metrics, ReloadResult};
+use crate::proxy::error::Challenge;
 use crate::proxy::tls::{self, TlsError};
 use crate::proxy::upstream::{UpstreamError, UpstreamSet};
 
@@ -30,6 +34,8 @@ pub struct Snapshot {
     pub settings: Settings,
     /// The HMAC key; `None` only when UseAccessToken is 0.
     pub key: Option<TokenKey>,
+    /// The API connections' JWT signing keys, derived from `key`.
+    pub jwt: Option<JwtKeys>,
     /// `AuthRequestField`.
     pub auth_field: HeaderName,
     /// `UseAccessToken`.
@@ -37,7 +43,7 @@ pub struct Snapshot {
     /// `UseBearerAuthScheme`.
     pub bearer: bool,
     /// `WWW-Authenticate` value for 401s, built once.
-    pub challenge: HeaderValue,
+    pub challenge: Challenge,
     /// `MaxTCPFileSize`, in bytes.
     pub max_request_bytes: u64,
     /// `SessionTimeout`; `None` = unlimited.
@@ -60,6 +66,9 @@ pub enum ReloadError {
     /// The TLS certificate or key at start-up. (On reload a bad certificate keeps the old one.)
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The session store the API connections need could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What a successful reload changed.
@@ -84,6 +93,12 @@ pub struct Gateway {
     pub config_path: PathBuf,
     /// The live token map.
     pub tokens: TokenStore,
+    /// The live view of API connections and their dead token families.
+    pub connections: Connections,
+    /// Where single use is recorded; opened when the first Connection appears.
+    sessions: OnceLock<Arc<dyn SessionStore>>,
+    /// When the session store last dropped expired marks (unix seconds).
+    pub(crate) last_purge: AtomicU64,
     /// The current snapshot.
     pub snapshot: ArcSwap<Snapshot>,
     /// Serialises reloads and remembers the last content hash.
@@ -132,9 +147,16 @@ impl Gateway {
         crate::heap::release_free_pages();
         let metrics = Metrics::new();
         metrics.config_in_force(1, counts.enabled, counts.disabled);
+        let sessions = OnceLock::new();
+        let connections = Connections::default();
+        open_sessions(&sessions, &connections, &snapshot.settings)?;
+        connections.apply(&take_connections(&mut snapshot), |_| {});
         Ok(Arc::new(Gateway {
             config_path: path.to_owned(),
             tokens,
+            connections,
+            sessions,
+            last_purge: AtomicU64::new(0),
             snapshot: ArcSwap::from_pointee(snapshot),
             reload_lock: Mutex::new(Some(hash)),
             generation: AtomicU64::new(1),
@@ -214,6 +236,13 @@ impl Gateway {
                 self.metrics.forget_token(meter);
             }
         });
+        open_sessions(&self.sessions, &self.connections, &snapshot.settings)?;
+        self.connections
+            .apply(&take_connections(&mut snapshot), |gone| {
+                if let Some(meter) = gone.stats.meter.get() {
+                    self.metrics.forget_token(meter);
+                }
+            });
         // The parse's garbage is freed by now; hand its pages back before the next one.
         crate::heap::release_free_pages();
         self.forget_removed_upstreams(&previous, &snapshot);
@@ -264,11 +293,6 @@ fn build_snapshot(
         settings.gateway.max_upstream_connections,
         previous.map(|p| &p.upstreams),
     )?;
-    let scheme = if settings.auth.bearer {
-        "Bearer"
-    } else {
-        "Token"
-    };
     let server_tls = match (&settings.server.tls, previous) {
         (None, _) => None,
         (Some(files), previous) => match tls::load(files) {
@@ -284,11 +308,10 @@ fn build_snapshot(
             },
         },
     };
-    let challenge =
-        HeaderValue::from_str(&format!("{scheme} realm=\"{}\"", settings.gateway.realm))
-            .expect("validated realm is a valid header value");
+    let challenge = Challenge::new(&settings.gateway.realm, settings.auth.bearer);
     Ok(Snapshot {
         generation,
+        jwt: key.as_ref().map(JwtKeys::derive),
         key,
         auth_field: settings.auth.request_field.clone(),
         auth_enabled: settings.auth.use_access_token,
@@ -307,6 +330,45 @@ fn build_snapshot(
 /// benches/RESULTS.md), so `Snapshot::settings.auth.tokens` is always empty.
 fn take_tokens(snapshot: &mut Snapshot) -> Vec<config::TokenEntry> {
     std::mem::take(&mut snapshot.settings.auth.tokens)
+}
+
+/// Moves the connections out of the snapshot into [`Connections`], as the tokens are moved.
+fn take_connections(snapshot: &mut Snapshot) -> Vec<config::ConnectionEntry> {
+    std::mem::take(&mut snapshot.settings.auth.connections)
+}
+
+/// Opens the session store the first time the config has a Connection, and loads the families
+/// a reuse killed before the last restart, so none of their tokens works again. A store that
+/// cannot be opened fails the load: exchanges cannot be single use without it.
+fn open_sessions(
+    slot: &OnceLock<Arc<dyn SessionStore>>,
+    connections: &Connections,
+    settings: &Settings,
+) -> Result<(), StoreError> {
+    if settings.auth.connections.is_empty() || slot.get().is_some() {
+        return Ok(());
+    }
+    let StateStore::Sqlite(path) = &settings.gateway.sessions.state_store;
+    let store: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(path)?);
+    let now = crate::config::validate::connections::now_secs();
+    let loaded = crate::auth::sessions::block_on(store.dead_families(now))?;
+    for dead in &loaded {
+        connections.kill_family(&dead.family, dead.until);
+    }
+    tracing::info!(
+        store = %path.display(),
+        dead_families = loaded.len(),
+        "session store opened"
+    );
+    let _ = slot.set(store);
+    Ok(())
+}
+
+impl Gateway {
+    /// The session store, once the config has a Connection.
+    pub fn sessions(&self) -> Option<&Arc<dyn SessionStore>> {
+        self.sessions.get()
+    }
 }
 
 fn warn_restart_needed(old: &Settings, new: &Settings) {

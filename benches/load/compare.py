@@ -22,7 +22,7 @@ import peers  # noqa: E402
 import procs  # noqa: E402
 import report  # noqa: E402
 
-PHASES = ["load1", "load2", "tokens", "upload", "https", "reload"]
+PHASES = ["load1", "load2", "tokens", "upload", "https", "reload", "connections"]
 GIB = 1 << 30
 
 
@@ -197,6 +197,58 @@ class Bench:
             self.targets.check("auth on vs off", "≤ 3 % req/s difference",
                                f"on/off {r_auth:.3f} ({(r_auth - 1) * 100:+.1f} %)",
                                abs(1 - r_auth) <= 0.03)
+
+    def connections(self):
+        """An API connection's access token against a static token on one gateway, interleaved;
+        then exchanges per second, one client rotating its refresh token, end to end."""
+        n = self.args.tokens
+        proxy_cpus, load_cpus = self.cpus(1)
+        backend, burl = self.start_backend(1, load_cpus)
+        cfg = self.path("scangate-conn.xml")
+        srv, url = self.start_scangate("scangate-conn", burl, n, 1, proxy_cpus, config=cfg)
+        static = self.stable_token(n)
+        procs.wait_ready(backend, burl, None, 30)
+        procs.wait_ready(srv, url, static, 120)
+        added = json.loads(subprocess.check_output(
+            [self.args.scangate, "connection", "add", "--config", cfg, "--name", "bench",
+             "--role", "SecurityOfficer", "--json"], cwd=self.work, stderr=subprocess.DEVNULL))
+        confirm = f"{url}/api/v1/{added['client_id']}/session/confirm"
+        # The folder watch applies the edit within a second; until then the path is not an
+        # exchange and gets 401 without consuming anything.
+        deadline = time.monotonic() + 30
+        while True:
+            status, pair = exchange(confirm, added["refresh_token"])
+            if status == 200:
+                break
+            if status != 401 or time.monotonic() > deadline:
+                raise RuntimeError(f"exchange answered {status}: {pair}")
+            time.sleep(0.1)
+        access = pair["access_token"]
+        procs.wait_ready(srv, url, access, 10)
+        targets = [("static token", srv, url), ("access token", srv, url)]
+        log(f"\n== connections: access token against static token, {n} tokens, 1 worker")
+        results = self.run_rounds(targets, {"static token": static, "access token": access},
+                                  load_cpus)
+        count, refresh = self.args.exchanges, pair["refresh_token"]
+        started = time.monotonic()
+        for _ in range(count):
+            status, pair = exchange(confirm, refresh)
+            if status != 200:
+                raise RuntimeError(f"exchange answered {status}: {pair}")
+            refresh = pair["refresh_token"]
+        per_second = count / (time.monotonic() - started)
+        self.stop(srv, backend)
+        text = (f"One scangate (1 worker) with {n} static tokens and one API connection; the same "
+                f"server measured with each credential, interleaved. Pinning: "
+                f"{pin_text(proxy_cpus, load_cpus)}.\n\n"
+                + report.table(results, ["static token", "access token"]) + "\n\n"
+                + report.ratios(results, "access token", ["static token"]) + "\n\n"
+                + f"Exchanges: {count} in a row, each presenting the refresh token the last one "
+                f"returned (SQLite store, Python http.client client): {per_second:.0f} per second.\n")
+        self.section("API connections: access token against static token", text)
+        r = report.ratio(results, "access token", "static token", "rps")
+        self.targets.check("access token vs static token", "within 3 % req/s",
+                           f"{r:.3f} ({(r - 1) * 100:+.1f} %)", abs(1 - r) <= 0.03)
 
     def token_counts(self):
         counts = [1, self.args.tokens, self.args.max_tokens]
@@ -462,6 +514,25 @@ class Bench:
         return "\n".join(out)
 
 
+def exchange(url, refresh):
+    """One session/confirm; returns the status and the JSON body (or the text)."""
+    import http.client
+    host, _, port = url.split("://", 1)[1].split("/", 1)[0].rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        path = "/" + url.split("://", 1)[1].split("/", 1)[1]
+        conn.request("POST", path, body=json.dumps({"refresh_token": refresh}),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        body = resp.read()
+        try:
+            return resp.status, json.loads(body)
+        except ValueError:
+            return resp.status, body.decode(errors="replace")
+    finally:
+        conn.close()
+
+
 def mix(part, base, n):
     """Variant text: `base` with its first 1 % of tokens taken from `part`."""
     k = max(1, n // 100)
@@ -528,6 +599,7 @@ def main():
     p.add_argument("--reload-seconds", type=int, default=20)
     p.add_argument("--latency-samples", type=int, default=10)
     p.add_argument("--upload-bytes", type=int, default=GIB)
+    p.add_argument("--exchanges", type=int, default=500, help="connections: exchanges in a row")
     p.add_argument("--scangate", default="target/release/scangate")
     p.add_argument("--scangate-log", default="info,scangate::access=off",
                    help="RUST_LOG for scangate (access log off, like the peers)")
@@ -555,7 +627,7 @@ def main():
         for phase in phases:
             {"load1": lambda: bench.load(1), "load2": lambda: bench.load(2),
              "tokens": bench.token_counts, "upload": bench.upload, "https": bench.https,
-             "reload": bench.reload}[phase]()
+             "reload": bench.reload, "connections": bench.connections}[phase]()
     finally:
         procs.stop_all()
         if not args.keep:

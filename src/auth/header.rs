@@ -2,7 +2,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use super::token::MAX_TOKEN_BYTES;
+use super::jwt::MAX_JWT_BYTES;
 
 /// Why a request carried no usable token. Cheap to return: these are expected outcomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,8 +10,8 @@ pub enum AuthFailure {
     /// No `AuthRequestField` header.
     Missing,
     /// The header appears more than once (which copy counts would be a guess), or is not
-    /// `Bearer <token>` when the Bearer scheme is required, or is empty, or the token is longer
-    /// than [`MAX_TOKEN_BYTES`].
+    /// `Bearer <token>` when the Bearer scheme is required, or is empty, or the credential is
+    /// longer than [`MAX_CREDENTIAL_BYTES`].
     Scheme,
     /// The digest is not in the token map.
     Unknown,
@@ -19,9 +19,25 @@ pub enum AuthFailure {
     Disabled,
     /// The token is valid but its role may not call this method and path (403, not 401).
     Forbidden,
+    /// An access token (JWT) that is malformed, forged, of the wrong kind (a refresh token) or for
+    /// a connection that does not exist (RFC 6750 `invalid_token`).
+    InvalidToken,
+    /// An access token past its `exp`.
+    Expired,
+    /// An access token of a connection that is disabled or revoked, or of a dead family.
+    Revoked,
 }
 
 impl AuthFailure {
+    /// Whether the credential was an access token, whose 401 says `error="invalid_token"` so an
+    /// MDR-style client knows to exchange its refresh token again.
+    pub fn is_access_token(self) -> bool {
+        matches!(
+            self,
+            AuthFailure::InvalidToken | AuthFailure::Expired | AuthFailure::Revoked
+        )
+    }
+
     /// The label used in logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -30,9 +46,16 @@ impl AuthFailure {
             AuthFailure::Unknown => "unknown",
             AuthFailure::Disabled => "disabled",
             AuthFailure::Forbidden => "forbidden",
+            AuthFailure::InvalidToken => "invalid_token",
+            AuthFailure::Expired => "expired",
+            AuthFailure::Revoked => "revoked",
         }
     }
 }
+
+/// The longest credential read from the header: an access token (JWT). A static token is held to
+/// its own, shorter cap by the caller before it is hashed.
+pub const MAX_CREDENTIAL_BYTES: usize = MAX_JWT_BYTES;
 
 /// Extracts the token bytes from `headers`.
 ///
@@ -64,7 +87,7 @@ pub fn extract<'a>(
         raw
     };
     if token.is_empty()
-        || token.len() > MAX_TOKEN_BYTES
+        || token.len() > MAX_CREDENTIAL_BYTES
         || token.iter().any(|&b| b == b' ' || b == b'\t')
     {
         return Err(AuthFailure::Scheme);
@@ -135,7 +158,7 @@ mod tests {
             ),
             Err(AuthFailure::Scheme)
         );
-        let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
+        let long = format!("Bearer {}", "a".repeat(MAX_CREDENTIAL_BYTES + 1));
         assert_eq!(
             extract(&headers(&[("Authorization", &long)]), &AUTH, true),
             Err(AuthFailure::Scheme)

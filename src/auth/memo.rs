@@ -8,19 +8,32 @@
 //! 128-bit tag. The digest is then looked up in the live store as usual, so a token disabled or
 //! removed by a reload is refused on its very next request. A new generation (which may carry a
 //! new key) empties the memo.
+//!
+//! An access token (a JWT) is remembered the same way: its verified claims under its tag, so a
+//! keep-alive client pays for the signature check once per connection. The claims are judged
+//! against the live connection view on every request, so a revocation or an expiry applies to
+//! the next one.
 
 use std::hash::Hasher;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use siphasher::sip128::{Hasher128, SipHasher13};
 use subtle::ConstantTimeEq;
 
+use super::jwt::{self, Claims, JwtError, JwtKeys, Kind};
 use super::token::{Digest, TokenKey};
 
-/// The last token's digest on one connection.
+/// The last token's digest on one connection, and the last access token's claims.
 #[derive(Default)]
 pub struct DigestMemo {
     slot: Mutex<Option<Remembered>>,
+    access: Mutex<Option<Verified>>,
+}
+
+struct Verified {
+    generation: u64,
+    tag: [u8; 16],
+    claims: Arc<Claims>,
 }
 
 struct Remembered {
@@ -58,6 +71,37 @@ impl DigestMemo {
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Remembered>> {
         self.slot.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The claims of access token `token`, verified under `keys` (generation `generation`) at
+    /// `now`: from the memo when this connection's last access token was the same, else verified
+    /// and remembered. Failures are not remembered. The caller still checks `exp` and the
+    /// connection, since remembered claims were verified earlier.
+    pub fn access_claims(
+        &self,
+        keys: &JwtKeys,
+        generation: u64,
+        token: &[u8],
+        now: u64,
+    ) -> Result<Arc<Claims>, JwtError> {
+        let tag = tag(token);
+        if let Some(v) = lock(&self.access).as_ref() {
+            if v.generation == generation && bool::from(v.tag.ct_eq(&tag)) {
+                return Ok(Arc::clone(&v.claims));
+            }
+        }
+        let text = std::str::from_utf8(token).map_err(|_| JwtError::Malformed)?;
+        let claims = Arc::new(jwt::verify(keys, Kind::Access, text, now)?);
+        *lock(&self.access) = Some(Verified {
+            generation,
+            tag,
+            claims: Arc::clone(&claims),
+        });
+        Ok(claims)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn tag(token: &[u8]) -> [u8; 16] {

@@ -1,10 +1,17 @@
 //! Authentication: token digests and the key file ([`token`]), the live token map ([`store`]),
 //! reading the token from a request ([`header`]), what a role may call ([`policy`]), where a
-//! `scanfile` object may lie ([`scan_path`]) and the per-connection digest memo ([`memo`]).
+//! `scanfile` object may lie ([`scan_path`]), the per-connection digest memo ([`memo`]), the
+//! [`principal`] every credential resolves to, and API connections ([`jwt`], [`connections`],
+//! [`exchange`], [`sessions`]).
 
+pub mod connections;
+pub mod exchange;
 pub mod header;
+pub mod jwt;
 pub mod memo;
 pub mod policy;
+pub mod principal;
 pub mod scan_path;
+pub mod sessions;
 pub mod store;
 pub mod token;

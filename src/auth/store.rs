@@ -373,13 +373,13 @@ fn record_for(entry: &TokenEntry, stats: Option<Arc<TokenStats>>, mark: u32) -> 
     }
 }
 
-fn tenants_header(tenants: &[String]) -> Option<HeaderValue> {
+pub(crate) fn tenants_header(tenants: &[String]) -> Option<HeaderValue> {
     (!tenants.is_empty()).then(|| header_value(&tenants.join(",")))
 }
 
 /// Names and tenants are Unicode; header values should be visible ASCII. Percent-encode anything
 /// else (and `%` itself) so the backend can decode it unambiguously.
-fn header_value(text: &str) -> HeaderValue {
+pub(crate) fn header_value(text: &str) -> HeaderValue {
     let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'%';
     if text.bytes().all(plain) {
         return HeaderValue::from_str(text).expect("visible ASCII is a valid header value");

@@ -1,7 +1,8 @@
 //! `scangate check`: validates the config file and the key file the way `serve` would load them,
-//! prints every error with its position, and counts the enabled and disabled tokens. It also fails
-//! on a key file others may touch, or one that the gateway's presumed user cannot read (see
-//! [`crate::config::perms`]), and warns about what `serve` warns about at start-up.
+//! prints every error with its position, and counts the enabled and disabled tokens (and
+//! connections, when there are any). It also fails on a key file others may touch, or one that
+//! the gateway's presumed user cannot read (see [`crate::config::perms`]), and warns about what
+//! `serve` warns about at start-up.
 
 use std::io::{ErrorKind, Write as _};
 use std::path::Path;
@@ -78,6 +79,12 @@ fn execute(args: CheckArgs) -> Result<(), CliError> {
     if let Some(s) = &settings {
         let enabled = s.auth.tokens.iter().filter(|t| t.enabled).count();
         let disabled = s.auth.tokens.len() - enabled;
+        let connections = &s.auth.connections;
+        let on = connections.iter().filter(|c| c.enabled).count();
+        let connections = match connections.len() {
+            0 => String::new(),
+            all => format!("; connections: {on} enabled, {} disabled", all - on),
+        };
         let auth = if s.auth.use_access_token {
             ""
         } else {
@@ -89,7 +96,7 @@ fn execute(args: CheckArgs) -> Result<(), CliError> {
             "config valid"
         };
         let summary = format!(
-            "{}: {verdict}; tokens: {enabled} enabled, {disabled} disabled{auth}\n",
+            "{}: {verdict}; tokens: {enabled} enabled, {disabled} disabled{connections}{auth}\n",
             path.display()
         );
         let _ = std::io::stdout().lock().write_all(summary.as_bytes());

@@ -5,14 +5,17 @@
 //! - [`emulator`]: `scangate emulator`, the KAV-protocol scan-engine emulator as a process.
 //! - [`demo`]: `scangate demo`, an emulator and a gateway in one process with a throwaway token.
 //! - [`token`]: `scangate token …`, the kl_access_util and GUI counterpart: token edits in place.
+//! - [`connection`]: `scangate connection …`, MDR API connections in place (the operations live in
+//!   [`crate::auth::connections::ops`]).
 //! - [`check`]: `scangate check`, the config and key files validated as `serve` would load them.
 //! - [`healthcheck`]: `scangate healthcheck`, one GET against the admin listener for Docker.
 //! - [`process`]: what these commands share: the runtime, stop signals, exit codes.
 //!
-//! `token` and `check` fail with a [`CliError`], printed one line per problem. Their output contract:
-//! a token goes to stdout and nowhere else; every human message goes to stderr.
+//! `token`, `connection` and `check` fail with a [`CliError`], printed one line per problem. Their
+//! output contract: a token goes to stdout and nowhere else; every human message goes to stderr.
 
 pub mod check;
+pub mod connection;
 pub mod demo;
 pub mod emulator;
 pub mod healthcheck;
@@ -24,12 +27,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use self::process::{Failure, EXIT_USAGE};
+use crate::auth::connections::ops::ConnectionError;
 use crate::auth::token::KeyError;
 use crate::config::edit::EditError;
 use crate::config::LoadError;
 
-/// `--config PATH` or `SCANGATE_CONFIG`, shared by `token` and `check`. Global, so it may stand
-/// before or after the `token` subcommand.
+/// `--config PATH` or `SCANGATE_CONFIG`, shared by `token`, `connection` and `check`. Global, so
+/// it may stand before or after the subcommand.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConfigArg {
     /// The config file (kavhttpd.xml-shaped).
@@ -74,6 +78,10 @@ pub enum CliError {
         /// How many Tokens the config holds.
         tokens: usize,
     },
+    /// A connection operation failed in a way of its own (a missing key file that Values and
+    /// signatures depend on).
+    #[error(transparent)]
+    Connection(ConnectionError),
     /// Writing the listing failed.
     #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
@@ -91,6 +99,18 @@ pub enum CliError {
         /// Why stdout failed.
         source: std::io::Error,
     },
+    /// `connection add` or `refresh` wrote the config, so every older token family is dead, but
+    /// the new refresh token could not be printed.
+    #[error(
+        "connection {name:?} was written to the config but its refresh token could not be \
+         printed ({source}); run `scangate connection refresh {name}` to get a new one"
+    )]
+    RefreshTokenNotPrinted {
+        /// The connection's name.
+        name: String,
+        /// Why stdout failed.
+        source: std::io::Error,
+    },
 }
 
 impl Failure for CliError {
@@ -100,9 +120,38 @@ impl Failure for CliError {
         match self {
             CliError::Usage(_) => EXIT_USAGE,
             CliError::Edit(e) if e.is_usage() => EXIT_USAGE,
+            CliError::Connection(e) if e.is_usage() => EXIT_USAGE,
             _ => 1,
         }
     }
+}
+
+/// Rows under a header, each column as wide as its widest cell plus two spaces, trailing spaces
+/// trimmed.
+fn columns<const N: usize>(header: [&str; N], rows: impl Iterator<Item = [String; N]>) -> String {
+    let lines: Vec<[String; N]> = std::iter::once(header.map(str::to_owned))
+        .chain(rows)
+        .collect();
+    let mut widths = [0usize; N];
+    for line in &lines {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for line in &lines {
+        let mut row = String::new();
+        for (i, cell) in line.iter().enumerate() {
+            row.push_str(cell);
+            if i + 1 < N {
+                let pad = widths[i] - cell.chars().count() + 2;
+                row.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(row.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// Prints a failure as `scangate <command>: …`, one line per problem, and picks the exit code.

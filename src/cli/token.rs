@@ -10,12 +10,14 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use super::{CliError, ConfigArg};
+use super::{columns, CliError, ConfigArg};
 use crate::auth::token::{check_plaintext, encode_value, mint, TokenKey};
-use crate::config::edit::{ConfigFile, Document, NewToken};
+use crate::config::edit::{check_new_name, ConfigFile, Document, EntryKind, NewToken};
 use crate::config::perms::Access;
-use crate::config::validate::{check_description, check_name, check_tenant, parse_role};
+use crate::config::validate::{check_description, check_tenant, parse_role};
 use crate::config::{load, Role};
+
+const TOKEN: EntryKind = EntryKind::Token;
 
 /// `scangate token …`. No Debug: `add` and `rotate` may hold a token.
 #[derive(clap::Args)]
@@ -113,14 +115,14 @@ fn execute(args: TokenArgs) -> Result<(), CliError> {
         TokenCommand::Enable { name } => set_enabled(path, &name, true),
         TokenCommand::Disable { name } => set_enabled(path, &name, false),
         TokenCommand::Remove { name } => {
-            edit(path, |_, doc| Ok(Some(doc.remove(&name)?)))?;
+            edit(path, |_, doc| Ok(Some(doc.remove(TOKEN, &name)?)))?;
             eprintln!("removed token {name:?}");
             Ok(())
         }
         TokenCommand::Describe { name, description } => {
             check_description(&description).map_err(|rule| usage("--description", rule))?;
             edit(path, |_, doc| {
-                Ok(Some(doc.set_description(&name, &description)?))
+                Ok(Some(doc.set_description(TOKEN, &name, &description)?))
             })?;
             eprintln!("set the description of token {name:?}");
             Ok(())
@@ -168,20 +170,12 @@ fn read_token(input: impl BufRead) -> Result<String, CliError> {
     Ok(token.to_owned())
 }
 
-/// Locks, reads, applies `change`, validates and writes. `change` returns `None` when there is
-/// nothing to write; the result says whether the file was written.
+/// [`ConfigFile::edit`]: whether the file was written.
 fn edit<F>(path: &Path, change: F) -> Result<bool, CliError>
 where
     F: FnOnce(&ConfigFile, &Document<'_>) -> Result<Option<String>, CliError>,
 {
-    let file = ConfigFile::open(path)?;
-    let label = path.display().to_string();
-    let doc = Document::read(file.text(), &label)?;
-    let Some(new) = change(&file, &doc)? else {
-        return Ok(false);
-    };
-    file.commit(&new)?;
-    Ok(true)
+    Ok(ConfigFile::edit(path, change)?.is_some())
 }
 
 /// Prints the token, the one thing these commands put on stdout.
@@ -196,15 +190,7 @@ fn print_token(name: &str, token: &str) -> Result<(), CliError> {
 }
 
 fn add(path: &Path, args: AddArgs) -> Result<(), CliError> {
-    check_name(&args.name).map_err(|rule| usage("--name", rule))?;
-    // The validator trims XML whitespace, so such a name would not read back as given.
-    let xml_space = [' ', '\t', '\r', '\n'];
-    if args.name.trim_matches(xml_space) != args.name {
-        return Err(usage(
-            "--name",
-            "Name must not start or end with whitespace",
-        ));
-    }
+    check_new_name(&args.name).map_err(|rule| usage("--name", rule))?;
     if let Some(description) = &args.description {
         check_description(description).map_err(|rule| usage("--description", rule))?;
     }
@@ -286,7 +272,7 @@ fn rotate(path: &Path, name: &str, token: Option<String>) -> Result<(), CliError
 
 fn set_enabled(path: &Path, name: &str, enabled: bool) -> Result<(), CliError> {
     let state = if enabled { "enabled" } else { "disabled" };
-    if edit(path, |_, doc| Ok(doc.set_enabled(name, enabled)?))? {
+    if edit(path, |_, doc| Ok(doc.set_enabled(TOKEN, name, enabled)?))? {
         eprintln!("{state} token {name:?}");
     } else {
         eprintln!("token {name:?} is already {state}; nothing to do");
@@ -355,27 +341,5 @@ fn table(rows: &[Listed<'_>]) -> String {
             r.description.unwrap_or("").to_owned(),
         ]
     });
-    let lines: Vec<[String; 6]> = std::iter::once(header.map(str::to_owned))
-        .chain(cells)
-        .collect();
-    let mut widths = [0usize; 6];
-    for line in &lines {
-        for (w, cell) in widths.iter_mut().zip(line) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for line in &lines {
-        let mut row = String::new();
-        for (i, cell) in line.iter().enumerate() {
-            row.push_str(cell);
-            if i + 1 < line.len() {
-                let pad = widths[i] - cell.chars().count() + 2;
-                row.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push_str(row.trim_end());
-        out.push('\n');
-    }
-    out
+    columns(header, cells)
 }

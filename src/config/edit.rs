@@ -1,14 +1,19 @@
-//! In-place token edits: the `token` commands change Token elements and nothing else.
+//! In-place credential edits: the `token` and `connection` commands change Token and Connection
+//! elements and nothing else.
 //!
 //! [`Document`] reads the text once with quick-xml's event reader ([`outline`]), which records the
-//! byte spans of the Token elements and of the containers above them. Each edit splices new bytes
-//! into the original text: comments, order, indentation, unknown Scan Engine elements and the XML
-//! declaration stay byte for byte. New elements are written by quick-xml's writer with the
-//! indentation of their neighbours ([`layout`]).
+//! byte spans of the Token and Connection elements and of the containers above them. Each edit
+//! splices new bytes into the original text: comments, order, indentation, unknown Scan Engine
+//! elements and the XML declaration stay byte for byte. New elements ([`entry`]) are written by
+//! quick-xml's writer with the indentation of their neighbours ([`layout`]); [`add`] appends them,
+//! [`change`] sets children and removes elements.
 //!
 //! [`ConfigFile`] ([`file`]) is the filesystem side: an advisory lock beside the config, the same
 //! validation `serve` runs, and an atomic replace (temp file, fsync, rename, fsync of the folder).
 
+mod add;
+mod change;
+mod entry;
 mod file;
 mod layout;
 mod outline;
@@ -18,49 +23,13 @@ mod tests;
 use std::ops::Range;
 use std::path::PathBuf;
 
+pub use entry::{EntryKind, NewConnection, NewToken};
 pub use file::ConfigFile;
-use layout::{deeper, render, sep_before, token_node, wrapped, Node};
-use outline::{Container, Outline, Span, TokenNode};
+use outline::{EntryNode, Outline};
 
 use super::load::LoadError;
 use super::perms::Reader;
-use super::validate::{self, ConfigError, ConfigErrors};
-use super::Role;
-use crate::auth::token::decode_value;
-
-/// The children of a Token in the order scangate writes them (and Scan Engine documents them).
-const TOKEN_ORDER: &[&str] = &["Name", "Value", "Description", "Enabled", "Role", "Tenants"];
-
-/// A Token element to write. Holds the `Value` (a digest), never a token; its Debug leaves the
-/// Value out.
-#[derive(Clone, PartialEq, Eq)]
-pub struct NewToken {
-    /// `Name`, already checked against the validator's rule.
-    pub name: String,
-    /// `Value`: base64 of the keyed digest.
-    pub value: String,
-    /// `Description`, if any.
-    pub description: Option<String>,
-    /// `Enabled`.
-    pub enabled: bool,
-    /// `Role`, if any; written in scangate's spelling.
-    pub role: Option<Role>,
-    /// `Tenants/Tenant`, in order; none writes no `Tenants`.
-    pub tenants: Vec<String>,
-}
-
-impl std::fmt::Debug for NewToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewToken")
-            .field("name", &self.name)
-            .field("value", &format_args!("<redacted>"))
-            .field("description", &self.description)
-            .field("enabled", &self.enabled)
-            .field("role", &self.role)
-            .field("tenants", &self.tenants)
-            .finish()
-    }
-}
+use super::validate::{self, check_name, ConfigError, ConfigErrors};
 
 /// Why an edit was not made. Nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -74,20 +43,33 @@ pub enum EditError {
     /// The edited file would not pass validation; nothing was written.
     #[error("{}", prefixed("not written: ", .0))]
     Rejected(ConfigErrors),
-    /// No Token has this Name.
-    #[error("no token named {0:?}")]
-    UnknownName(String),
-    /// Several Tokens have this Name (the file is invalid); editing one would be a guess.
-    #[error("{count} tokens are named {name:?}; fix the file by hand first")]
-    AmbiguousName {
+    /// No Token (or Connection) has this Name.
+    #[error("no {kind} named {name:?}")]
+    UnknownName {
+        /// Token or Connection.
+        kind: EntryKind,
         /// The name.
         name: String,
-        /// How many tokens have it.
+    },
+    /// Several elements of one kind have this Name (the file is invalid); editing one would be a
+    /// guess.
+    #[error("{count} {kind}s are named {name:?}; fix the file by hand first")]
+    AmbiguousName {
+        /// Token or Connection.
+        kind: EntryKind,
+        /// The name.
+        name: String,
+        /// How many have it.
         count: usize,
     },
-    /// `add` with a Name that a Token already has.
-    #[error("a token named {0:?} already exists")]
-    NameTaken(String),
+    /// `add` with a Name that a Token or a Connection already has: one namespace for both.
+    #[error("a {kind} named {name:?} already exists")]
+    NameTaken {
+        /// The kind of the element that has it.
+        kind: EntryKind,
+        /// The name.
+        name: String,
+    },
     /// The token's digest is already the Value of another Token: the same token twice.
     #[error("that token is already in the file, as {0:?}")]
     ValueTaken(String),
@@ -131,13 +113,23 @@ pub enum EditError {
 
 impl EditError {
     /// The arguments, not the file, are at fault: a name that is missing or taken, a token already
-    /// present. The `token` commands exit 64 for these and 1 for the rest.
+    /// present. The `token` and `connection` commands exit 64 for these and 1 for the rest.
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            EditError::UnknownName(_) | EditError::NameTaken(_) | EditError::ValueTaken(_)
+            EditError::UnknownName { .. } | EditError::NameTaken { .. } | EditError::ValueTaken(_)
         )
     }
+}
+
+/// A Name for a new Token or Connection: the validator's rule, and no XML whitespace at either end,
+/// which the validator would trim so the name would not read back as given.
+pub fn check_new_name(name: &str) -> Result<(), String> {
+    check_name(name)?;
+    if name.trim_matches([' ', '\t', '\r', '\n']) != name {
+        return Err("Name must not start or end with whitespace".into());
+    }
+    Ok(())
 }
 
 /// Each error on its own line, after `prefix`.
@@ -189,212 +181,44 @@ impl<'t> Document<'t> {
 
     /// How many Token elements the file holds.
     pub fn token_count(&self) -> usize {
-        self.outline.tokens.len()
+        self.count(EntryKind::Token)
     }
 
-    /// Appends a Token to `AccessTokens`, creating `AccessTokens` (and `AuthSettings`) if missing.
-    /// It copies the layout of the last Token, or of the enclosing elements when there is none.
-    pub fn add(&self, token: &NewToken) -> Result<String, EditError> {
-        let o = &self.outline;
-        if o.tokens
-            .iter()
-            .any(|t| t.name() == Some(token.name.as_str()))
-        {
-            return Err(EditError::NameTaken(token.name.clone()));
-        }
-        self.value_free(&token.value)?;
-        let Some(last) = o.tokens.last() else {
-            // No Token to copy: build from the containers' own indentation.
-            return self.append(token);
-        };
-        let sep = sep_before(self.text, last.span.start);
-        let (inner, outer) = match last.children.first() {
-            Some(first) if !last.span.is_empty_tag() => (
-                sep_before(self.text, first.span.start).to_owned(),
-                sep_before(self.text, last.span.close_start).to_owned(),
-            ),
-            _ => (deeper(sep, sep), sep.to_owned()),
-        };
-        let node = token_node(token, &deeper(sep, &inner), inner, outer);
-        let at = last.span.end;
-        Ok(splice(
-            self.text,
-            at..at,
-            &format!("{sep}{}", render(&node)),
-        ))
+    /// How many elements of `kind` the file holds.
+    pub fn count(&self, kind: EntryKind) -> usize {
+        self.outline.entries(kind).len()
     }
 
-    /// `add` where no Token exists yet: into `AccessTokens`, `AuthSettings` or `ServerSettings`,
-    /// whichever is the deepest that exists, creating what lies below it.
-    fn append(&self, token: &NewToken) -> Result<String, EditError> {
-        let o = &self.outline;
-        let (container, name, parent) = match (o.access, o.auth, o.server) {
-            (Some(access), auth, _) => (access, "AccessTokens", auth.map(|c| c.span.start)),
-            (None, Some(auth), server) => (auth, "AuthSettings", server.map(|c| c.span.start)),
-            (None, None, Some(server)) => (server, "ServerSettings", o.root.map(|c| c.span.start)),
-            (None, None, None) => return Err(self.rejected()),
-        };
-        let own = sep_before(self.text, container.span.start);
-        let parent = parent.map_or("", |at| sep_before(self.text, at));
-        // The separator before the new child, and what lies between it and the Token.
-        let sep = match container.last_child {
-            Some(last) => sep_before(self.text, last.start).to_owned(),
-            None => deeper(parent, own),
-        };
-        let wrap: &[&str] = match name {
-            "AccessTokens" => &[],
-            "AuthSettings" => &["AccessTokens"],
-            _ => &["AuthSettings", "AccessTokens"],
-        };
-        let node = wrapped(token, wrap, own, &sep);
-        Ok(self.append_child(container, name, own, &sep, &node))
+    /// The trimmed text of `child` of the one element of `kind` called `name`; `None` when it has
+    /// no such child.
+    pub fn child_text(
+        &self,
+        kind: EntryKind,
+        name: &str,
+        child: &str,
+    ) -> Result<Option<&str>, EditError> {
+        let entry = self.find(kind, name)?;
+        Ok(entry.child(child).map(|c| c.text.as_str()))
     }
 
-    /// Appends `node` as the last child of `container`, separated by `sep`.
-    fn append_child(&self, c: Container, name: &str, own: &str, sep: &str, node: &Node) -> String {
-        let rendered = render(node);
-        let text = self.text;
-        // Where the end tag goes back to the container's indentation, if the container is on a line
-        // of its own.
-        let close = if own.contains('\n') { own } else { "" };
-        if let Some(last) = c.last_child {
-            return splice(text, last.end..last.end, &format!("{sep}{rendered}"));
-        }
-        if c.span.is_empty_tag() {
-            // `<AccessTokens/>` becomes `<AccessTokens>…</AccessTokens>`, attributes kept.
-            let start_tag = text[c.span.start..c.span.end - 2].trim_end();
-            let whole = format!("{start_tag}>{sep}{rendered}{close}</{name}>");
-            return splice(text, c.span.start..c.span.end, &whole);
-        }
-        let trail = sep_before(text, c.span.close_start);
-        let at = c.span.close_start - trail.len();
-        let close = if trail.contains('\n') { "" } else { close };
-        splice(text, at..at, &format!("{sep}{rendered}{close}"))
-    }
-
-    /// Sets `Enabled`. `None` when it already has that value.
-    pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<Option<String>, EditError> {
-        let token = self.find(name)?;
-        let value = if enabled { "1" } else { "0" };
-        if token.child("Enabled").map(|c| c.text.as_str()) == Some(value) {
-            return Ok(None);
-        }
-        Ok(Some(self.set_child(token, "Enabled", value)))
-    }
-
-    /// Replaces `Value`: `rotate`.
-    pub fn set_value(&self, name: &str, value: &str) -> Result<String, EditError> {
-        let token = self.find(name)?;
-        self.value_free(value)?;
-        Ok(self.set_child(token, "Value", value))
-    }
-
-    /// Refuses a Value that a Token already holds: that would be the same token twice.
-    fn value_free(&self, value: &str) -> Result<(), EditError> {
-        let Some(digest) = decode_value(value) else {
-            return Ok(());
-        };
-        let holder = self.outline.tokens.iter().find(|t| {
-            let held = t.child("Value").map(|c| c.text.as_str());
-            held.and_then(decode_value) == Some(digest)
-        });
-        match holder {
-            Some(t) => Err(EditError::ValueTaken(
-                t.name().unwrap_or_default().to_owned(),
-            )),
-            None => Ok(()),
-        }
-    }
-
-    /// Sets `Description`; an empty text removes the element.
-    pub fn set_description(&self, name: &str, description: &str) -> Result<String, EditError> {
-        let token = self.find(name)?;
-        if !description.is_empty() {
-            return Ok(self.set_child(token, "Description", description));
-        }
-        Ok(match token.child("Description") {
-            Some(child) => self.remove_span(child.span),
-            None => self.text.to_owned(),
-        })
-    }
-
-    /// Removes the Token and the line break and indentation before it.
-    pub fn remove(&self, name: &str) -> Result<String, EditError> {
-        Ok(self.remove_span(self.find(name)?.span))
-    }
-
-    /// The one Token called `name`.
-    fn find(&self, name: &str) -> Result<&TokenNode, EditError> {
-        let mut found = self
-            .outline
-            .tokens
-            .iter()
-            .filter(|t| t.name() == Some(name));
+    /// The one element of `kind` called `name`.
+    fn find(&self, kind: EntryKind, name: &str) -> Result<&EntryNode, EditError> {
+        let entries = self.outline.entries(kind);
+        let mut found = entries.iter().filter(|t| t.name() == Some(name));
         let first = found.next();
         let more = found.count();
         match first {
-            None => Err(EditError::UnknownName(name.to_owned())),
+            None => Err(EditError::UnknownName {
+                kind,
+                name: name.to_owned(),
+            }),
             Some(_) if more > 0 => Err(EditError::AmbiguousName {
+                kind,
                 name: name.to_owned(),
                 count: more + 1,
             }),
-            Some(token) => Ok(token),
+            Some(entry) => Ok(entry),
         }
-    }
-
-    /// Sets a text child of a Token: replaces its text (keeping the whitespace around it), or adds
-    /// the element in scangate's order when missing.
-    fn set_child(&self, token: &TokenNode, name: &str, value: &str) -> String {
-        let text = self.text;
-        let Some(child) = token.child(name) else {
-            let rank = |n: &str| TOKEN_ORDER.iter().position(|k| *k == n);
-            let before = token
-                .children
-                .iter()
-                .rev()
-                .find(|c| rank(&c.name) < rank(name));
-            let node = render(&Node::Leaf(name, value));
-            return match (before, token.children.first()) {
-                (Some(prev), _) => {
-                    let sep = sep_before(text, prev.span.start);
-                    splice(text, prev.span.end..prev.span.end, &format!("{sep}{node}"))
-                }
-                (None, Some(first)) => {
-                    let sep = sep_before(text, first.span.start);
-                    let at = first.span.start;
-                    splice(text, at..at, &format!("{node}{sep}"))
-                }
-                (None, None) => {
-                    let at = token.span.open_end;
-                    splice(text, at..at, &node)
-                }
-            };
-        };
-        let escaped = quick_xml::escape::partial_escape(value);
-        let span = child.span;
-        if span.is_empty_tag() {
-            return splice(
-                text,
-                span.start..span.end,
-                &render(&Node::Leaf(name, value)),
-            );
-        }
-        let inner = &text[span.open_end..span.close_start];
-        let ws = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n');
-        let lead = inner.len() - inner.trim_start_matches(ws).len();
-        let trail = inner.len() - inner.trim_end_matches(ws).len();
-        let range = if lead == inner.len() {
-            span.open_end..span.close_start
-        } else {
-            span.open_end + lead..span.close_start - trail
-        };
-        splice(text, range, &escaped)
-    }
-
-    /// Cuts an element and the separator before it.
-    fn remove_span(&self, span: Span) -> String {
-        let sep = sep_before(self.text, span.start);
-        splice(self.text, span.start - sep.len()..span.end, "")
     }
 
     /// The file's own errors, for an edit that has nowhere to go.
@@ -411,10 +235,22 @@ impl<'t> Document<'t> {
 
 /// `text` with `range` replaced by `with`.
 fn splice(text: &str, range: Range<usize>, with: &str) -> String {
-    let mut out = String::with_capacity(text.len() + with.len());
-    out.push_str(&text[..range.start]);
-    out.push_str(with);
-    out.push_str(&text[range.end..]);
+    splice_all(text, vec![(range, with.to_owned())])
+}
+
+/// `text` with each range replaced. Ranges do not overlap; insertions at one position keep the
+/// order they are given in.
+fn splice_all(text: &str, mut edits: Vec<(Range<usize>, String)>) -> String {
+    edits.sort_by_key(|(range, _)| range.start);
+    let added: usize = edits.iter().map(|(_, with)| with.len()).sum();
+    let mut out = String::with_capacity(text.len() + added);
+    let mut at = 0;
+    for (range, with) in &edits {
+        out.push_str(&text[at..range.start]);
+        out.push_str(with);
+        at = range.end;
+    }
+    out.push_str(&text[at..]);
     out
 }
 

@@ -116,6 +116,36 @@ pub struct AuthSettings {
     pub bearer: bool,
     /// `AccessTokens/Token`, in file order.
     pub tokens: Vec<TokenEntry>,
+    /// `ApiConnections/Connection` (scangate extension), in file order.
+    pub connections: Vec<ConnectionEntry>,
+}
+
+/// One `Connection` element: MDR's API connection. Its clients hold signed refresh and access
+/// tokens that name its `ClientId`; the file holds no secret of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionEntry {
+    /// `Name`: unique across Tokens and Connections; MDR's `author_name`. What logs, metrics and
+    /// `X-Scangate-Token-Name` show.
+    pub name: CompactString,
+    /// `ClientId`: generated, URL-safe; the `sub` of its tokens and the `{client_id}` of the
+    /// exchange URL.
+    pub client_id: String,
+    /// `Role`: mandatory for a connection (MDR asks for one).
+    pub role: Role,
+    /// `Tenants/Tenant`: the named tenants.
+    pub tenants: Vec<String>,
+    /// `Tenants/RootWithoutTenants`: MDR's "Root without tenants", assets of no tenant.
+    pub root_tenant: bool,
+    /// `Description`: up to 1000 characters.
+    pub description: Option<String>,
+    /// `Enabled`: a disabled connection's tokens are refused (401, and `invalid_grant` at the
+    /// exchange) until it is enabled again.
+    pub enabled: bool,
+    /// `NotBefore` (unix seconds; 0 when absent): every token family begun before it is dead.
+    /// `connection refresh` and `connection revoke` move it to now.
+    pub not_before: u64,
+    /// `Revoked`: set by `connection revoke`, cleared by `connection refresh`; for `list`.
+    pub revoked: bool,
 }
 
 /// One `Token` element. Holds only the keyed digest, never a token. Its Debug leaves the digest
@@ -210,6 +240,41 @@ pub struct GatewaySettings {
     /// default): no gateway-side check; present but empty: every `scanfile` is refused. Reload
     /// applies it.
     pub scanning_paths: Option<Vec<PathBuf>>,
+    /// `Sessions`: token lifetimes and the session store for API connections.
+    pub sessions: SessionSettings,
+}
+
+/// `GatewaySettings/Sessions`. Reload applies the lifetimes to tokens issued after it; the store
+/// is opened once, when the first Connection appears, and changing it needs a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// `AccessTokenLifetimeSec`: default 3600 (MDR's 1 h).
+    pub access_lifetime: std::time::Duration,
+    /// `RefreshTokenLifetimeSec`: refresh tokens an exchange returns; default 604800 (7 days).
+    pub refresh_lifetime: std::time::Duration,
+    /// `ConsoleRefreshTokenLifetimeSec`: refresh tokens `connection add`/`refresh` print;
+    /// default 86400 (24 h).
+    pub console_refresh_lifetime: std::time::Duration,
+    /// `StateStore`: where single use is recorded. Default `sqlite:scangate-state.db`.
+    pub state_store: StateStore,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            access_lifetime: std::time::Duration::from_secs(3600),
+            refresh_lifetime: std::time::Duration::from_secs(7 * 24 * 3600),
+            console_refresh_lifetime: std::time::Duration::from_secs(24 * 3600),
+            state_store: StateStore::Sqlite(PathBuf::from("scangate-state.db")),
+        }
+    }
+}
+
+/// Where the session state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateStore {
+    /// A SQLite file (one node), resolved against the config's folder.
+    Sqlite(PathBuf),
 }
 
 /// One backend scan service.

@@ -10,6 +10,7 @@
 //! the rest of the file is still checked; any error at all makes [`parse`] fail.
 
 mod auth;
+pub mod connections;
 mod gateway;
 mod scan_paths;
 mod server;
@@ -213,7 +214,7 @@ impl From<String> for ElPath<'_> {
     }
 }
 
-/// Most names a [`Group`] can know; the longest lists (`ServerSettings`, `GatewaySettings`) have 8.
+/// Most names a [`Group`] can know; the longest list (`GatewaySettings`) has 10.
 const MAX_KNOWN: usize = 12;
 
 /// A container's children, sorted into the names it knows. Unknown and duplicate children are
@@ -230,7 +231,7 @@ struct Group<'e, 'a, 'p> {
 }
 
 /// Elements that may repeat; any other name may appear once per container.
-const REPEATED: &[&str] = &["Token", "Tenant", "Upstream", "ScanningPath"];
+const REPEATED: &[&str] = &["Token", "Tenant", "Upstream", "ScanningPath", "Connection"];
 
 impl<'e, 'a, 'p> Group<'e, 'a, 'p> {
     /// Sorts `element`'s children into `known`, reporting the rest as `unknown` says.

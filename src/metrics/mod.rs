@@ -9,6 +9,7 @@
 
 mod histogram;
 mod meter;
+mod sessions;
 
 use std::sync::Arc;
 
@@ -27,7 +28,15 @@ use meter::{same_upstream, TokenFamilies};
 pub(crate) const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// The `reason` of `scangate_auth_failures_total`, in [`AuthFailure`] order.
-const AUTH_REASONS: [&str; 4] = ["missing", "scheme", "unknown", "disabled"];
+const AUTH_REASONS: [&str; 7] = [
+    "missing",
+    "scheme",
+    "unknown",
+    "disabled",
+    "invalid_token",
+    "expired",
+    "revoked",
+];
 
 /// The `result` of `scangate_config_reload_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +170,7 @@ pub struct Metrics {
     families: TokenFamilies,
     /// `scangate_request_duration_seconds`: from the request head to the last response byte.
     pub duration: LatencyHistogram,
-    auth_failures: [Counter; 4],
+    auth_failures: [Counter; 7],
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     upstream_up: Family<UpstreamLabels, Gauge>,
     reloads: [Counter; 3],
@@ -172,6 +181,7 @@ pub struct Metrics {
     connections_open: Gauge,
     /// Requests without a valid token (rejected before or at auth, or UseAccessToken = 0).
     pub anonymous: TokenMeter,
+    sessions: sessions::SessionMetrics,
 }
 
 impl Default for Metrics {
@@ -204,7 +214,7 @@ impl Metrics {
         let auth: Family<ReasonLabels, Counter> = Family::default();
         registry.register(
             "auth_failures",
-            "Requests refused with 401, by reason: missing, scheme, unknown or disabled",
+            "Requests refused with 401, by reason: missing, scheme, unknown, disabled, and for access tokens invalid_token, expired or revoked",
             auth.clone(),
         );
         let auth_failures =
@@ -267,7 +277,9 @@ impl Metrics {
             "Response body bytes sent to clients, by token Name",
             families.response_bytes.clone(),
         );
+        let sessions = sessions::SessionMetrics::register(&mut registry);
         Metrics {
+            sessions,
             anonymous: TokenMeter::new("", &families),
             registry,
             families,
@@ -281,6 +293,16 @@ impl Metrics {
             tokens_disabled,
             connections_open,
         }
+    }
+
+    /// Counts an exchange at session/confirm by its result (`ok`, or why it was refused).
+    pub fn exchange(&self, result: &'static str) {
+        self.sessions.exchange(result);
+    }
+
+    /// Counts a refresh-token reuse of the connection `name`.
+    pub fn refresh_reused(&self, name: &str) {
+        self.sessions.reused(name);
     }
 
     /// The Prometheus text for `/metrics` (OpenMetrics 1.0).
@@ -314,6 +336,9 @@ impl Metrics {
             AuthFailure::Scheme => 1,
             AuthFailure::Unknown => 2,
             AuthFailure::Disabled => 3,
+            AuthFailure::InvalidToken => 4,
+            AuthFailure::Expired => 5,
+            AuthFailure::Revoked => 6,
             AuthFailure::Forbidden => return,
         };
         self.auth_failures[i].inc();

@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
 use super::body::{ProxyBody, UploadState};
-use crate::auth::store::TokenRecord;
+use crate::auth::principal::Principal;
 use crate::metrics::UpstreamErrorKind;
 use crate::state::Gateway;
 
@@ -29,8 +29,8 @@ pub struct Access {
     uri: Uri,
     /// The client's body as it streamed upstream; `bytes_in` comes from it.
     pub upload: Arc<UploadState>,
-    /// The valid token, once authenticated.
-    pub token: Option<Arc<TokenRecord>>,
+    /// Who made the request, once authenticated.
+    pub principal: Option<Principal>,
     /// Why the gateway answered itself (`unknown`, `forbidden`, `upstream_timeout`…).
     pub reason: Option<&'static str>,
     /// The upstream chosen, once one was.
@@ -55,7 +55,7 @@ impl Access {
             method: method.clone(),
             uri: uri.clone(),
             upload: Arc::new(UploadState::default()),
-            token: None,
+            principal: None,
             reason: None,
             upstream: None,
             status: 0,
@@ -76,8 +76,11 @@ impl Access {
         let elapsed = self.started.elapsed();
         let bytes_in = self.upload.bytes();
         let metrics = &self.gw.metrics;
-        let meter = match &self.token {
-            Some(t) => t.stats.meter.get_or_init(|| metrics.token_meter(&t.name)),
+        let meter = match &self.principal {
+            Some(p) => p
+                .stats()
+                .meter
+                .get_or_init(|| metrics.token_meter(p.name())),
             None => &metrics.anonymous,
         };
         meter.record(
@@ -97,7 +100,7 @@ impl Access {
             duration_ms = elapsed.as_micros() as f64 / 1000.0,
             bytes_in,
             bytes_out = self.bytes_out,
-            token = self.token.as_ref().map(|t| &*t.name),
+            token = self.principal.as_ref().map(Principal::name),
             reason = self.reason,
             upstream = self.upstream.as_deref(),
         );

@@ -9,6 +9,32 @@ use http::{header, HeaderValue, Response, StatusCode};
 use super::body::ProxyBody;
 use crate::auth::header::AuthFailure;
 
+/// The `WWW-Authenticate` values of a 401, built once per reload from the realm and scheme.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    /// `Bearer realm="…"` (or `Token realm="…"`): no credential, or a static token refused.
+    pub plain: HeaderValue,
+    /// `Bearer realm="…", error="invalid_token"` (RFC 6750 §3.1): an access token that is
+    /// expired, revoked or forged.
+    pub invalid_token: HeaderValue,
+}
+
+impl Challenge {
+    /// The challenges for `realm`; `bearer` is UseBearerAuthScheme.
+    pub fn new(realm: &str, bearer: bool) -> Challenge {
+        let scheme = if bearer { "Bearer" } else { "Token" };
+        // The realm was validated as a quoted-string-safe header value.
+        let value = |extra: &str| {
+            HeaderValue::from_str(&format!(r#"{scheme} realm="{realm}"{extra}"#))
+                .expect("a validated realm makes a valid header value")
+        };
+        Challenge {
+            plain: value(""),
+            invalid_token: value(r#", error="invalid_token""#),
+        }
+    }
+}
+
 /// Everything the gateway itself can answer with instead of the upstream's response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GatewayError {
@@ -37,6 +63,23 @@ pub enum GatewayError {
     EnginesBusy,
     /// 504: the upstream did not answer within SessionTimeout.
     UpstreamTimeout,
+    /// The token exchange refused the request (RFC 6749 §5.2 bodies).
+    Exchange(ExchangeRefusal),
+}
+
+/// How the exchange endpoint refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeRefusal {
+    /// 400 `invalid_request`: the body is not `{"refresh_token": "…"}`.
+    InvalidRequest,
+    /// 413 `invalid_request`: the body is over 4 KiB.
+    TooLarge,
+    /// 400 `invalid_grant`: unknown, expired, used, revoked or foreign; never saying which.
+    InvalidGrant,
+    /// 405: only POST exchanges.
+    MethodNotAllowed,
+    /// 503 `temporarily_unavailable` with `Retry-After`: the session store is down.
+    Unavailable,
 }
 
 impl GatewayError {
@@ -54,6 +97,14 @@ impl GatewayError {
             | GatewayError::TooManyConnections
             | GatewayError::EnginesBusy => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Exchange(why) => match why {
+                ExchangeRefusal::InvalidRequest | ExchangeRefusal::InvalidGrant => {
+                    StatusCode::BAD_REQUEST
+                }
+                ExchangeRefusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                ExchangeRefusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+                ExchangeRefusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            },
         }
     }
 
@@ -64,6 +115,7 @@ impl GatewayError {
             GatewayError::Unauthorized(AuthFailure::Scheme) => {
                 r#"{"error":"malformed API token header"}"#
             }
+            GatewayError::Unauthorized(f) if f.is_access_token() => r#"{"error":"invalid_token"}"#,
             GatewayError::Unauthorized(_) => r#"{"error":"invalid API token"}"#,
             GatewayError::Forbidden => r#"{"error":"token not allowed for this operation"}"#,
             GatewayError::ScanPathRefused => r#"{"error":"scan path not allowed"}"#,
@@ -80,6 +132,14 @@ impl GatewayError {
             }
             GatewayError::EnginesBusy => r#"{"error":"all scan engines busy"}"#,
             GatewayError::UpstreamTimeout => r#"{"error":"upstream timeout"}"#,
+            GatewayError::Exchange(why) => match why {
+                ExchangeRefusal::InvalidRequest | ExchangeRefusal::TooLarge => {
+                    r#"{"error":"invalid_request"}"#
+                }
+                ExchangeRefusal::InvalidGrant => r#"{"error":"invalid_grant"}"#,
+                ExchangeRefusal::MethodNotAllowed => r#"{"error":"method not allowed"}"#,
+                ExchangeRefusal::Unavailable => r#"{"error":"temporarily_unavailable"}"#,
+            },
         };
         Bytes::from_static(text.as_bytes())
     }
@@ -100,6 +160,12 @@ impl GatewayError {
             GatewayError::TooManyConnections => "client_connections",
             GatewayError::EnginesBusy => "engines_busy",
             GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::Exchange(why) => match why {
+                ExchangeRefusal::InvalidRequest | ExchangeRefusal::TooLarge => "invalid_request",
+                ExchangeRefusal::InvalidGrant => "invalid_grant",
+                ExchangeRefusal::MethodNotAllowed => "method_not_allowed",
+                ExchangeRefusal::Unavailable => "store_unavailable",
+            },
         }
     }
 
@@ -110,7 +176,9 @@ impl GatewayError {
             | GatewayError::Unavailable
             | GatewayError::EnginesBusy
             | GatewayError::UpstreamTimeout => "upstream",
-            GatewayError::Overloaded => "gateway",
+            GatewayError::Overloaded | GatewayError::Exchange(ExchangeRefusal::Unavailable) => {
+                "gateway"
+            }
             _ => "downstream",
         }
     }
@@ -130,8 +198,8 @@ impl GatewayError {
         out
     }
 
-    /// The response. `www_authenticate` is the precomputed challenge for 401s.
-    pub fn into_response(self, www_authenticate: &HeaderValue) -> Response<ProxyBody> {
+    /// The response. `challenge` holds the precomputed `WWW-Authenticate` values for 401s.
+    pub fn into_response(self, challenge: &Challenge) -> Response<ProxyBody> {
         let mut resp = Response::new(ProxyBody::full(self.body()));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
@@ -140,8 +208,21 @@ impl GatewayError {
             HeaderValue::from_static("application/json"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let GatewayError::Unauthorized(_) = self {
-            h.insert(header::WWW_AUTHENTICATE, www_authenticate.clone());
+        if let GatewayError::Unauthorized(failure) = self {
+            let value = match failure.is_access_token() {
+                true => &challenge.invalid_token,
+                false => &challenge.plain,
+            };
+            h.insert(header::WWW_AUTHENTICATE, value.clone());
+        }
+        match self {
+            GatewayError::Exchange(ExchangeRefusal::Unavailable) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            GatewayError::Exchange(ExchangeRefusal::MethodNotAllowed) => {
+                h.insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            _ => {}
         }
         if self == GatewayError::EnginesBusy {
             // Scans take seconds at most: by then a connection has likely come free.
@@ -152,6 +233,7 @@ impl GatewayError {
             GatewayError::RequestTimeout
                 | GatewayError::PayloadTooLarge
                 | GatewayError::BadRequest(_)
+                | GatewayError::Exchange(ExchangeRefusal::TooLarge)
         ) {
             // The rest of the request body is unread; the connection cannot be reused.
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -181,6 +263,11 @@ mod tests {
             GatewayError::TooManyConnections,
             GatewayError::EnginesBusy,
             GatewayError::UpstreamTimeout,
+            GatewayError::Exchange(ExchangeRefusal::InvalidRequest),
+            GatewayError::Exchange(ExchangeRefusal::TooLarge),
+            GatewayError::Exchange(ExchangeRefusal::InvalidGrant),
+            GatewayError::Exchange(ExchangeRefusal::MethodNotAllowed),
+            GatewayError::Exchange(ExchangeRefusal::Unavailable),
         ];
         for e in all {
             let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
@@ -190,10 +277,25 @@ mod tests {
 
     #[test]
     fn unauthorized_carries_the_challenge() {
-        let challenge = HeaderValue::from_static(r#"Bearer realm="scangate""#);
+        let challenge = Challenge::new("scangate", true);
         let resp = GatewayError::Unauthorized(AuthFailure::Unknown).into_response(&challenge);
         assert_eq!(resp.status(), 401);
-        assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], challenge);
+        assert_eq!(
+            resp.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="scangate""#
+        );
+        let expired = GatewayError::Unauthorized(AuthFailure::Expired).into_response(&challenge);
+        assert_eq!(expired.status(), 401);
+        assert_eq!(
+            expired.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="scangate", error="invalid_token""#
+        );
+        let token = Challenge::new("r", false);
+        let resp = GatewayError::Unauthorized(AuthFailure::Revoked).into_response(&token);
+        assert_eq!(
+            resp.headers()[header::WWW_AUTHENTICATE],
+            r#"Token realm="r", error="invalid_token""#
+        );
         let resp = GatewayError::UpstreamTimeout.into_response(&challenge);
         assert_eq!(resp.status(), 504);
         assert!(resp.headers().get(header::WWW_AUTHENTICATE).is_none());

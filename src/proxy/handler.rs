@@ -12,12 +12,19 @@ use tokio::time::Instant;
 use super::access::{Access, LoggedBody};
 use super::body::{GuardedBody, ProxyBody, Upload, UploadState};
 use super::error::GatewayError;
-use super::headers::{self, Forwarded, X_SCANGATE_TENANTS, X_SCANGATE_TOKEN_NAME};
+use super::exchange;
+use super::headers::{
+    self, Forwarded, X_SCANGATE_ROOT_TENANT, X_SCANGATE_TENANTS, X_SCANGATE_TOKEN_NAME,
+};
 use super::scanfile;
 use crate::auth::header::{extract, AuthFailure};
+use crate::auth::jwt::{self, JwtError};
 use crate::auth::memo::DigestMemo;
 use crate::auth::policy::{self, Decision, Grant};
-use crate::auth::store::{Lookup, TokenRecord};
+use crate::auth::principal::Principal;
+use crate::auth::store::Lookup;
+use crate::auth::token::MAX_TOKEN_BYTES;
+use crate::config::validate::connections::now_secs;
 use crate::metrics::UpstreamErrorKind;
 use crate::state::{Gateway, Snapshot};
 
@@ -64,7 +71,7 @@ pub async fn handle(
 }
 
 async fn proxy(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     snap: &Snapshot,
     downstream: &Downstream,
     req: Request<Incoming>,
@@ -76,25 +83,31 @@ async fn proxy(
     if let Some(err) = framing_error(&req) {
         return Err(err);
     }
-    // Request filter 1: authenticate.
-    access.token = match authenticate(gw, snap, &downstream.memo, &req) {
-        Ok(token) => token,
+    // Request filter 1: the token exchange of API connections is answered here, never upstream.
+    if let Some(client_id) = exchange::route(gw, &req) {
+        let client_id = client_id.to_owned();
+        return exchange::serve(gw, snap, &client_id, req, access).await;
+    }
+    // Request filter 2: authenticate.
+    access.principal = match authenticate(gw, snap, &downstream.memo, &req) {
+        Ok(principal) => principal,
         Err(AuthFailure::Forbidden) => return Err(GatewayError::Forbidden),
         Err(failure) => return Err(GatewayError::Unauthorized(failure)),
     };
-    // Request filter 2: what this token (or, with UseAccessToken=0, anyone) may call.
-    let grant =
-        (access.token.as_ref()).map_or(Grant::UNCHECKED, |t| Grant::new(t.role, t.allow_scan_file));
+    // Request filter 3: what this principal (or, with UseAccessToken=0, anyone) may call.
+    let grant = (access.principal.as_ref()).map_or(Grant::UNCHECKED, |p| {
+        Grant::new(p.role(), p.allow_scan_file())
+    });
     let scan_paths = snap.settings.gateway.scanning_paths.as_deref();
     let scan_check = match policy::decide(grant, req.uri().path(), scan_paths.is_some()) {
         Decision::Allow => None,
         Decision::CheckScanPath(api) => Some(api),
         Decision::Deny => return Err(GatewayError::Forbidden),
     };
-    if let Some(t) = &access.token {
-        t.stats.requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(p) = &access.principal {
+        p.stats().requests.fetch_add(1, Ordering::Relaxed);
     }
-    // Request filter 3: a declared body over the limit is refused before any upstream work.
+    // Request filter 4: a declared body over the limit is refused before any upstream work.
     if let Some(len) = declared_length(&req) {
         if len > snap.max_request_bytes {
             return Err(GatewayError::PayloadTooLarge);
@@ -139,10 +152,16 @@ async fn proxy(
             https: downstream.https,
         };
         headers::add_forwarded(h, fwd, host);
-        if let Some(t) = &access.token {
-            h.insert(X_SCANGATE_TOKEN_NAME.clone(), t.name_header.clone());
-            if let Some(tenants) = &t.tenants_header {
+        if let Some(p) = &access.principal {
+            h.insert(X_SCANGATE_TOKEN_NAME.clone(), p.name_header().clone());
+            if let Some(tenants) = p.tenants_header() {
                 h.insert(X_SCANGATE_TENANTS.clone(), tenants.clone());
+            }
+            if p.root_tenant() {
+                h.insert(
+                    X_SCANGATE_ROOT_TENANT.clone(),
+                    HeaderValue::from_static("1"),
+                );
             }
         }
     }
@@ -195,22 +214,43 @@ async fn proxy(
     Ok(Response::from_parts(parts, ProxyBody::upstream(body)))
 }
 
-/// Runs the auth decision: `Ok(None)` when auth is off, `Ok(Some)` for a valid token.
+/// Runs the auth decision: `Ok(None)` when auth is off, `Ok(Some)` for a valid credential.
 fn authenticate(
     gw: &Gateway,
     snap: &Snapshot,
     memo: &DigestMemo,
     req: &Request<Incoming>,
-) -> Result<Option<Arc<TokenRecord>>, AuthFailure> {
+) -> Result<Option<Principal>, AuthFailure> {
     if !snap.auth_enabled {
         return Ok(None);
     }
     let key = snap.key.as_ref().ok_or(AuthFailure::Unknown)?;
     let token = extract(req.headers(), &snap.auth_field, snap.bearer)?;
+    // An access token of an API connection: checked by signature, expiry and the live
+    // connection view, never the session store. A static token shaped like a JWT (a user may
+    // choose one) fails the signature and is looked up as a static token after all.
+    let jwt_failure = match (&snap.jwt, gw.connections.is_empty()) {
+        (Some(keys), false) if jwt::looks_like_jwt(token) => {
+            let now = now_secs();
+            match memo.access_claims(keys, snap.generation, token, now) {
+                Ok(claims) => {
+                    let record = gw.connections.admit(&claims, now)?;
+                    return Ok(Some(Principal::Connection(record)));
+                }
+                Err(JwtError::Expired) => return Err(AuthFailure::Expired),
+                Err(JwtError::WrongKind) => return Err(AuthFailure::InvalidToken),
+                Err(_) => Some(AuthFailure::InvalidToken),
+            }
+        }
+        _ => None,
+    };
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(jwt_failure.unwrap_or(AuthFailure::Scheme));
+    }
     match gw.tokens.lookup(&memo.digest(key, snap.generation, token)) {
-        Lookup::Valid(record) => Ok(Some(record)),
+        Lookup::Valid(record) => Ok(Some(Principal::Token(record))),
         Lookup::Disabled(_) => Err(AuthFailure::Disabled),
-        Lookup::Unknown => Err(AuthFailure::Unknown),
+        Lookup::Unknown => Err(jwt_failure.unwrap_or(AuthFailure::Unknown)),
     }
 }
 

@@ -26,6 +26,9 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 pub static X_SCANGATE_TOKEN_NAME: HeaderName = HeaderName::from_static("x-scangate-token-name");
 /// `X-Scangate-Tenants`: the token's tenants, comma-separated.
 pub static X_SCANGATE_TENANTS: HeaderName = HeaderName::from_static("x-scangate-tenants");
+/// `X-Scangate-Root-Tenant: 1`: the principal's scope includes MDR's "Root without tenants"
+/// (assets of no tenant). Absent otherwise.
+pub static X_SCANGATE_ROOT_TENANT: HeaderName = HeaderName::from_static("x-scangate-root-tenant");
 /// `X-Forwarded-For`.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`.

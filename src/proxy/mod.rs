@@ -10,6 +10,7 @@ pub mod body;
 pub mod client_cap;
 pub mod conn;
 pub mod error;
+pub mod exchange;
 pub mod framing;
 pub mod handler;
 pub mod headers;

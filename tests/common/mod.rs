@@ -353,6 +353,18 @@ impl TestGateway {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Stops the gateway and hands back its config folder, for a restart on the same files.
+    pub fn stop(mut self) -> ConfigDir {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let empty = ConfigDir {
+            dir: tempfile::tempdir().unwrap(),
+            path: PathBuf::new(),
+        };
+        std::mem::replace(&mut self.config, empty)
+    }
+
     /// Rewrites the config atomically (temp file + rename).
     pub fn rewrite(&self, cfg: &Cfg) {
         write_atomic(&self.config.path, &cfg.xml());

@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
 
-use super::EditError;
+use super::{Document, EditError};
 use crate::config::load::{self, LoadError};
 use crate::config::perms::{self, Access, Reader};
 use crate::config::Settings;
@@ -53,6 +53,23 @@ impl ConfigFile {
             text,
             _lock: lock,
         })
+    }
+
+    /// One whole edit: locks the config, reads it, applies `change`, validates the result as
+    /// `serve` would and replaces the file. `change` returns `None` when there is nothing to write.
+    /// The settings of the new file, or `None` when nothing was written.
+    pub fn edit<E, F>(path: &Path, change: F) -> Result<Option<Settings>, E>
+    where
+        E: From<EditError>,
+        F: FnOnce(&ConfigFile, &Document<'_>) -> Result<Option<String>, E>,
+    {
+        let file = ConfigFile::open(path)?;
+        let label = path.display().to_string();
+        let doc = Document::read(file.text(), &label)?;
+        let Some(new) = change(&file, &doc)? else {
+            return Ok(None);
+        };
+        Ok(Some(file.commit(&new)?))
     }
 
     /// The text as read.

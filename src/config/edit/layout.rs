@@ -1,12 +1,14 @@
 //! Whitespace: how the operator laid the file out, so inserted elements look as if they had written
-//! them. New elements are built as [`Node`]s ([`token_node`], [`wrapped`]) and written by quick-xml's
-//! writer, which escapes their text.
+//! them. New elements are built as [`Node`]s (see `entry`, and [`wrapped`] for the containers around
+//! them) and written by quick-xml's writer, which escapes their text.
+
+use std::borrow::Cow;
 
 use quick_xml::escape::partial_escape;
 use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
-use super::NewToken;
+use super::entry::NewEntry;
 
 /// Indentation step when the file shows none to copy.
 const DEFAULT_STEP: &str = "  ";
@@ -48,7 +50,9 @@ pub fn deeper(outer: &str, sep: &str) -> String {
 /// One new element, given as the events that make it.
 pub enum Node<'a> {
     /// `<name>text</name>`.
-    Leaf(&'a str, &'a str),
+    Leaf(&'a str, Cow<'a, str>),
+    /// `<name/>`: an element that is a value by being there.
+    Empty(&'a str),
     /// `<name>` children `</name>`, each child after `inner`, the end tag after `outer`.
     Parent {
         /// Tag name.
@@ -62,6 +66,13 @@ pub enum Node<'a> {
     },
 }
 
+impl<'a> Node<'a> {
+    /// `<name>text</name>` with borrowed text.
+    pub fn leaf(name: &'a str, text: &'a str) -> Node<'a> {
+        Node::Leaf(name, Cow::Borrowed(text))
+    }
+}
+
 /// Writes `node` with quick-xml's writer. Text is escaped (`<`, `>`, `&`); separators are whitespace.
 pub fn render(node: &Node<'_>) -> String {
     let mut writer = Writer::new(Vec::new());
@@ -73,10 +84,11 @@ fn write(w: &mut Writer<Vec<u8>>, node: &Node<'_>) {
     match node {
         Node::Leaf(name, text) => {
             emit(w, Event::Start(BytesStart::new(*name)));
-            let text = BytesText::from_escaped(partial_escape(*text));
+            let text = BytesText::from_escaped(partial_escape(text.as_ref()));
             emit(w, Event::Text(text));
             emit(w, Event::End(BytesEnd::new(*name)));
         }
+        Node::Empty(name) => emit(w, Event::Empty(BytesStart::new(*name))),
         Node::Parent {
             name,
             children,
@@ -104,37 +116,10 @@ fn emit(w: &mut Writer<Vec<u8>>, event: Event<'_>) {
     w.write_event(event).expect("writing to a Vec cannot fail");
 }
 
-/// A Token element with `inner` before each child and `outer` before its end tag; `deepest` is the
-/// separator inside `Tenants`.
-pub fn token_node<'a>(t: &'a NewToken, deepest: &str, inner: String, outer: String) -> Node<'a> {
-    let mut children = vec![Node::Leaf("Name", &t.name), Node::Leaf("Value", &t.value)];
-    if let Some(description) = &t.description {
-        children.push(Node::Leaf("Description", description));
-    }
-    children.push(Node::Leaf("Enabled", if t.enabled { "1" } else { "0" }));
-    if let Some(role) = t.role {
-        children.push(Node::Leaf("Role", role.as_str()));
-    }
-    if !t.tenants.is_empty() {
-        children.push(Node::Parent {
-            name: "Tenants",
-            children: t.tenants.iter().map(|t| Node::Leaf("Tenant", t)).collect(),
-            inner: deepest.to_owned(),
-            outer: inner.clone(),
-        });
-    }
-    Node::Parent {
-        name: "Token",
-        children,
-        inner,
-        outer,
-    }
-}
-
-/// The Token inside the containers `wrap` names (outermost first), each one level deeper. `parent`
+/// The entry inside the containers `wrap` names (outermost first), each one level deeper. `parent`
 /// is the separator before the element that receives the result, `sep` the one before the result.
-pub fn wrapped<'a>(
-    token: &'a NewToken,
+pub(super) fn wrapped<'a>(
+    entry: &'a dyn NewEntry,
     wrap: &[&'static str],
     parent: &str,
     sep: &str,
@@ -142,12 +127,12 @@ pub fn wrapped<'a>(
     let Some((&name, rest)) = wrap.split_first() else {
         let inner = deeper(parent, sep);
         let deepest = deeper(sep, &inner);
-        return token_node(token, &deepest, inner, sep.to_owned());
+        return entry.node(&deepest, inner, sep.to_owned());
     };
     let inner = deeper(parent, sep);
     Node::Parent {
         name,
-        children: vec![wrapped(token, rest, sep, &inner)],
+        children: vec![wrapped(entry, rest, sep, &inner)],
         inner,
         outer: sep.to_owned(),
     }
@@ -180,13 +165,13 @@ mod tests {
     fn render_escapes_text_only() {
         let node = Node::Parent {
             name: "Token",
-            children: vec![Node::Leaf("Name", "R&D <ops> \"x\"")],
+            children: vec![Node::leaf("Name", "R&D <ops> \"x\""), Node::Empty("Root")],
             inner: "\n  ".into(),
             outer: "\n".into(),
         };
         assert_eq!(
             render(&node),
-            "<Token>\n  <Name>R&amp;D &lt;ops&gt; \"x\"</Name>\n</Token>"
+            "<Token>\n  <Name>R&amp;D &lt;ops&gt; \"x\"</Name>\n  <Root/>\n</Token>"
         );
     }
 }

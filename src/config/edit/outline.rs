@@ -1,5 +1,6 @@
 //! One pass of quick-xml's event reader over the file, recording the byte spans an edit needs: the
-//! containers on the way to `AccessTokens`, every `Token` with its children, and `TokenKeyFile`.
+//! containers on the way to `AccessTokens` and `ApiConnections`, every `Token` and `Connection`
+//! with its children, and `TokenKeyFile`.
 //!
 //! Only spans are kept, never a re-serialisable tree: an edit splices new bytes into the original
 //! text, so every byte it does not touch stays as written.
@@ -7,6 +8,8 @@
 use quick_xml::escape::resolve_xml_entity;
 use quick_xml::events::Event;
 use quick_xml::Reader;
+
+use super::EntryKind;
 
 /// A UTF-8 byte-order mark; quick-xml skips it without counting it.
 const BOM: char = '\u{feff}';
@@ -31,7 +34,7 @@ impl Span {
     }
 }
 
-/// A container on the way to the tokens, with its last child element (of any name), after which an
+/// A container on the way to the entries, with its last child element (of any name), after which an
 /// appended child goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Container {
@@ -41,7 +44,7 @@ pub struct Container {
     pub last_child: Option<Span>,
 }
 
-/// A direct child of a `Token`. No Debug: its text may be a `Value`.
+/// A direct child of a `Token` or a `Connection`. No Debug: its text may be a `Value`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Child {
     /// Tag name as written.
@@ -52,16 +55,16 @@ pub struct Child {
     pub text: String,
 }
 
-/// One `Token` element. No Debug: its children hold the `Value`.
+/// One `Token` or `Connection` element. No Debug: a Token's children hold its `Value`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct TokenNode {
+pub struct EntryNode {
     /// Where it lies.
     pub span: Span,
     /// Its child elements in file order.
     pub children: Vec<Child>,
 }
 
-impl TokenNode {
+impl EntryNode {
     /// The first child called `name`: the one the validator reads.
     pub fn child(&self, name: &str) -> Option<&Child> {
         self.children.iter().find(|c| c.name == name)
@@ -73,8 +76,9 @@ impl TokenNode {
     }
 }
 
-/// The spans of one document that token edits use. Only the first of each container counts, as in
-/// the validator (which reports the duplicates). No Debug: its tokens hold their `Value`s.
+/// The spans of one document that token and connection edits use. Only the first of each
+/// container counts, as in the validator (which reports the duplicates). No Debug: its tokens
+/// hold their `Value`s.
 #[derive(Default)]
 pub struct Outline {
     /// `<Configuration>` (or whatever the root is: the validator judges it).
@@ -86,7 +90,11 @@ pub struct Outline {
     /// `ServerSettings/AuthSettings/AccessTokens`.
     pub access: Option<Container>,
     /// Its `Token` children in file order.
-    pub tokens: Vec<TokenNode>,
+    pub tokens: Vec<EntryNode>,
+    /// `ServerSettings/AuthSettings/ApiConnections`.
+    pub api: Option<Container>,
+    /// Its `Connection` children in file order.
+    pub connections: Vec<EntryNode>,
     /// `GatewaySettings/TokenKeyFile`, trimmed; `None` when absent.
     pub key_file: Option<String>,
 }
@@ -107,10 +115,11 @@ enum Kind {
     Server,
     Auth,
     Access,
+    Api,
     Gateway,
     KeyFile,
-    Token(usize),
-    TokenChild(usize),
+    Entry(EntryKind, usize),
+    EntryChild(EntryKind, usize),
     Other,
 }
 
@@ -203,15 +212,15 @@ impl Outline {
             }
             (Some(Kind::Server), "AuthSettings") if self.auth.is_none() => Kind::Auth,
             (Some(Kind::Auth), "AccessTokens") if self.access.is_none() => Kind::Access,
-            (Some(Kind::Access), "Token") => {
-                let children = Vec::new();
-                self.tokens.push(TokenNode { span, children });
-                return Kind::Token(self.tokens.len() - 1);
-            }
-            (Some(Kind::Token(i)), _) => {
+            (Some(Kind::Auth), "ApiConnections") if self.api.is_none() => Kind::Api,
+            (Some(Kind::Access), "Token") => return self.push_entry(EntryKind::Token, span),
+            (Some(Kind::Api), "Connection") => return self.push_entry(EntryKind::Connection, span),
+            (Some(Kind::Entry(kind, i)), _) => {
                 let text = String::new();
-                self.tokens[i].children.push(Child { name, span, text });
-                return Kind::TokenChild(i);
+                self.entries_mut(kind)[i]
+                    .children
+                    .push(Child { name, span, text });
+                return Kind::EntryChild(kind, i);
             }
             (Some(Kind::Gateway), "TokenKeyFile") if self.key_file.is_none() => {
                 self.key_file = Some(String::new());
@@ -240,9 +249,10 @@ impl Outline {
             end,
         };
         match kind {
-            Kind::Token(i) => self.tokens[i].span = span,
-            Kind::TokenChild(i) => {
-                let child = self.tokens[i].children.last_mut().expect("pushed on open");
+            Kind::Entry(kind, i) => self.entries_mut(kind)[i].span = span,
+            Kind::EntryChild(kind, i) => {
+                let child =
+                    (self.entries_mut(kind)[i].children.last_mut()).expect("pushed on open");
                 child.span = span;
                 child.text = trim(&child.text).to_owned();
             }
@@ -264,15 +274,42 @@ impl Outline {
             Kind::Server => Some(&mut self.server),
             Kind::Auth => Some(&mut self.auth),
             Kind::Access => Some(&mut self.access),
+            Kind::Api => Some(&mut self.api),
             _ => None,
         }
     }
 
-    /// Collects character data directly inside a token's child or `TokenKeyFile`.
+    /// The Token or Connection elements, in file order.
+    pub fn entries(&self, kind: EntryKind) -> &[EntryNode] {
+        match kind {
+            EntryKind::Token => &self.tokens,
+            EntryKind::Connection => &self.connections,
+        }
+    }
+
+    fn entries_mut(&mut self, kind: EntryKind) -> &mut Vec<EntryNode> {
+        match kind {
+            EntryKind::Token => &mut self.tokens,
+            EntryKind::Connection => &mut self.connections,
+        }
+    }
+
+    /// Records a new Token or Connection; its span is completed when it closes.
+    fn push_entry(&mut self, kind: EntryKind, span: Span) -> Kind {
+        let entries = self.entries_mut(kind);
+        entries.push(EntryNode {
+            span,
+            children: Vec::new(),
+        });
+        Kind::Entry(kind, entries.len() - 1)
+    }
+
+    /// Collects character data directly inside an entry's child or `TokenKeyFile`.
     fn add_text(&mut self, innermost: Option<Kind>, piece: &str) {
         match innermost {
-            Some(Kind::TokenChild(i)) => {
-                let child = self.tokens[i].children.last_mut().expect("pushed on open");
+            Some(Kind::EntryChild(kind, i)) => {
+                let child =
+                    (self.entries_mut(kind)[i].children.last_mut()).expect("pushed on open");
                 child.text.push_str(piece);
             }
             Some(Kind::KeyFile) => {

@@ -2,6 +2,9 @@
 
 use super::*;
 use crate::auth::token::TokenKey;
+use crate::config::Role;
+
+const T: EntryKind = EntryKind::Token;
 
 fn value(token: &str) -> String {
     TokenKey::from_bytes(&[7; 32]).value(token)
@@ -156,7 +159,7 @@ fn add_then_remove_gives_back_every_fixture_byte_for_byte() {
     for original in fixtures {
         let added = doc(original).add(&new_token("new")).unwrap();
         valid(&added);
-        assert_eq!(doc(&added).remove("new").unwrap(), original);
+        assert_eq!(doc(&added).remove(T, "new").unwrap(), original);
     }
 }
 
@@ -164,14 +167,14 @@ fn add_then_remove_gives_back_every_fixture_byte_for_byte() {
 fn enable_and_disable_touch_only_the_flag() {
     let original = include_str!("../../../tests/fixtures/valid/full.xml");
     let d = doc(original);
-    assert_eq!(d.set_enabled("mail-gateway", true).unwrap(), None);
-    let off = d.set_enabled("mail-gateway", false).unwrap().unwrap();
+    assert_eq!(d.set_enabled(T, "mail-gateway", true).unwrap(), None);
+    let off = d.set_enabled(T, "mail-gateway", false).unwrap().unwrap();
     assert_eq!(
         off,
         original.replacen("<Enabled>1</Enabled>", "<Enabled>0</Enabled>", 1)
     );
     let on = doc(&off)
-        .set_enabled("mail-gateway", true)
+        .set_enabled(T, "mail-gateway", true)
         .unwrap()
         .unwrap();
     assert_eq!(on, original);
@@ -192,13 +195,13 @@ fn rotate_keeps_the_whitespace_around_a_value() {
 fn describe_replaces_adds_and_removes() {
     let original = include_str!("../../../tests/fixtures/valid/full.xml");
     let d = doc(original);
-    let replaced = d.set_description("mail-gateway", "a < b").unwrap();
+    let replaced = d.set_description(T, "mail-gateway", "a < b").unwrap();
     assert_eq!(
         replaced,
         original.replacen("Postfix relay, 2026-11 &amp; friends", "a &lt; b", 1)
     );
     // `soc` has none: it goes after Value, indented like Value.
-    let added = d.set_description("soc", "new").unwrap();
+    let added = d.set_description(T, "soc", "new").unwrap();
     let soc_value = "AwYJDA8SFRgbHiEkJyotMDM2OTw/QkVIS05RVFdaXWBjZmlsb3J1eHt+gYSHio2Qk5aZnJ+ipairrrG0t7q9wA==</Value>";
     assert_eq!(
         added,
@@ -208,9 +211,9 @@ fn describe_replaces_adds_and_removes() {
             1
         )
     );
-    assert_eq!(doc(&added).set_description("soc", "").unwrap(), original);
+    assert_eq!(doc(&added).set_description(T, "soc", "").unwrap(), original);
     // An empty `<Description></Description>` is filled in place.
-    let filled = d.set_description("管理者", "x").unwrap();
+    let filled = d.set_description(T, "管理者", "x").unwrap();
     assert_eq!(
         filled,
         original.replacen(
@@ -242,11 +245,11 @@ fn refusals_name_the_reason() {
         err.to_string(),
         "that token is already in the file, as \"mail-gateway\""
     );
-    let err = d.remove("nobody").unwrap_err();
+    let err = d.remove(T, "nobody").unwrap_err();
     assert_eq!(err.to_string(), "no token named \"nobody\"");
 
     let twice = include_str!("../../../tests/fixtures/invalid/duplicate-name.xml");
-    let err = doc(twice).remove("ci").unwrap_err();
+    let err = doc(twice).remove(T, "ci").unwrap_err();
     assert_eq!(
         err.to_string(),
         "2 tokens are named \"ci\"; fix the file by hand first"
@@ -278,7 +281,10 @@ fn names_are_matched_as_the_validator_reads_them() {
         "<AuthSettings><AccessTokens><Token><Name> R&amp;D<![CDATA[ ops]]>\n</Name><Value>{v}</Value>\
          <Enabled>1</Enabled></Token></AccessTokens></AuthSettings>"
     ));
-    let off = doc(&text).set_enabled("R&D ops", false).unwrap().unwrap();
+    let off = doc(&text)
+        .set_enabled(T, "R&D ops", false)
+        .unwrap()
+        .unwrap();
     assert_eq!(
         off,
         text.replace("<Enabled>1</Enabled>", "<Enabled>0</Enabled>")
@@ -304,7 +310,7 @@ fn crlf_and_a_byte_order_mark_are_kept() {
     );
     let at = text.find("</Token>").unwrap() + "</Token>".len();
     assert_eq!(after, format!("{}{added}{}", &text[..at], &text[at..]));
-    assert_eq!(doc(&after).remove("b").unwrap(), text);
+    assert_eq!(doc(&after).remove(T, "b").unwrap(), text);
     assert_eq!(doc(&text).key_file(), PathBuf::from("scangate.key"));
 }
 
@@ -314,3 +320,6 @@ fn key_file_is_read_from_the_text() {
                 </GatewaySettings></Configuration>";
     assert_eq!(doc(text).key_file(), PathBuf::from("/etc/k&.key"));
 }
+
+#[path = "connection_tests.rs"]
+mod connections;

@@ -6,6 +6,7 @@ use std::collections::hash_map::{Entry, HashMap};
 
 use http::HeaderName;
 
+use super::connections::connections;
 use super::{has_control, join, trim, Ctx, ElPath, Group, Leaf, Unknown};
 use crate::auth::store::{digest_key, DigestKey};
 use crate::auth::token::{decode_value, Digest};
@@ -17,6 +18,7 @@ const KNOWN: &[&str] = &[
     "AuthRequestField",
     "UseBearerAuthScheme",
     "AccessTokens",
+    "ApiConnections",
 ];
 
 const TOKEN: &[&str] = &[
@@ -52,6 +54,7 @@ pub(super) fn auth(ctx: &mut Ctx, el: Option<&Element<'_>>, parent: &str) -> Aut
         request_field: http::header::AUTHORIZATION,
         bearer: true,
         tokens: Vec::new(),
+        connections: Vec::new(),
     };
     let Some(el) = el else {
         return auth;
@@ -69,11 +72,24 @@ pub(super) fn auth(ctx: &mut Ctx, el: Option<&Element<'_>>, parent: &str) -> Aut
         auth.request_field = field;
     }
     auth.bearer = g.flag(ctx, "UseBearerAuthScheme").unwrap_or(true);
+    // With a Connection, a file may hold no Token at all.
+    let has_connections = g
+        .one("ApiConnections")
+        .is_some_and(|el| el.children.iter().any(|c| c.name == "Connection"));
     if let Some(el) = g.one("AccessTokens") {
-        auth.tokens = tokens(ctx, el, &g.path(), auth.use_access_token);
+        let required = auth.use_access_token && !has_connections;
+        auth.tokens = tokens(ctx, el, &g.path(), required);
+    }
+    if let Some(el) = g.one("ApiConnections") {
+        auth.connections = connections(ctx, el, &g.path(), &auth.tokens);
     }
     if auth.use_access_token {
-        for name in ["AuthRequestField", "UseBearerAuthScheme", "AccessTokens"] {
+        let mandatory = ["AuthRequestField", "UseBearerAuthScheme", "AccessTokens"];
+        // A file whose credentials are all Connections needs no AccessTokens.
+        for name in mandatory
+            .into_iter()
+            .take(if has_connections { 2 } else { 3 })
+        {
             if g.one(name).is_none() {
                 let rule = format!("UseAccessToken is 1 but <{name}> is missing");
                 ctx.fault(g.offset(), g.path(), rule);

@@ -22,6 +22,7 @@ const KNOWN: &[&str] = &[
     "SendTimeoutMs",
     "MaxUpstreamConnections",
     "ScanningPaths",
+    "Sessions",
 ];
 
 /// Scan Engine's "uint" is 32 bits; scangate's numbers use the same range.
@@ -84,6 +85,7 @@ pub(super) fn gateway(ctx: &mut Ctx, el: &Element<'_>, max_sessions: usize) -> G
             Some(n) => Some(count(n)),
         },
         scanning_paths: (g.one("ScanningPaths")).map(|el| scanning_paths(ctx, el, &g.path())),
+        sessions: super::connections::sessions(ctx, g.one("Sessions"), &g.path()),
     }
 }
 

@@ -200,6 +200,14 @@ fn roles_and_tenants() {
             format!("{t}/Tenant[3]: must not be empty"),
         ]
     );
+    // X-Scangate-Tenants joins tenants with commas: "acme,globex" would read as two tenants.
+    assert_eq!(
+        tenants("<Tenant>a</Tenant><Tenant>acme,globex</Tenant>"),
+        [format!(
+            "{t}/Tenant[2]: Tenant must not contain a comma, which separates tenants in \
+             X-Scangate-Tenants"
+        )]
+    );
     assert_eq!(
         tenants("<Tenant>a</Tenant><Tnant/>"),
         [format!("{t}/Tnant: unknown element <Tnant>")]

@@ -1,0 +1,77 @@
+//! The series of API-connection sessions: exchanges by result, and refresh-token reuses by
+//! connection. Off the request path (exchanges are rare), so a family lookup per event is fine.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use super::LabelText;
+
+/// The `result` values of `scangate_session_exchanges_total`, registered at 0 so a dashboard
+/// sees every one before it first happens.
+pub const EXCHANGE_RESULTS: [&str; 9] = [
+    "ok",
+    "invalid_request",
+    "too_large",
+    "malformed",
+    "expired",
+    "wrong_client",
+    "revoked",
+    "reused",
+    "unavailable",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExchangeLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    connection: LabelText,
+}
+
+/// Handles for the session series.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionMetrics {
+    exchanges: Family<ExchangeLabels, Counter>,
+    reuses: Family<ConnectionLabels, Counter>,
+}
+
+impl SessionMetrics {
+    pub(crate) fn register(registry: &mut Registry) -> SessionMetrics {
+        let exchanges = Family::<ExchangeLabels, Counter>::default();
+        registry.register(
+            "session_exchanges",
+            "Refresh-token exchanges at session/confirm, by result",
+            exchanges.clone(),
+        );
+        for result in EXCHANGE_RESULTS {
+            let _ = exchanges.get_or_create(&ExchangeLabels { result });
+        }
+        let reuses = Family::default();
+        registry.register(
+            "refresh_token_reuse",
+            "Refresh tokens presented a second time (each kills its token family), by connection Name",
+            reuses.clone(),
+        );
+        SessionMetrics { exchanges, reuses }
+    }
+
+    pub(crate) fn exchange(&self, result: &'static str) {
+        debug_assert!(EXCHANGE_RESULTS.contains(&result), "{result}");
+        self.exchanges
+            .get_or_create(&ExchangeLabels { result })
+            .inc();
+    }
+
+    pub(crate) fn reused(&self, connection: &str) {
+        let labels = ConnectionLabels {
+            connection: LabelText(Arc::from(connection)),
+        };
+        self.reuses.get_or_create(&labels).inc();
+    }
+}
