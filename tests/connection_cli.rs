@@ -294,8 +294,8 @@ fn bad_inputs_are_refused_with_their_exact_words() {
         &dir,
         &add(&["--tenant", "acme,globex"]),
         64,
-        "scangate connection: --tenant: Tenant must not contain a comma, which separates tenants \
-         in X-Scangate-Tenants\n",
+        "scangate connection: --tenant: Tenant must not contain a comma: X-Scangate-Tenants \
+         separates tenants with commas\n",
     );
     refused(
         &dir,
@@ -444,7 +444,7 @@ fn an_unreadable_state_store_is_a_warning_and_list_still_answers() {
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(
         run.stderr.starts_with(&format!(
-            "scangate connection: warning: {}: cannot open the session store: ",
+            "scangate connection: warning: {}: cannot open session state store: ",
             store.display()
         )) && run.stderr.ends_with(
             "; statuses say \"enabled\" where \"active\" and \"pending activation\" cannot be told \

@@ -204,8 +204,8 @@ fn roles_and_tenants() {
     assert_eq!(
         tenants("<Tenant>a</Tenant><Tenant>acme,globex</Tenant>"),
         [format!(
-            "{t}/Tenant[2]: Tenant must not contain a comma, which separates tenants in \
-             X-Scangate-Tenants"
+            "{t}/Tenant[2]: Tenant must not contain a comma: X-Scangate-Tenants separates \
+             tenants with commas"
         )]
     );
     assert_eq!(

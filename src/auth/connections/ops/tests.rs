@@ -179,7 +179,7 @@ fn bad_inputs_are_refused_naming_the_field_and_nothing_is_written() {
                 ..spec("x")
             },
             Field::Tenant,
-            "Tenant must not contain a comma, which separates tenants in X-Scangate-Tenants",
+            "Tenant must not contain a comma: X-Scangate-Tenants separates tenants with commas",
         ),
         (
             Spec {
@@ -396,7 +396,7 @@ async fn list_reads_exchanges_from_the_store_and_warns_when_it_cannot() {
     let warning = listing.store_warning.expect("a warning").to_string();
     assert!(
         warning.starts_with(&format!(
-            "{}: cannot open the session store",
+            "{}: cannot open session state store",
             store_path.display()
         )),
         "{warning}"
