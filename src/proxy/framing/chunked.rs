@@ -4,6 +4,9 @@
 //! does not read as lines: a bare LF in the trailer section. hyper ends a trailer line only at
 //! CRLF, then hands the section to httparse, which also ends lines at a bare LF and stops at the
 //! first empty one, so the trailers it reports are not the bytes it consumed.
+//!
+//! hyper's caps (16 KiB of extensions or of trailers, 100 trailer lines) are not repeated here:
+//! past them hyper fails the body and closes the connection itself, so it reads nothing after.
 
 /// Where in a chunked body the guard is. The states are hyper's; the chunk size rides along.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

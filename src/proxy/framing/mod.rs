@@ -274,7 +274,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for FramingGuard<S> {
 }
 
 fn refused() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, "ambiguous request framing")
+    io::Error::new(io::ErrorKind::InvalidData, "request framing refused")
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for FramingGuard<S> {

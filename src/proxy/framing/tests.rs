@@ -349,3 +349,62 @@ fn the_blank_line_gate_looks_only_where_new_bytes_end_one() {
     assert!(may_be_complete(b"GET / HTTP/1.1\n\n", 15));
     assert!(!may_be_complete(b"GET / HTTP/1.1\n\nX", 17));
 }
+
+/// A writer without vectored writes that records what it is asked to do.
+#[derive(Default)]
+struct Plain {
+    written: Vec<u8>,
+    flushed: bool,
+    shut: bool,
+}
+
+impl AsyncWrite for Plain {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().written.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().flushed = true;
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().shut = true;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The responses hyper writes pass straight through, by whichever write call it picks (it asks
+/// `is_write_vectored` to choose).
+#[test]
+fn writes_pass_through_untouched() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut plain = FramingGuard::new(Plain::default());
+        assert!(!plain.is_write_vectored());
+        plain.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        plain.flush().await.unwrap();
+        plain.shutdown().await.unwrap();
+        assert_eq!(plain.inner.written, b"HTTP/1.1 200 OK\r\n\r\n");
+        assert!(plain.inner.flushed && plain.inner.shut);
+
+        let (mut client, server) = tokio::io::duplex(256);
+        let mut g = FramingGuard::new(server);
+        assert!(g.is_write_vectored());
+        let bufs = [io::IoSlice::new(b"ab"), io::IoSlice::new(b"cd")];
+        let n = g.write_vectored(&bufs).await.unwrap();
+        assert!(n > 0);
+        g.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, &b"abcd"[..n]);
+    });
+}
