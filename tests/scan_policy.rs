@@ -213,16 +213,23 @@ async fn scanning_paths_limit_every_scanfile_and_forward_the_same_bytes() {
         let got = call(&gw, "admin", Method::POST, path, &scan_body("/etc/shadow")).await;
         assert_eq!(got, (403, FORBIDDEN.to_owned()), "{path}");
     }
-    let mut big = scan_body("/srv/scan/a");
-    big.insert_str(1, &format!("\"pad\":\"{}\",", "x".repeat(64 * 1024)));
+    // Read up to 64 KiB: a body of exactly that passes, one byte more is refused.
+    let padded = |len: usize| {
+        let body = scan_body("/srv/scan/a");
+        let pad = len - body.len() - r#""pad":"","#.len();
+        format!("{{\"pad\":\"{}\",{}", "x".repeat(pad), &body[1..])
+    };
+    let exact = padded(64 * 1024);
+    let got = call(&gw, "admin", Method::POST, "/api/v3.0/scanfile", &exact).await;
+    assert_eq!(got.0, 200);
+    assert_eq!(up.seen()[5].body.len(), 64 * 1024);
+    let big = padded(64 * 1024 + 1);
     let got = call(&gw, "admin", Method::POST, "/api/v3.0/scanfile", &big).await;
-    assert_eq!(
-        got,
-        (413, r#"{"error":"request body too large"}"#.to_owned())
-    );
+    let too_large = r#"{"error":"request body too large"}"#;
+    assert_eq!(got, (413, too_large.to_owned()));
     assert_eq!(
         up.seen().len(),
-        5,
+        6,
         "a refused scanfile reached the upstream"
     );
 

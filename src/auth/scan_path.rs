@@ -192,6 +192,38 @@ mod tests {
     }
 
     #[test]
+    fn the_read_cap_fits_a_whole_v3_body_and_refusals_say_why() {
+        // A path of PATH_MAX (4096) and 16 KiB each of request and response headers, escaped.
+        let body = serde_json::json!({
+            "timeout": "10000",
+            "object": format!("/scan/{}", "a".repeat(4090)),
+            "requestHeaders": "H: v\r\n".repeat(16 * 1024 / 7),
+            "responseHeaders": "H: v\r\n".repeat(16 * 1024 / 7),
+        })
+        .to_string();
+        assert!(
+            body.len() as u64 <= MAX_SCANFILE_BODY_BYTES,
+            "{}",
+            body.len()
+        );
+        assert!(body_allowed(
+            &list(&["/scan"]),
+            Api::V3,
+            body.as_bytes(),
+            false
+        ));
+
+        let e = serde_json::from_slice::<Object>(b"1").err().unwrap();
+        assert!(e.to_string().contains("expected a JSON object"), "{e}");
+        let e = serde_json::from_slice::<Object>(br#"{"object":"/a","object":"/b"}"#);
+        assert!(e
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("ambiguous object field"));
+    }
+
+    #[test]
     fn v1_bodies_are_the_path() {
         let allowed = list(&["/scan"]);
         let v1 = |body: &[u8]| body_allowed(&allowed, Api::V1, body, false);
