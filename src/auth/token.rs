@@ -225,15 +225,19 @@ pub fn decode_value(value: &str) -> Option<Digest> {
 
 /// Mints a new token: `sg_` followed by 44 random base62 characters from the OS RNG.
 pub fn mint() -> String {
+    mint_with(&mut rand::rngs::OsRng)
+}
+
+/// [`mint`] with the random bytes from `rng`.
+fn mint_with(rng: &mut impl RngCore) -> String {
     const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut rng = rand::rngs::OsRng;
     let mut out = String::with_capacity(3 + MINTED_CHARS);
     out.push_str("sg_");
     while out.len() < 3 + MINTED_CHARS {
         // Rejection sampling keeps every character uniform: 248 = 4 × 62.
-        let b = (rng.next_u32() & 0xff) as u8;
+        let [b, ..] = rng.next_u32().to_le_bytes();
         if b < 248 {
-            out.push(ALPHABET[(b % 62) as usize] as char);
+            out.push(ALPHABET[usize::from(b % 62)] as char);
         }
     }
     out
@@ -308,6 +312,50 @@ mod tests {
         assert!(a[3..].bytes().all(|c| c.is_ascii_alphanumeric()));
     }
 
+    /// Hands out the given low bytes, in order, as `next_u32` results with noise above them.
+    struct Scripted(std::vec::IntoIter<u8>);
+
+    impl RngCore for Scripted {
+        fn next_u32(&mut self) -> u32 {
+            0xa5a5_a500 | u32::from(self.0.next().expect("script too short"))
+        }
+        fn next_u64(&mut self) -> u64 {
+            unreachable!()
+        }
+        fn fill_bytes(&mut self, _: &mut [u8]) {
+            unreachable!()
+        }
+        fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), rand::Error> {
+            unreachable!()
+        }
+    }
+
+    #[test]
+    fn minting_maps_each_byte_below_248_to_one_character_and_skips_the_rest() {
+        let expected = "sg_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefgh";
+        // 0..44, with the two rejects 248 and 255 after the first.
+        let mut script: Vec<u8> = (0..44).collect();
+        script.splice(1..1, [248, 255]);
+        assert_eq!(mint_with(&mut Scripted(script.into_iter())), expected);
+        // The last of the four rounds, 186..248, maps the same way: 186 = 3 × 62.
+        let last_round: Vec<u8> = (186..230).collect();
+        assert_eq!(mint_with(&mut Scripted(last_round.into_iter())), expected);
+    }
+
+    #[test]
+    fn a_missing_key_is_new_but_an_unreadable_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, new) = TokenKey::read_or_new(&dir.path().join("k.key")).unwrap();
+        let new = new.expect("a new key for a missing file");
+        assert_eq!(key.digest(b"x"), new.key().digest(b"x"));
+        assert_eq!(format!("{new:?}"), "NewKey(<redacted>)");
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        // A path through a regular file: ENOTDIR, not "not found".
+        let err = TokenKey::read_or_new(&file.join("k.key")).unwrap_err();
+        assert!(matches!(err, KeyError::Read { .. }), "{err}");
+    }
+
     #[test]
     fn plaintext_rules() {
         assert_eq!(check_plaintext("Ab345-KAV"), Ok(()));
@@ -316,7 +364,13 @@ mod tests {
             check_plaintext(&format!("Ab1-{}", "x".repeat(97))),
             Err(PlaintextError::Length)
         );
-        assert_eq!(check_plaintext("abcd1-x"), Err(PlaintextError::Classes));
+        for missing_one in ["abcd1-x", "ABCD1-X", "Abcd-x", "Abcd1x"] {
+            assert_eq!(
+                check_plaintext(missing_one),
+                Err(PlaintextError::Classes),
+                "{missing_one}"
+            );
+        }
         assert_eq!(check_plaintext("Ab1 -x"), Err(PlaintextError::NotAscii));
     }
 

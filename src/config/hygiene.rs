@@ -30,7 +30,8 @@ pub fn at_startup(settings: &Settings) -> Vec<String> {
 pub fn key_file(path: &Path) -> Vec<Concern> {
     let p = path.display();
     let mut concerns = Vec::new();
-    if let Ok(meta) = std::fs::metadata(path) {
+    // A folder or device in its place is an error of its own, which loading reports.
+    if let Some(meta) = std::fs::metadata(path).ok().filter(|m| m.is_file()) {
         let a = Access::of(&meta);
         match perms::key_exposure(a.mode) {
             Some(KeyExposure::Others) => concerns.push(Concern {
@@ -183,6 +184,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.key");
         assert_eq!(key_file(&path), [], "missing");
+        std::fs::create_dir(&path).unwrap();
+        assert_eq!(key_file(&path), [], "a folder");
+        std::fs::remove_dir(&path).unwrap();
         let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/config/scangate.key");
         std::fs::copy(demo, &path).unwrap();
         let mode = |m| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m));
