@@ -6,5 +6,6 @@ pub mod header;
 pub mod jwt;
 pub mod memo;
 pub mod policy;
+pub mod sessions;
 pub mod store;
 pub mod token;
