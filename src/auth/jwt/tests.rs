@@ -34,7 +34,16 @@ fn b64json(value: &serde_json::Value) -> String {
 /// A token with any header and payload, signed with raw HS256 under `secret`: what an attacker
 /// who had the key (or a bug that leaked it) could build, to reach the checks behind the signature.
 fn forge(secret: &[u8], header: serde_json::Value, payload: serde_json::Value) -> String {
-    let message = format!("{}.{}", b64json(&header), b64json(&payload));
+    forge_raw(
+        secret,
+        &serde_json::to_string(&header).unwrap(),
+        &serde_json::to_string(&payload).unwrap(),
+    )
+}
+
+/// [`forge`] with the JSON texts given byte for byte.
+fn forge_raw(secret: &[u8], header: &str, payload: &str) -> String {
+    let message = format!("{}.{}", B64URL.encode(header), B64URL.encode(payload));
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap();
     mac.update(message.as_bytes());
     format!("{message}.{}", B64URL.encode(mac.finalize().into_bytes()))
@@ -293,6 +302,36 @@ fn oversized_and_odd_shapes_are_malformed() {
     // Right shape, header not JSON.
     assert_eq!(
         verify(&keys, Kind::Access, "eyJhbG.e30.AA", NOW),
+        Err(JwtError::Malformed)
+    );
+}
+
+#[test]
+fn the_length_cap_is_exactly_max_jwt_bytes() {
+    // Whitespace after the JSON is legal, so padding either segment reaches any exact length.
+    let keys = keys();
+    let header = r#"{"typ":"at+jwt","alg":"HS256"}"#;
+    let payload = serde_json::to_string(&claims()).unwrap();
+    let sized = |len: usize| {
+        for h in 0..3 {
+            for p in 0..len {
+                let token = forge_raw(
+                    &access_secret(),
+                    &format!("{header}{}", " ".repeat(h)),
+                    &format!("{payload}{}", " ".repeat(p)),
+                );
+                match token.len().cmp(&len) {
+                    std::cmp::Ordering::Less => continue,
+                    std::cmp::Ordering::Equal => return token,
+                    std::cmp::Ordering::Greater => break,
+                }
+            }
+        }
+        panic!("no token of {len} bytes");
+    };
+    assert!(verify(&keys, Kind::Access, &sized(MAX_JWT_BYTES), NOW).is_ok());
+    assert_eq!(
+        verify(&keys, Kind::Access, &sized(MAX_JWT_BYTES + 1), NOW),
         Err(JwtError::Malformed)
     );
 }
