@@ -3,13 +3,13 @@
 //! Input: byte 0 picks the field (`Authorization` or a custom `AuthRequestField`) and the scheme
 //! rule; the rest is `name:value` lines. Invariants: no panic, and the outcome follows the doc:
 //! `Missing` without the field, `Scheme` with two of it, and a token only from the single value
-//! (after `Bearer ` when required), non-empty, at most MAX_TOKEN_BYTES, without space or tab.
+//! (after `Bearer ` when required), non-empty, at most MAX_CREDENTIAL_BYTES (an access token's cap; the static-token cap is the
+//! request path's), without space or tab.
 #![no_main]
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use scangate::auth::header::{extract, AuthFailure};
-use scangate::auth::token::MAX_TOKEN_BYTES;
+use scangate::auth::header::{extract, AuthFailure, MAX_CREDENTIAL_BYTES};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {
@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
                 value
             };
             assert_eq!(token, expected);
-            assert!(!token.is_empty() && token.len() <= MAX_TOKEN_BYTES);
+            assert!(!token.is_empty() && token.len() <= MAX_CREDENTIAL_BYTES);
             assert!(!token.iter().any(|&b| b == b' ' || b == b'\t'));
         }
     }
