@@ -13,6 +13,13 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 ca_bundle="${SCANGATE_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 
 cd "$root"
+# Run from a test (tests/container.rs), the environment carries what cargo sets for the test
+# process (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...). Build scripts such as ring's track some of
+# them, so a build from a test and one from a shell would each find the other's stale and
+# rebuild the whole release binary. Clear them, so both see the same environment.
+while IFS= read -r var; do
+  unset "$var"
+done < <(compgen -e | grep -E '^(CARGO_MANIFEST_|CARGO_PKG_|CARGO_CRATE_NAME$|CARGO_PRIMARY_PACKAGE$|CARGO_BIN_|CARGO_TARGET_TMPDIR$|NEXTEST)')
 [ -r "$ca_bundle" ] || {
   echo "build.sh: no CA bundle at $ca_bundle (install ca-certificates or set SCANGATE_CA_BUNDLE)" >&2
   exit 1
