@@ -305,3 +305,75 @@ async fn one_keep_alive_connection_has_every_token_checked_and_sees_a_disable_at
     assert_eq!(status_on(&mut conn, OLD).await, 401);
     assert_eq!(status_on(&mut conn, NEW).await, 200);
 }
+
+/// `scangate_config_watch_events_total` as the gateway's `/metrics` would show it.
+fn watch_events(gw: &TestGateway) -> u64 {
+    let text = gw.gw.metrics.encode();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("scangate_config_watch_events_total "))
+        .unwrap_or_else(|| panic!("no watch event counter in:\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_log_written_line_by_line_in_the_config_folder_does_not_wake_the_watch_per_line() {
+    use std::io::Write;
+    let up = Upstream::start(Behaviour::Ok).await;
+    let mut cfg = Cfg::new(&up.url(), &[Tok::new("old", OLD, true)]);
+    let gw = TestGateway::start(&cfg).await;
+    let before = watch_events(&gw);
+
+    // A log kept beside the config: one open, 200 lines written a millisecond apart (the kernel
+    // merges identical events the watch has not read yet, so lines written in a burst would not
+    // show a watch that hears every write), one close.
+    let mut log = std::fs::File::create(gw.config.dir.path().join("gateway.log")).unwrap();
+    for i in 0..200 {
+        writeln!(log, "request {i}").unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    drop(log);
+    // Then a config edit, whose events come after the log's: once it has been applied, every
+    // event the log caused has been counted.
+    cfg.tokens.push(Tok::new("new", NEW, true));
+    gw.rewrite(&cfg);
+    let c = client();
+    let url = gw.url("/api/v3.0/version");
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            status_with(&c, &url, NEW).await == 200
+        })
+        .await,
+        "the edit after the log was not applied within 2 s"
+    );
+    let events = watch_events(&gw) - before;
+    // The log's create and close, and the edit's few (a temp file, its close, the rename). A
+    // watch that heard every write would count about 200 more.
+    assert!(
+        events <= 12,
+        "{events} watch events for 200 log lines and one edit"
+    );
+    assert_eq!(gw.gw.generation(), 2, "the log itself caused no reload");
+}
+
+#[tokio::test]
+async fn a_config_rewritten_in_place_is_reloaded_when_the_writer_closes_it() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let mut cfg = Cfg::new(&up.url(), &[Tok::new("old", OLD, true)]);
+    let gw = TestGateway::start(&cfg).await;
+    let c = client();
+    let url = gw.url("/api/v3.0/version");
+    assert_eq!(status_with(&c, &url, NEW).await, 401);
+
+    // As `cat > scangate.xml` or an editor that saves in place does: same inode, truncated and
+    // written, then closed.
+    cfg.tokens.push(Tok::new("new", NEW, true));
+    std::fs::write(&gw.config.path, cfg.xml()).unwrap();
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            status_with(&c, &url, NEW).await == 200
+        })
+        .await,
+        "in-place rewrite not applied within 2 s"
+    );
+}

@@ -1,4 +1,4 @@
-//! Reload triggers: a folder watch (notify), SIGHUP and an optional poll interval, all feeding one
+//! Reload triggers: a folder watch (inotify on Linux, notify elsewhere), SIGHUP and an optional poll interval, all feeding one
 //! debounced reload loop that calls [`Gateway::reload`].
 //!
 //! The watch is on the config file's folder, not the file: editors that save by rename, Kubernetes
@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::state::{Gateway, ReloadOutcome};
@@ -30,13 +29,13 @@ pub const DEBOUNCE_MAX: Duration = Duration::from_secs(1);
 /// Why the reload triggers could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    /// notify could not watch a folder.
+    /// The folder could not be watched (no such folder, too many inotify watches).
     #[error("{}: cannot watch folder: {source}", path.display())]
     Watch {
         /// The folder.
         path: PathBuf,
-        /// notify's error.
-        source: notify::Error,
+        /// The OS error.
+        source: std::io::Error,
     },
     /// The SIGHUP handler could not be installed.
     #[error("cannot install SIGHUP handler: {0}")]
@@ -45,8 +44,23 @@ pub enum WatchError {
 
 /// Keeps the triggers alive; dropping it stops the folder watch.
 pub struct Reloader {
-    _watcher: Option<notify::RecommendedWatcher>,
+    _watcher: Option<FolderWatch>,
 }
+
+/// The folder watch: a task reading inotify events on Linux, notify's watcher elsewhere. Dropping
+/// it stops the watch.
+#[cfg(target_os = "linux")]
+struct FolderWatch(tokio::task::AbortHandle);
+
+#[cfg(target_os = "linux")]
+impl Drop for FolderWatch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+struct FolderWatch(#[allow(dead_code)] notify::RecommendedWatcher);
 
 /// Which reload triggers to run. `serve` runs all three (poll only with `--reload-poll`).
 #[derive(Debug, Clone, Copy)]
@@ -109,10 +123,8 @@ pub fn start(gw: Arc<Gateway>, triggers: Triggers) -> Result<Reloader, WatchErro
     Ok(Reloader { _watcher: watcher })
 }
 
-fn watch_folders(
-    gw: &Gateway,
-    tx: mpsc::UnboundedSender<&'static str>,
-) -> Result<notify::RecommendedWatcher, WatchError> {
+/// The files whose folders are watched, and the names in those folders that matter.
+fn watched(gw: &Gateway) -> (HashSet<PathBuf>, HashSet<OsString>) {
     let snap = gw.snapshot.load();
     let mut files = vec![
         gw.config_path.clone(),
@@ -127,40 +139,115 @@ fn watch_folders(
         files.push(tls.cert.clone());
         files.push(tls.key.clone());
     }
-    let names: HashSet<OsString> = files
+    let names = files
         .iter()
         .filter_map(|f| f.file_name().map(|n| n.to_owned()))
         .collect();
-    let folders: HashSet<PathBuf> = files.iter().map(|f| folder_of(f)).collect();
+    let folders = files.iter().map(|f| folder_of(f)).collect();
+    (folders, names)
+}
 
+/// Whether an entry of a watched folder is one a reload reads: a watched file's name, or one of
+/// Kubernetes' atomic-swap entries (`..data`, `..2026_…`).
+fn relevant(name: &std::ffi::OsStr, names: &HashSet<OsString>) -> bool {
+    names.contains(name) || name.to_string_lossy().starts_with("..")
+}
+
+/// On Linux the kernel is asked only for the events a reload needs: a file closed after writing,
+/// renamed in or out, created, deleted, or its attributes changed (`touch`, `chmod`). Not for every
+/// `write` or `open`: a log or state file kept in the config folder would otherwise wake this task
+/// on every line it writes.
+#[cfg(target_os = "linux")]
+fn watch_folders(
+    gw: &Gateway,
+    tx: mpsc::UnboundedSender<&'static str>,
+) -> Result<FolderWatch, WatchError> {
+    use futures_util::StreamExt;
+    use inotify::{Inotify, WatchMask};
+
+    let (folders, names) = watched(gw);
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| WatchError::Watch { path, source }
+    };
+    let inotify = Inotify::init().map_err(err(&gw.config_path))?;
+    let mask = WatchMask::CLOSE_WRITE
+        | WatchMask::MOVED_TO
+        | WatchMask::MOVED_FROM
+        | WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::ATTRIB
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF
+        | WatchMask::ONLYDIR;
+    for folder in &folders {
+        inotify.watches().add(folder, mask).map_err(err(folder))?;
+    }
+    let mut events = inotify
+        .into_event_stream([0u8; 4096])
+        .map_err(err(&gw.config_path))?;
+    let received = gw.metrics.watch_events();
+    let task = tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            received.inc();
+            let Ok(event) = event else {
+                // The queue overflowed or the descriptor failed: reload to be safe.
+                if tx.send("watch").is_err() {
+                    return;
+                }
+                continue;
+            };
+            // An event on a folder itself (deleted, moved) has no name: reload, which reports
+            // the missing file and keeps the last good config.
+            let wanted = match event.name {
+                Some(name) => relevant(&name, &names),
+                None => true,
+            };
+            if wanted && tx.send("watch").is_err() {
+                return;
+            }
+        }
+    });
+    Ok(FolderWatch(task.abort_handle()))
+}
+
+/// Elsewhere, notify's watcher, which cannot narrow its events, filtered by name here.
+#[cfg(not(target_os = "linux"))]
+fn watch_folders(
+    gw: &Gateway,
+    tx: mpsc::UnboundedSender<&'static str>,
+) -> Result<FolderWatch, WatchError> {
+    use notify::{RecursiveMode, Watcher};
+
+    let (folders, names) = watched(gw);
+    let received = gw.metrics.watch_events();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        received.inc();
         let Ok(event) = event else { return };
         if event.kind.is_access() {
             return;
         }
-        let relevant = event.paths.iter().any(|p| {
-            p.file_name().is_some_and(|n| {
-                // `..data` and `..2026_…` are Kubernetes' atomic-swap entries.
-                names.contains(n) || n.to_string_lossy().starts_with("..")
-            })
-        });
-        if relevant {
+        let wanted = event
+            .paths
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| relevant(n, &names)));
+        if wanted {
             let _ = tx.send("watch");
         }
     })
     .map_err(|source| WatchError::Watch {
         path: gw.config_path.clone(),
-        source,
+        source: std::io::Error::other(source),
     })?;
     for folder in folders {
         watcher
             .watch(&folder, RecursiveMode::NonRecursive)
             .map_err(|source| WatchError::Watch {
                 path: folder.clone(),
-                source,
+                source: std::io::Error::other(source),
             })?;
     }
-    Ok(watcher)
+    Ok(FolderWatch(watcher))
 }
 
 fn folder_of(file: &Path) -> PathBuf {

@@ -174,6 +174,7 @@ pub struct Metrics {
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     upstream_up: Family<UpstreamLabels, Gauge>,
     reloads: [Counter; 3],
+    watch_events: Counter,
     generation: Gauge,
     tokens_enabled: Gauge,
     tokens_disabled: Gauge,
@@ -247,6 +248,12 @@ impl Metrics {
                 .get_or_create(&ResultLabels { result: r.as_str() })
                 .clone()
         });
+        let watch_events = Counter::default();
+        registry.register(
+            "config_watch_events",
+            "Events the config folder watch received from the OS, before they are filtered by file name",
+            watch_events.clone(),
+        );
         let generation = Gauge::default();
         registry.register(
             "config_generation",
@@ -288,6 +295,7 @@ impl Metrics {
             upstream_errors,
             upstream_up,
             reloads,
+            watch_events,
             generation,
             tokens_enabled,
             tokens_disabled,
@@ -369,6 +377,11 @@ impl Metrics {
             ReloadResult::Unchanged => 2,
         };
         self.reloads[i].inc();
+    }
+
+    /// `scangate_config_watch_events_total`, for the folder watch to count what the OS delivers.
+    pub fn watch_events(&self) -> Counter {
+        self.watch_events.clone()
     }
 
     /// Sets the gauges that describe the config in force.
