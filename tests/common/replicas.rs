@@ -1,0 +1,212 @@
+//! Real parts for the scale-out tests: a `redis-server` on a free port in a temp folder, and
+//! `scangate serve` processes sharing one config folder (each on its own ports, through
+//! `--listen` and `--admin-listen`).
+//!
+//! A missing `redis-server` or `haproxy` skips a test with a message, unless
+//! `SCANGATE_REQUIRE_REDIS` is set (CI sets it), which turns the skip into a failure.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::process::{free_port, Scangate};
+
+/// Whether `tool` is on PATH. When it is not: false with a note on stderr, or a panic when
+/// `SCANGATE_REQUIRE_REDIS` is set.
+pub fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("SCANGATE_REQUIRE_REDIS").is_none(),
+            "{tool} is not installed but SCANGATE_REQUIRE_REDIS is set"
+        );
+        eprintln!("SKIPPED: {tool} is not installed (set SCANGATE_REQUIRE_REDIS to fail instead)");
+    }
+    found
+}
+
+/// The password every test Redis requires, so every test also checks it never leaks.
+pub const REDIS_PASSWORD: &str = "Hunter2-redis-secret";
+
+/// A `redis-server` child with append-only persistence (fsync on every write), so a SIGKILL
+/// loses no consumed mark.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = spawn_redis(port, dir.path());
+        wait_redis(port);
+        RedisServer { child, port, dir }
+    }
+
+    /// `redis://:PASSWORD@127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}/0", self.port)
+    }
+
+    /// `kill -SIGNAL` (STOP, CONT, KILL…).
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} redis failed");
+    }
+
+    /// SIGKILL, then the same server again on the same port and folder.
+    pub fn kill(&mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again after [`RedisServer::kill`].
+    pub fn restart(&mut self) {
+        self.child = spawn_redis(self.port, self.dir.path());
+        wait_redis(self.port);
+    }
+
+    /// Runs one command with `redis-cli`, returning its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "--no-auth-warning",
+                "-a",
+                REDIS_PASSWORD,
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_redis(port: u16, dir: &Path) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--requirepass", REDIS_PASSWORD])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts")
+}
+
+/// Waits until the server answers an authenticated PING.
+fn wait_redis(port: u16) {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+            let auth = format!(
+                "*2\r\n$4\r\nAUTH\r\n${}\r\n{REDIS_PASSWORD}\r\n*1\r\n$4\r\nPING\r\n",
+                REDIS_PASSWORD.len()
+            );
+            let mut buf = [0u8; 64];
+            if s.write_all(auth.as_bytes()).is_ok() {
+                let mut got = String::new();
+                while let Ok(n @ 1..) = s.read(&mut buf) {
+                    got.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    if got.contains("PONG") {
+                        return;
+                    }
+                }
+            }
+        }
+        assert!(
+            Instant::now() < end,
+            "redis-server did not come up on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One `scangate serve` process on ports of its own, reading the shared `config`.
+pub struct Replica {
+    pub proc: Scangate,
+    pub port: u16,
+    pub admin: u16,
+}
+
+impl Replica {
+    /// Starts the replica and waits until it serves and its session store is in sync.
+    pub async fn start(config: &Path) -> Replica {
+        Self::start_on(config, free_port(), free_port()).await
+    }
+
+    /// Like [`Replica::start`] on given ports (a restart keeps its ports).
+    pub async fn start_on(config: &Path, port: u16, admin: u16) -> Replica {
+        let listen = format!("127.0.0.1:{port}");
+        let admin_listen = format!("127.0.0.1:{admin}");
+        let config = config.to_str().unwrap();
+        let proc = Scangate::spawn(&[
+            "serve",
+            "--config",
+            config,
+            "--listen",
+            &listen,
+            "--admin-listen",
+            &admin_listen,
+            "--threads",
+            "1",
+            "--drain-secs",
+            "5",
+        ]);
+        let replica = Replica { proc, port, admin };
+        let ready = super::eventually(Duration::from_secs(15), || replica.store_up(true)).await;
+        assert!(ready, "replica on {port} never got in sync with Redis");
+        replica
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin)
+    }
+
+    /// The text of `/metrics`, or empty when the admin listener does not answer.
+    pub async fn metrics(&self) -> String {
+        let got = super::client().get(self.admin_url("/metrics")).send().await;
+        match got {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Whether `scangate_session_store_up` reads `up`.
+    pub async fn store_up(&self, up: bool) -> bool {
+        let want = format!("scangate_session_store_up {}", u8::from(up));
+        self.metrics().await.lines().any(|l| l == want)
+    }
+}
