@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::replicas::{have, RedisServer, Replica, REDIS_PASSWORD};
+use common::replicas::{have, Haproxy, RedisServer, Replica, REDIS_PASSWORD};
 use common::*;
 use scangate::auth::exchange::console_refresh_token;
 use scangate::auth::jwt::JwtKeys;
@@ -335,4 +335,59 @@ async fn redis_stopped_or_killed_mid_load_fails_no_access_token_request_and_reco
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     assert!(!page.contains(REDIS_PASSWORD));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_three_replicas_behind_haproxy_fails_no_request() {
+    if !have("haproxy") {
+        return;
+    }
+    let Some(mut c) = Cluster::start(3).await else {
+        return;
+    };
+    let issued = exchange(&c.replicas[0], &console_token()).await;
+    assert_eq!(issued.status, 200, "{}", issued.body);
+    let access = issued.token("access_token");
+    let backends: Vec<(u16, u16)> = c.replicas.iter().map(|r| (r.port, r.admin)).collect();
+    let lb = Haproxy::start(&backends);
+    assert!(eventually(Duration::from_secs(10), || async { lb.up().await == 3 }).await);
+
+    let mut loads = Vec::new();
+    for _ in 0..4 {
+        loads.push(load(
+            vec![lb.url()],
+            vec![access.clone(), STATIC.to_owned()],
+        ));
+    }
+    for i in 0..c.replicas.len() {
+        let (port, admin) = (c.replicas[i].port, c.replicas[i].admin);
+        let old = c.replicas.remove(i);
+        // SIGTERM: the replica turns unready, closes its listener and drains.
+        let (status, stderr) = old.proc.stop("TERM");
+        assert!(status.success(), "{stderr}");
+        assert!(stderr.contains("draining connections"), "{stderr}");
+        assert!(
+            eventually(Duration::from_secs(5), || async { lb.up().await == 2 }).await,
+            "HAProxy never saw replica {i} go"
+        );
+        let fresh = Replica::start_on(&c.config.path, port, admin).await;
+        c.replicas.insert(i, fresh);
+        assert!(
+            eventually(Duration::from_secs(10), || async { lb.up().await == 3 }).await,
+            "replica {i} never came back in HAProxy"
+        );
+    }
+    let (mut sent, mut failed) = (0, 0);
+    for (stop, task) in loads {
+        stop.store(true, Ordering::Relaxed);
+        let (s, f) = task.await.unwrap();
+        sent += s;
+        failed += f;
+    }
+    eprintln!("rolling restart: {sent} requests through HAProxy, {failed} failed");
+    assert!(sent > 200, "only {sent} requests");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed during the rolling restart"
+    );
 }

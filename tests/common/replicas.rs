@@ -210,3 +210,75 @@ impl Replica {
         self.metrics().await.lines().any(|l| l == want)
     }
 }
+
+/// HAProxy (Debian's) in front of replicas: round robin, `/readyz` health checks on each admin
+/// port every 100 ms, and retries on another server when a connection fails or a response never
+/// comes (`retries`, `option redispatch`, `retry-on`).
+pub struct Haproxy {
+    child: Child,
+    pub port: u16,
+    stats: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    /// Balances over `(port, admin port)` pairs.
+    pub fn start(backends: &[(u16, u16)]) -> Haproxy {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, stats) = (free_port(), free_port());
+        let servers: String = backends
+            .iter()
+            .enumerate()
+            .map(|(i, (p, a))| format!("  server r{i} 127.0.0.1:{p} check port {a}\n"))
+            .collect();
+        let config = format!(
+            "global\n  maxconn 2000\n\
+             defaults\n  mode http\n  timeout connect 1s\n  timeout client 10s\n  timeout server 10s\n\
+             \x20 retries 3\n  option redispatch 1\n  retry-on conn-failure empty-response response-timeout\n\
+             frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+             backend be\n  balance roundrobin\n  option httpchk GET /readyz\n  http-check expect status 200\n\
+             \x20 default-server inter 100ms fall 1 rise 1\n{servers}\
+             listen stats\n  bind 127.0.0.1:{stats}\n  stats enable\n  stats uri /stats\n"
+        );
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy starts");
+        Haproxy {
+            child,
+            port,
+            stats,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// How many servers HAProxy's health checks see UP.
+    pub async fn up(&self) -> usize {
+        let csv = super::client()
+            .get(format!("http://127.0.0.1:{}/stats;csv", self.stats))
+            .send()
+            .await;
+        let Ok(csv) = csv else { return 0 };
+        let text = csv.text().await.unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with("be,r") && l.split(',').nth(17) == Some("UP"))
+            .count()
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
