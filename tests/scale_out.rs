@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::process::free_port;
 use common::replicas::{have, Haproxy, RedisServer, Replica, REDIS_PASSWORD};
 use common::*;
 use scangate::auth::exchange::console_refresh_token;
@@ -30,10 +31,18 @@ struct Cluster {
 impl Cluster {
     /// None (the test skips) when redis-server is not installed.
     async fn start(n: usize) -> Option<Cluster> {
+        Self::start_on(n, false).await
+    }
+
+    /// With `tls`, Redis speaks TLS only and the replicas trust its CA through `SSL_CERT_FILE`.
+    async fn start_on(n: usize, tls: bool) -> Option<Cluster> {
         if !have("redis-server") {
             return None;
         }
-        let redis = RedisServer::start();
+        let redis = match tls {
+            false => RedisServer::start(),
+            true => RedisServer::start_tls(),
+        };
         let upstream = Upstream::start(Behaviour::Ok).await;
         let mut cfg = Cfg::new(&upstream.url(), &[Tok::new("static", STATIC, true)]);
         cfg.gateway_extra = format!(
@@ -49,9 +58,15 @@ impl Cluster {
         );
         let xml = cfg.xml().replacen("</AuthSettings>", &connection, 1);
         std::fs::write(&config.path, xml).unwrap();
+        let ca = redis.ca_file();
+        let env = match tls {
+            false => vec![],
+            true => vec![("SSL_CERT_FILE", ca.to_str().unwrap())],
+        };
         let mut replicas = Vec::new();
         for _ in 0..n {
-            replicas.push(Replica::start(&config.path).await);
+            let (port, admin) = (free_port(), free_port());
+            replicas.push(Replica::start_with(&config.path, port, admin, &env).await);
         }
         Some(Cluster {
             redis,
@@ -389,5 +404,30 @@ async fn a_rolling_restart_of_three_replicas_behind_haproxy_fails_no_request() {
     assert_eq!(
         failed, 0,
         "{failed} of {sent} requests failed during the rolling restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_a_private_ca_keeps_single_use_across_replicas() {
+    let Some(c) = Cluster::start_on(2, true).await else {
+        return;
+    };
+    let console = console_token();
+    let first = exchange(&c.replicas[0], &console).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let again = exchange(&c.replicas[1], &console).await;
+    assert_eq!((again.status, again.body.as_str()), (400, INVALID_GRANT));
+    until_all(
+        &c.replicas,
+        &first.token("access_token"),
+        401,
+        Duration::from_secs(1),
+    )
+    .await;
+    let keys = c.redis.cli(&["dbsize"]);
+    assert_eq!(
+        keys.trim(),
+        "3",
+        "a used mark, the dead set, the last exchange: over TLS"
     );
 }

@@ -40,20 +40,58 @@ pub struct RedisServer {
     child: Child,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// TLS only (`--tls-port`), with certificates from a test CA written to `dir`.
+    tls: bool,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = spawn_redis(port, dir.path());
+        let child = spawn_redis(port, dir.path(), false);
         wait_redis(port);
-        RedisServer { child, port, dir }
+        RedisServer {
+            child,
+            port,
+            dir,
+            tls: false,
+        }
     }
 
-    /// `redis://:PASSWORD@127.0.0.1:PORT/0`.
+    /// A server that speaks TLS only, with a certificate for `localhost` from a test CA whose
+    /// certificate is at [`RedisServer::ca_file`].
+    pub fn start_tls() -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        write_test_pki(dir.path());
+        let port = free_port();
+        let server = RedisServer {
+            child: spawn_redis(port, dir.path(), true),
+            port,
+            dir,
+            tls: true,
+        };
+        let end = Instant::now() + Duration::from_secs(10);
+        while server.cli(&["ping"]).trim() != "PONG" {
+            assert!(
+                Instant::now() < end,
+                "TLS redis-server did not come up on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// The test CA's certificate (PEM), for `SSL_CERT_FILE`.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// `redis://:PASSWORD@127.0.0.1:PORT/0`, or `rediss://…@localhost…` for TLS.
     pub fn url(&self) -> String {
-        format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}/0", self.port)
+        match self.tls {
+            false => format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}/0", self.port),
+            true => format!("rediss://:{REDIS_PASSWORD}@localhost:{}/0", self.port),
+        }
     }
 
     /// `kill -SIGNAL` (STOP, CONT, KILL…).
@@ -73,13 +111,18 @@ impl RedisServer {
 
     /// Starts the server again after [`RedisServer::kill`].
     pub fn restart(&mut self) {
-        self.child = spawn_redis(self.port, self.dir.path());
+        assert!(!self.tls, "restart is for plain servers");
+        self.child = spawn_redis(self.port, self.dir.path(), false);
         wait_redis(self.port);
     }
 
     /// Runs one command with `redis-cli`, returning its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
+        let mut cmd = Command::new("redis-cli");
+        if self.tls {
+            cmd.args(["--tls", "--cacert"]).arg(self.ca_file());
+        }
+        let out = cmd
             .args([
                 "-p",
                 &self.port.to_string(),
@@ -101,9 +144,21 @@ impl Drop for RedisServer {
     }
 }
 
-fn spawn_redis(port: u16, dir: &Path) -> Child {
-    Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+fn spawn_redis(port: u16, dir: &Path, tls: bool) -> Child {
+    let mut cmd = Command::new("redis-server");
+    if tls {
+        cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+            .args(["--tls-auth-clients", "no"])
+            .arg("--tls-cert-file")
+            .arg(dir.join("redis.pem"))
+            .arg("--tls-key-file")
+            .arg(dir.join("redis.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(dir.join("ca.pem"));
+    } else {
+        cmd.args(["--port", &port.to_string()]);
+    }
+    cmd.args(["--bind", "127.0.0.1", "--logfile", "redis.log"])
         .arg("--dir")
         .arg(dir)
         .args(["--requirepass", REDIS_PASSWORD])
@@ -119,6 +174,23 @@ fn spawn_redis(port: u16, dir: &Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server starts")
+}
+
+/// `ca.pem`, and `redis.pem` + `redis.key` for `localhost` signed by it, in `dir`.
+fn write_test_pki(dir: &Path) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "scangate redis test CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = params.self_signed(&ca_key).unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("redis.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("redis.key"), key.serialize_pem()).unwrap();
 }
 
 /// Waits until the server answers an authenticated PING.
@@ -165,10 +237,15 @@ impl Replica {
 
     /// Like [`Replica::start`] on given ports (a restart keeps its ports).
     pub async fn start_on(config: &Path, port: u16, admin: u16) -> Replica {
+        Self::start_with(config, port, admin, &[]).await
+    }
+
+    /// Like [`Replica::start_on`] with more environment variables.
+    pub async fn start_with(config: &Path, port: u16, admin: u16, env: &[(&str, &str)]) -> Replica {
         let listen = format!("127.0.0.1:{port}");
         let admin_listen = format!("127.0.0.1:{admin}");
         let config = config.to_str().unwrap();
-        let proc = Scangate::spawn(&[
+        let args = [
             "serve",
             "--config",
             config,
@@ -180,10 +257,14 @@ impl Replica {
             "1",
             "--drain-secs",
             "5",
-        ]);
+        ];
+        let proc = Scangate::spawn_with(&args, "info", env);
         let replica = Replica { proc, port, admin };
         let ready = super::eventually(Duration::from_secs(15), || replica.store_up(true)).await;
-        assert!(ready, "replica on {port} never got in sync with Redis");
+        if !ready {
+            let (_, stderr) = replica.proc.stop("TERM");
+            panic!("replica on {port} never got in sync with Redis: {stderr}");
+        }
         replica
     }
 
