@@ -60,8 +60,34 @@ async fn the_store_contract_holds_on_a_real_server() {
         [dead("fam-a", 3_000_000_000)],
         "the later until is kept; fam-b is over"
     );
-    assert_eq!(s.purge(2_000).await.unwrap(), 1);
-    assert_eq!(s.dead_families(0).await.unwrap().len(), 1);
+    // The connection's set expires with its latest family, so nothing needs purging.
+    let expires = redis.cli(&["expiretime", "scangate:{client-one-000001}:dead"]);
+    assert_eq!(expires.trim(), "3000000000");
+    assert_eq!(s.purge(2_000).await.unwrap(), 0);
+
+    // A reuse is found and recorded in one step: the family is dead in the store at once.
+    assert_eq!(
+        s.consume_or_kill("client-one-000001", "fam-c", "jc", EXP, 3_500_000_000)
+            .await
+            .unwrap(),
+        Consumed::Fresh
+    );
+    assert!(!s
+        .dead_families(0)
+        .await
+        .unwrap()
+        .contains(&dead("fam-c", 3_500_000_000)));
+    assert_eq!(
+        s.consume_or_kill("client-one-000001", "fam-c", "jc", EXP, 3_500_000_000)
+            .await
+            .unwrap(),
+        Consumed::Reused
+    );
+    assert!(s
+        .dead_families(0)
+        .await
+        .unwrap()
+        .contains(&dead("fam-c", 3_500_000_000)));
 
     s.record_exchange("c1", 200).await.unwrap();
     s.record_exchange("c1", 100).await.unwrap();

@@ -171,6 +171,34 @@ pub trait SessionStore: Send + Sync + 'static {
         exp: u64,
     ) -> StoreFuture<'a, Consumed>;
 
+    /// [`consume`](SessionStore::consume), and on a reuse also records the family dead until
+    /// `dead_until` ([`kill_family`](SessionStore::kill_family)). A shared store does both in one
+    /// atomic step, so a reuse is never detected without being recorded for every replica. The
+    /// default makes two calls; a failed kill is logged, and the reuse is still reported.
+    fn consume_or_kill<'a>(
+        &'a self,
+        client_id: &'a str,
+        family: &'a str,
+        jti: &'a str,
+        exp: u64,
+        dead_until: u64,
+    ) -> StoreFuture<'a, Consumed> {
+        Box::pin(async move {
+            let consumed = self.consume(client_id, family, jti, exp).await?;
+            if consumed == Consumed::Reused {
+                let dead = DeadFamily {
+                    client_id: client_id.to_owned(),
+                    family: family.to_owned(),
+                    until: dead_until,
+                };
+                if let Err(e) = self.kill_family(&dead).await {
+                    tracing::error!(error = %e, "cannot record a dead token family in the session store; it is dead in this process only");
+                }
+            }
+            Ok(consumed)
+        })
+    }
+
     /// Records that a family is dead until `until` (its tokens' latest possible exp). Idempotent;
     /// a second call keeps the later `until`.
     fn kill_family<'a>(&'a self, dead: &'a DeadFamily) -> StoreFuture<'a, ()>;

@@ -2,14 +2,16 @@
 //! EXAT` and `ZADD GT`), reached through redis-rs's connection manager, which reconnects by
 //! itself.
 //!
-//! Every write is one command or one `MULTI` block, so its atomicity is the server's:
+//! Every write is one command or one Lua script, so its atomicity is the server's. The braces
+//! are a Cluster hash tag: a script touches one connection's keys only, which share a slot.
 //! - `scangate:{CLIENT_ID}:used:JTI` is a used refresh token's mark, set with `NX` and expiring
-//!   at the token's `exp`; whichever replica's `SET` lands first gets `OK`, every other one nil.
-//!   The braces are a Cluster hash tag: one connection's keys share a slot.
-//! - `scangate:dead` is a sorted set of dead families (member `CLIENT_ID FAMILY`, score the unix
-//!   second until which it stays dead); `ZADD GT` keeps the later time. Each kill is also
-//!   published on the channel of the same name, which [`super::redis_follow`] turns into the
-//!   in-memory view of every replica.
+//!   at the token's `exp`; whichever replica's `SET` lands first wins, every other one finds it.
+//! - `scangate:{CLIENT_ID}:dead` is the connection's dead families (a sorted set: member the
+//!   family, score the unix second until which it stays dead; `ZADD GT` keeps the later time),
+//!   expiring with the latest of them. A reuse finds the mark and records the kill in the same
+//!   script ([`CONSUME`]), so no reuse is ever detected without being recorded and published.
+//! - Each kill is published on the channel `scangate:dead` (`UNTIL CLIENT_ID FAMILY`), which
+//!   [`super::redis_follow`] turns into the in-memory view of every replica.
 //! - `scangate:last-exchange` is a sorted set of client IDs scored by their last exchange.
 //!
 //! No call waits longer than [`CALL_TIMEOUT`]; while the follower says the replica is out of step
@@ -31,8 +33,32 @@ use crate::config::RedisUrl;
 /// before its 503; the follower's ping notices a stalled server within about as long.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Sorted set and pub/sub channel of dead families.
+/// The pub/sub channel of kills.
 pub(super) const DEAD: &str = "scangate:dead";
+/// What a connection's dead-family key looks like, for the resync's SCAN.
+const DEAD_KEYS: &str = "scangate:{*}:dead";
+
+/// The kill, shared by both scripts. KEYS[2] the dead set; ARGV: family, exp, until, now,
+/// channel, message. The set lives as long as its latest family (TTL -1: no expiry yet).
+macro_rules! kill_lua {
+    () => {
+        "redis.call('ZADD', KEYS[2], 'GT', ARGV[3], ARGV[1]) \
+         if redis.call('TTL', KEYS[2]) < tonumber(ARGV[3]) - tonumber(ARGV[4]) then \
+           redis.call('EXPIREAT', KEYS[2], ARGV[3]) end \
+         redis.call('PUBLISH', ARGV[5], ARGV[6]) "
+    };
+}
+
+/// Consume or, on a reuse, kill the family: 1 = fresh, 0 = reused (and recorded). KEYS[1] the
+/// mark.
+const CONSUME: &str = concat!(
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EXAT', ARGV[2]) then return 1 end ",
+    kill_lua!(),
+    "return 0"
+);
+
+/// A kill on its own (KEYS[1] is unused and the same key as KEYS[2]).
+const KILL: &str = concat!(kill_lua!(), "return 0");
 /// Sorted set of last exchanges.
 const LAST_EXCHANGE: &str = "scangate:last-exchange";
 
@@ -175,20 +201,75 @@ impl Inner {
         }
     }
 
-    /// Every family dead after `now`, read whatever the sync state.
+    /// Every family dead after `now`, read whatever the sync state: each connection's set.
     pub(super) async fn dead_families(&self, now: u64) -> Result<Vec<DeadFamily>, StoreError> {
-        let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(DEAD)
-            .arg(format!("({now}"))
-            .arg("+inf")
-            .arg("BYSCORE")
-            .arg("WITHSCORES");
-        let rows: Vec<(String, f64)> = self.query(cmd).await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(member, until)| parse_dead(&member, until as u64))
-            .collect())
+        let mut found = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(DEAD_KEYS)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, keys): (u64, Vec<String>) = self.query(scan).await?;
+            for key in keys {
+                let Some(client_id) = key
+                    .strip_prefix("scangate:{")
+                    .and_then(|k| k.strip_suffix("}:dead"))
+                else {
+                    continue;
+                };
+                let mut range = redis::cmd("ZRANGE");
+                range
+                    .arg(&key)
+                    .arg(format!("({now}"))
+                    .arg("+inf")
+                    .arg("BYSCORE")
+                    .arg("WITHSCORES");
+                let rows: Vec<(String, f64)> = self.query(range).await?;
+                found.extend(rows.into_iter().map(|(family, until)| DeadFamily {
+                    client_id: client_id.to_owned(),
+                    family,
+                    until: until as u64,
+                }));
+            }
+            if next == 0 {
+                found.sort_by(|a, b| (&a.client_id, &a.family).cmp(&(&b.client_id, &b.family)));
+                return Ok(found);
+            }
+            cursor = next;
+        }
     }
+}
+
+/// The script call that records `family` of `client_id` dead until `until` (and, for
+/// [`CONSUME`], first tries to mark `jti` used until `exp`).
+fn script(
+    lua: &str,
+    client_id: &str,
+    family: &str,
+    jti: Option<&str>,
+    exp: u64,
+    until: u64,
+) -> redis::Cmd {
+    let dead_key = format!("scangate:{{{client_id}}}:dead");
+    let first_key = match jti {
+        Some(jti) => format!("scangate:{{{client_id}}}:used:{jti}"),
+        None => dead_key.clone(),
+    };
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(lua)
+        .arg(2)
+        .arg(first_key)
+        .arg(dead_key)
+        .arg(family)
+        .arg(exp)
+        .arg(until)
+        .arg(crate::config::validate::connections::now_secs())
+        .arg(DEAD)
+        .arg(format!("{until} {client_id} {family}"));
+    cmd
 }
 
 /// A redis-rs error's text. redis-rs does not put the URL in its errors, but a server's reply
@@ -200,7 +281,8 @@ pub(super) fn redacted(e: &redis::RedisError) -> String {
     }
 }
 
-/// `CLIENT_ID FAMILY` as stored in [`DEAD`] (neither part holds a space: both are URL-safe).
+/// `CLIENT_ID FAMILY`, as a kill message carries them after its time (neither part holds a
+/// space: both are URL-safe).
 pub(super) fn parse_dead(member: &str, until: u64) -> Option<DeadFamily> {
     let (client_id, family) = member.split_once(' ')?;
     Some(DeadFamily {
@@ -233,21 +315,28 @@ impl SessionStore for RedisStore {
         })
     }
 
+    fn consume_or_kill<'a>(
+        &'a self,
+        client_id: &'a str,
+        family: &'a str,
+        jti: &'a str,
+        exp: u64,
+        dead_until: u64,
+    ) -> StoreFuture<'a, Consumed> {
+        let cmd = script(CONSUME, client_id, family, Some(jti), exp, dead_until);
+        let ran = self.run::<i64, _>(cmd);
+        Box::pin(async move {
+            Ok(match ran.await? {
+                1 => Consumed::Fresh,
+                _ => Consumed::Reused,
+            })
+        })
+    }
+
     fn kill_family<'a>(&'a self, dead: &'a DeadFamily) -> StoreFuture<'a, ()> {
-        let member = format!("{} {}", dead.client_id, dead.family);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("ZADD")
-            .arg(DEAD)
-            .arg("GT")
-            .arg(dead.until)
-            .arg(&member)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(DEAD)
-            .arg(format!("{} {member}", dead.until))
-            .ignore();
-        self.run(pipe)
+        let cmd = script(KILL, &dead.client_id, &dead.family, None, 0, dead.until);
+        let ran = self.run::<i64, _>(cmd);
+        Box::pin(async move { ran.await.map(drop) })
     }
 
     fn dead_families(&self, now: u64) -> StoreFuture<'_, Vec<DeadFamily>> {
@@ -278,10 +367,10 @@ impl SessionStore for RedisStore {
     }
 
     fn purge(&self, now: u64) -> StoreFuture<'_, u64> {
-        // Marks expire by themselves (EXAT); only the dead set needs trimming.
-        let mut cmd = redis::cmd("ZREMRANGEBYSCORE");
-        cmd.arg(DEAD).arg("-inf").arg(format!("({now}"));
-        self.run(cmd)
+        // Marks expire at their token's exp and each dead set with its latest family, by
+        // themselves; a set's older families are filtered out on reading.
+        let _ = now;
+        Box::pin(async { Ok(0) })
     }
 
     fn follow(&self, events: Arc<dyn StoreEvents>) {
