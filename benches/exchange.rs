@@ -23,7 +23,7 @@ fn exchanges(c: &mut Criterion) {
     let sqlite = SqliteStore::open(&dir.path().join("state.db")).unwrap();
     let mut g = c.benchmark_group("exchange");
     rotate(&mut g, "sqlite_rotate", &sqlite);
-    match Redis::start(dir.path()) {
+    match common::Redis::start(dir.path()) {
         Some(redis) => {
             let url = format!("redis://127.0.0.1:{}/0", redis.port);
             let store = RedisStore::new(&scangate::config::RedisUrl::parse(&url).unwrap()).unwrap();
@@ -32,45 +32,6 @@ fn exchanges(c: &mut Criterion) {
         None => eprintln!("exchange/redis_rotate skipped: redis-server is not installed"),
     }
     g.finish();
-}
-
-/// A `redis-server` child on a free loopback port, killed on drop.
-struct Redis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start(dir: &std::path::Path) -> Option<Redis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
-        let redis = Redis { child, port };
-        for _ in 0..500 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(redis);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Benches one client chain of exchanges against `store`.
