@@ -79,6 +79,9 @@ impl SessionMetrics {
             reuses.clone(),
         );
         let store = StoreHealth::default();
+        // 1 until a store says otherwise: a gateway without connections has no store to lose,
+        // and a Redis store sets 0 when it opens, until its first sync.
+        store.up.set(1);
         registry.register(
             "session_store_up",
             "1 while the session store is reachable and this replica is in sync with it; 0 while exchanges answer 503",

@@ -116,12 +116,11 @@ impl RedisStore {
         &self.inner.url
     }
 
-    /// Runs one command or `MULTI` block within [`CALL_TIMEOUT`]; refused at once while a
+    /// Runs one command or script within [`CALL_TIMEOUT`]; refused at once while a
     /// followed store is out of sync.
-    fn run<T, Q>(&self, query: Q) -> StoreFuture<'static, T>
+    fn run<T>(&self, cmd: redis::Cmd) -> StoreFuture<'static, T>
     where
         T: FromRedisValue + Send + 'static,
-        Q: Query,
     {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
@@ -130,34 +129,8 @@ impl RedisStore {
                     url: inner.url.to_string(),
                 });
             }
-            inner.query(query).await
+            inner.query(cmd).await
         })
-    }
-}
-
-/// A command or a pipeline, sent the same way.
-pub(super) trait Query: Send + 'static {
-    fn send<T: FromRedisValue + Send>(
-        self,
-        conn: ConnectionManager,
-    ) -> impl std::future::Future<Output = redis::RedisResult<T>> + Send;
-}
-
-impl Query for redis::Cmd {
-    async fn send<T: FromRedisValue + Send>(
-        self,
-        mut conn: ConnectionManager,
-    ) -> redis::RedisResult<T> {
-        self.query_async(&mut conn).await
-    }
-}
-
-impl Query for redis::Pipeline {
-    async fn send<T: FromRedisValue + Send>(
-        self,
-        mut conn: ConnectionManager,
-    ) -> redis::RedisResult<T> {
-        self.query_async(&mut conn).await
     }
 }
 
@@ -177,14 +150,13 @@ impl Inner {
         Ok(self.manager.get_or_init(|| made).clone())
     }
 
-    /// Sends `query` within [`CALL_TIMEOUT`], in sync or not (the follower's resync uses this).
-    pub(super) async fn query<T, Q>(&self, query: Q) -> Result<T, StoreError>
+    /// Sends `cmd` within [`CALL_TIMEOUT`], in sync or not (the follower's resync uses this).
+    pub(super) async fn query<T>(&self, cmd: redis::Cmd) -> Result<T, StoreError>
     where
         T: FromRedisValue + Send,
-        Q: Query,
     {
-        let conn = self.manager()?;
-        match tokio::time::timeout(CALL_TIMEOUT, query.send(conn)).await {
+        let mut conn = self.manager()?;
+        match tokio::time::timeout(CALL_TIMEOUT, cmd.query_async(&mut conn)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.error(&e)),
             Err(_) => Err(StoreError::Redis {
@@ -306,7 +278,7 @@ impl SessionStore for RedisStore {
             .arg("NX")
             .arg("EXAT")
             .arg(exp);
-        let set = self.run::<Option<String>, _>(cmd);
+        let set = self.run::<Option<String>>(cmd);
         Box::pin(async move {
             Ok(match set.await? {
                 Some(_) => Consumed::Fresh,
@@ -324,7 +296,7 @@ impl SessionStore for RedisStore {
         dead_until: u64,
     ) -> StoreFuture<'a, Consumed> {
         let cmd = script(CONSUME, client_id, family, Some(jti), exp, dead_until);
-        let ran = self.run::<i64, _>(cmd);
+        let ran = self.run::<i64>(cmd);
         Box::pin(async move {
             Ok(match ran.await? {
                 1 => Consumed::Fresh,
@@ -335,7 +307,7 @@ impl SessionStore for RedisStore {
 
     fn kill_family<'a>(&'a self, dead: &'a DeadFamily) -> StoreFuture<'a, ()> {
         let cmd = script(KILL, &dead.client_id, &dead.family, None, 0, dead.until);
-        let ran = self.run::<i64, _>(cmd);
+        let ran = self.run::<i64>(cmd);
         Box::pin(async move { ran.await.map(drop) })
     }
 
@@ -347,14 +319,14 @@ impl SessionStore for RedisStore {
     fn record_exchange<'a>(&'a self, client_id: &'a str, at: u64) -> StoreFuture<'a, ()> {
         let mut cmd = redis::cmd("ZADD");
         cmd.arg(LAST_EXCHANGE).arg("GT").arg(at).arg(client_id);
-        let added = self.run::<i64, _>(cmd);
+        let added = self.run::<i64>(cmd);
         Box::pin(async move { added.await.map(drop) })
     }
 
     fn last_exchanges(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
         let mut cmd = redis::cmd("ZRANGE");
         cmd.arg(LAST_EXCHANGE).arg(0).arg(-1).arg("WITHSCORES");
-        let rows = self.run::<Vec<(String, f64)>, _>(cmd);
+        let rows = self.run::<Vec<(String, f64)>>(cmd);
         Box::pin(async move {
             let mut rows: Vec<(String, u64)> = rows
                 .await?
