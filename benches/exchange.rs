@@ -1,7 +1,9 @@
-//! Exchanges per second with the SQLite session store: the whole library path of one
-//! `session/confirm` (verify the refresh token, consume it in SQLite, mint the next pair), on a
-//! real file in a temp folder. The HTTP part is the same as any request's and is measured by the
-//! load bench.
+//! Exchanges per second with each session store: the whole library path of one
+//! `session/confirm` (verify the refresh token, consume it in the store, mint the next pair), on
+//! a real SQLite file in a temp folder and on a real `redis-server` on loopback (append-only
+//! file, fsync on every write, as durable as SQLite's `synchronous=FULL`; skipped when
+//! `redis-server` is not installed). The HTTP part is the same as any request's and is measured
+//! by the load bench.
 
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use scangate::auth::connections::Connections;
 use scangate::auth::exchange::{console_refresh_token, exchange};
 use scangate::auth::jwt::JwtKeys;
-use scangate::auth::sessions::SqliteStore;
+use scangate::auth::sessions::{RedisStore, SessionStore, SqliteStore};
 use scangate::config::{ConnectionEntry, Role, SessionSettings};
 
 mod common;
@@ -18,7 +20,26 @@ const CID: &str = "AbCdEfGhIjKlMnOpQrStUv";
 
 fn exchanges(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    let mut g = c.benchmark_group("exchange");
+    rotate(&mut g, "sqlite_rotate", &sqlite);
+    match common::Redis::start(dir.path()) {
+        Some(redis) => {
+            let url = format!("redis://127.0.0.1:{}/0", redis.port);
+            let store = RedisStore::new(&scangate::config::RedisUrl::parse(&url).unwrap()).unwrap();
+            rotate(&mut g, "redis_rotate", &store);
+        }
+        None => eprintln!("exchange/redis_rotate skipped: redis-server is not installed"),
+    }
+    g.finish();
+}
+
+/// Benches one client chain of exchanges against `store`.
+fn rotate(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    store: &dyn SessionStore,
+) {
     let keys = JwtKeys::derive(&common::key());
     let connections = Connections::default();
     let entry = ConnectionEntry {
@@ -40,15 +61,14 @@ fn exchanges(c: &mut Criterion) {
         .unwrap();
     let now = scangate::config::validate::connections::now_secs();
     let (mut refresh, _) = console_refresh_token(&keys, CID, Duration::from_secs(86_400), now);
-    let mut g = c.benchmark_group("exchange");
     // Each iteration exchanges the refresh token the previous one returned, as a client does.
-    g.bench_function("sqlite_rotate", |b| {
+    g.bench_function(name, |b| {
         b.iter(|| {
             let (issued, _) = rt
                 .block_on(exchange(
                     &keys,
                     &connections,
-                    &store,
+                    store,
                     &lifetimes,
                     CID,
                     &refresh,
@@ -58,7 +78,6 @@ fn exchanges(c: &mut Criterion) {
             refresh = issued.refresh_token;
         })
     });
-    g.finish();
 }
 
 criterion_group!(benches, exchanges);

@@ -73,6 +73,13 @@ struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM or SIGINT.
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
+    /// Bind the client listener to IP:PORT instead of ConnectionString's address (its scheme,
+    /// http or https, still applies): several replicas on one host can share one config file.
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<std::net::SocketAddr>,
+    /// Bind the admin listener to IP:PORT instead of AdminConnectionString, for the same reason.
+    #[arg(long, value_name = "IP:PORT")]
+    admin_listen: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -154,14 +161,14 @@ async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::R
         scangate::cli::process::StopSignals::install().context("cannot install signal handlers")?;
     scangate::proxy::server::raise_fd_limit();
     let snap = gw.snapshot.load_full();
-    let listener = match &snap.settings.server.listen {
-        ListenAddr::Tcp { addr, .. } => Listener::bind_tcp(*addr)
-            .await
-            .with_context(|| format!("cannot bind {addr}"))?,
-        ListenAddr::Unix(path) => {
-            Listener::bind_unix(path).with_context(|| format!("cannot bind {}", path.display()))?
-        }
-    };
+    let listener =
+        match (&snap.settings.server.listen, args.listen) {
+            (_, Some(addr)) | (&ListenAddr::Tcp { addr, .. }, None) => Listener::bind_tcp(addr)
+                .await
+                .with_context(|| format!("cannot bind {addr}"))?,
+            (ListenAddr::Unix(path), None) => Listener::bind_unix(path)
+                .with_context(|| format!("cannot bind {}", path.display()))?,
+        };
     if !snap.auth_enabled {
         tracing::warn!("UseAccessToken is 0: EVERY REQUEST IS FORWARDED WITHOUT AUTHENTICATION");
     }
@@ -181,7 +188,7 @@ async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::R
     )?;
     // The admin listener outlives the client listener's drain, so /readyz can report it.
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin = match snap.settings.gateway.admin {
+    let admin = match args.admin_listen.or(snap.settings.gateway.admin) {
         Some(addr) => {
             let admin = Listener::bind_tcp(addr)
                 .await

@@ -14,11 +14,13 @@ use http::HeaderName;
 
 use crate::auth::connections::Connections;
 use crate::auth::jwt::JwtKeys;
-use crate::auth::sessions::{SessionStore, SqliteStore, StoreError};
+use crate::auth::sessions::{
+    DeadFamily, RedisStore, SessionStore, SqliteStore, StoreError, StoreEvents,
+};
 use crate::auth::store::{ApplyCounts, TokenStore};
 use crate::auth::token::TokenKey;
 use crate::config::{self, LoadError, Loaded, Settings, StateStore};
-use crate::metrics::{Metrics, ReloadResult};
+use crate::metrics::{Metrics, ReloadResult, StoreHealth};
 use crate::proxy::error::Challenge;
 use crate::proxy::tls::{self, TlsError};
 use crate::proxy::upstream::{UpstreamError, UpstreamSet};
@@ -93,8 +95,9 @@ pub struct Gateway {
     pub config_path: PathBuf,
     /// The live token map.
     pub tokens: TokenStore,
-    /// The live view of API connections and their dead token families.
-    pub connections: Connections,
+    /// The live view of API connections and their dead token families. Shared with a shared
+    /// session store's follower, which adds the families other replicas kill.
+    pub connections: Arc<Connections>,
     /// Where single use is recorded; opened when the first Connection appears.
     sessions: OnceLock<Arc<dyn SessionStore>>,
     /// When the session store last dropped expired marks (unix seconds).
@@ -148,8 +151,8 @@ impl Gateway {
         let metrics = Metrics::new();
         metrics.config_in_force(1, counts.enabled, counts.disabled);
         let sessions = OnceLock::new();
-        let connections = Connections::default();
-        open_sessions(&sessions, &connections, &snapshot.settings)?;
+        let connections = Arc::new(Connections::default());
+        open_sessions(&sessions, &connections, &metrics, &snapshot.settings)?;
         connections.apply(&take_connections(&mut snapshot), |_| {});
         Ok(Arc::new(Gateway {
             config_path: path.to_owned(),
@@ -236,7 +239,12 @@ impl Gateway {
                 self.metrics.forget_token(meter);
             }
         });
-        open_sessions(&self.sessions, &self.connections, &snapshot.settings)?;
+        open_sessions(
+            &self.sessions,
+            &self.connections,
+            &self.metrics,
+            &snapshot.settings,
+        )?;
         self.connections
             .apply(&take_connections(&mut snapshot), |gone| {
                 if let Some(meter) = gone.stats.meter.get() {
@@ -338,30 +346,65 @@ fn take_connections(snapshot: &mut Snapshot) -> Vec<config::ConnectionEntry> {
 }
 
 /// Opens the session store the first time the config has a Connection, and loads the families
-/// a reuse killed before the last restart, so none of their tokens works again. A store that
-/// cannot be opened fails the load: exchanges cannot be single use without it.
+/// a reuse killed before the last restart, so none of their tokens works again. A SQLite store
+/// that cannot be opened fails the load: exchanges cannot be single use without it. A Redis store
+/// connects in the background instead: the data plane must start while Redis is down, and its
+/// follower loads the dead families (and every later kill) once Redis answers.
 fn open_sessions(
     slot: &OnceLock<Arc<dyn SessionStore>>,
-    connections: &Connections,
+    connections: &Arc<Connections>,
+    metrics: &Metrics,
     settings: &Settings,
 ) -> Result<(), StoreError> {
     if settings.auth.connections.is_empty() || slot.get().is_some() {
         return Ok(());
     }
-    let StateStore::Sqlite(path) = &settings.gateway.sessions.state_store;
-    let store: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(path)?);
-    let now = crate::config::validate::connections::now_secs();
-    let loaded = crate::auth::sessions::block_on(store.dead_families(now))?;
-    for dead in &loaded {
-        connections.kill_family(&dead.family, dead.until);
-    }
-    tracing::info!(
-        store = %path.display(),
-        dead_families = loaded.len(),
-        "session store opened"
-    );
+    let health = metrics.session_store_health();
+    let store: Arc<dyn SessionStore> = match &settings.gateway.sessions.state_store {
+        StateStore::Sqlite(path) => {
+            let store: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(path)?);
+            let now = crate::config::validate::connections::now_secs();
+            let loaded = crate::auth::sessions::block_on(store.dead_families(now))?;
+            for dead in &loaded {
+                connections.kill_family(&dead.family, dead.until);
+            }
+            health.set(true);
+            tracing::info!(
+                store = %store.describe(),
+                dead_families = loaded.len(),
+                "session store opened"
+            );
+            store
+        }
+        StateStore::Redis(url) => {
+            let store: Arc<dyn SessionStore> = Arc::new(RedisStore::new(url)?);
+            health.set(false);
+            store.follow(Arc::new(SessionEvents {
+                connections: Arc::clone(connections),
+                health,
+            }));
+            tracing::info!(store = %url, "session store configured; connecting in the background");
+            store
+        }
+    };
     let _ = slot.set(store);
     Ok(())
+}
+
+/// Where a shared store's follower delivers: the in-memory view and the health series.
+struct SessionEvents {
+    connections: Arc<Connections>,
+    health: StoreHealth,
+}
+
+impl StoreEvents for SessionEvents {
+    fn family_died(&self, dead: &DeadFamily) {
+        self.connections.kill_family(&dead.family, dead.until);
+    }
+
+    fn store_up(&self, up: bool) {
+        self.health.set(up);
+    }
 }
 
 impl Gateway {

@@ -57,3 +57,50 @@ pub fn indexes(n: usize, count: usize) -> Vec<usize> {
         })
         .collect()
 }
+
+/// A `redis-server` child on a free loopback port (append-only file, fsync on every write, in
+/// `dir`), killed on drop. None when redis-server is not installed.
+pub struct Redis {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start(dir: &std::path::Path) -> Option<Redis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let redis = Redis { child, port };
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(redis);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -186,6 +186,10 @@ pub fn config_page(gw: &Gateway) -> serde_json::Value {
         .iter()
         .map(|u| json!({"upstream": &*u.label, "reachable": u.reachable()}))
         .collect();
+    // The store as the log names it: a Redis URL without its password.
+    let session_store = gw
+        .sessions()
+        .map(|s| json!({"store": s.describe(), "in_sync": s.in_sync()}));
     json!({
         "generation": snap.generation,
         "config_path": gw.config_path.display().to_string(),
@@ -197,6 +201,7 @@ pub fn config_page(gw: &Gateway) -> serde_json::Value {
         "use_access_token": snap.auth_enabled,
         "tokens": tokens,
         "upstreams": upstreams,
+        "session_store": session_store,
     })
 }
 

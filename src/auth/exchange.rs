@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::connections::{ConnectionRecord, Connections};
 use super::jwt::{self, Claims, JwtKeys, Kind};
-use super::sessions::{Consumed, DeadFamily, SessionStore, StoreError};
+use super::sessions::{Consumed, SessionStore, StoreError};
 use crate::config::SessionSettings;
 
 /// What an exchange hands the client.
@@ -112,29 +112,23 @@ pub async fn exchange(
     if !record.enabled || claims.fit < record.not_before || connections.is_dead(&claims.fam) {
         return Err(InvalidGrant(GrantFailure::Revoked));
     }
+    // If this is a reuse, every token of the family expires by `dead_until`: the newest refresh
+    // token was issued no later than now.
+    let longest = lifetimes
+        .refresh_lifetime
+        .max(lifetimes.console_refresh_lifetime)
+        .max(lifetimes.access_lifetime);
+    let dead_until = now + longest.as_secs();
+    // The store records the kill itself, in the same step as it finds the reuse.
     match store
-        .consume(client_id, &claims.fam, &claims.jti, claims.exp)
+        .consume_or_kill(client_id, &claims.fam, &claims.jti, claims.exp, dead_until)
         .await
         .map_err(ExchangeError::Unavailable)?
     {
         Consumed::Fresh => {}
         Consumed::Reused => {
-            // Every token of the family expires by then: the newest refresh token was issued no
-            // later than now.
-            let longest = lifetimes
-                .refresh_lifetime
-                .max(lifetimes.console_refresh_lifetime)
-                .max(lifetimes.access_lifetime);
-            let dead = DeadFamily {
-                client_id: client_id.to_owned(),
-                family: claims.fam.clone(),
-                until: now + longest.as_secs(),
-            };
-            // Dead here at once, whatever the store says; the store makes it outlive a restart.
-            connections.kill_family(&dead.family, dead.until);
-            if let Err(e) = store.kill_family(&dead).await {
-                tracing::error!(connection = &*record.name, error = %e, "cannot record a dead token family in the session store; it is dead in this process only");
-            }
+            // Dead here at once, whatever the store says.
+            connections.kill_family(&claims.fam, dead_until);
             tracing::warn!(
                 connection = &*record.name,
                 "refresh token reused: its whole token family is revoked"

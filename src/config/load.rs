@@ -97,8 +97,9 @@ pub fn parse_at(text: &str, label: &str, base: &Path) -> Result<Settings, Config
         }
     };
     resolve(&mut settings.gateway.token_key_file);
-    let crate::config::StateStore::Sqlite(state) = &mut settings.gateway.sessions.state_store;
-    resolve(state);
+    if let crate::config::StateStore::Sqlite(state) = &mut settings.gateway.sessions.state_store {
+        resolve(state);
+    }
     if let Some(ca) = settings.gateway.upstream_ca_file.as_mut() {
         resolve(ca);
     }

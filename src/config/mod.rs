@@ -12,6 +12,7 @@ pub mod edit;
 pub mod hygiene;
 pub mod load;
 pub mod perms;
+mod redis_url;
 pub mod validate;
 pub mod watch;
 mod xml;
@@ -24,6 +25,7 @@ use compact_str::CompactString;
 use http::HeaderName;
 
 pub use load::{load, LoadError, Loaded};
+pub use redis_url::RedisUrl;
 pub use validate::{ConfigError, ConfigErrors};
 
 /// Largest config file scangate reads. A million tokens is roughly 250 MiB of XML; the cap keeps a
@@ -255,7 +257,9 @@ pub struct SessionSettings {
     /// `ConsoleRefreshTokenLifetimeSec`: refresh tokens `connection add`/`refresh` print;
     /// default 86400 (24 h).
     pub console_refresh_lifetime: std::time::Duration,
-    /// `StateStore`: where single use is recorded. Default `sqlite:scangate-state.db`.
+    /// `StateStore`: where single use is recorded: `sqlite:PATH` (one node) or
+    /// `redis://[USER:PASSWORD@]HOST[:PORT][/DB]` / `rediss://…` (replicas sharing it). Default
+    /// `sqlite:scangate-state.db`. A restart applies a change.
     pub state_store: StateStore,
 }
 
@@ -275,6 +279,18 @@ impl Default for SessionSettings {
 pub enum StateStore {
     /// A SQLite file (one node), resolved against the config's folder.
     Sqlite(PathBuf),
+    /// A Redis server (6.2 or later) that several replicas share.
+    Redis(RedisUrl),
+}
+
+impl std::fmt::Display for StateStore {
+    /// `sqlite:PATH` or the Redis URL without its password: for logs and `/config`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateStore::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            StateStore::Redis(url) => url.fmt(f),
+        }
+    }
 }
 
 /// One backend scan service.

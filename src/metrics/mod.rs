@@ -10,6 +10,7 @@
 mod histogram;
 mod meter;
 mod sessions;
+pub use sessions::StoreHealth;
 
 use std::sync::Arc;
 
@@ -306,6 +307,11 @@ impl Metrics {
     /// Counts an exchange at session/confirm by its result (`ok`, or why it was refused).
     pub fn exchange(&self, result: &'static str) {
         self.sessions.exchange(result);
+    }
+
+    /// The session store's health series, for whoever watches the store.
+    pub fn session_store_health(&self) -> StoreHealth {
+        self.sessions.store.clone()
     }
 
     /// Counts a refresh-token reuse of the connection `name`.

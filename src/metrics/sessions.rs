@@ -6,6 +6,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::LabelText;
@@ -39,6 +40,25 @@ struct ConnectionLabels {
 pub(crate) struct SessionMetrics {
     exchanges: Family<ExchangeLabels, Counter>,
     reuses: Family<ConnectionLabels, Counter>,
+    pub(crate) store: StoreHealth,
+}
+
+/// `scangate_session_store_up` and `scangate_session_store_down`: a handle the session store's
+/// follower thread keeps, so it needs no reference to the gateway.
+#[derive(Debug, Clone, Default)]
+pub struct StoreHealth {
+    up: Gauge,
+    down: Counter,
+}
+
+impl StoreHealth {
+    /// Records whether the store is reachable and in sync; a fall to 0 is counted.
+    pub fn set(&self, up: bool) {
+        let was = self.up.set(i64::from(up));
+        if !up && was != 0 {
+            self.down.inc();
+        }
+    }
 }
 
 impl SessionMetrics {
@@ -58,7 +78,25 @@ impl SessionMetrics {
             "Refresh tokens presented a second time (each kills its token family), by connection Name",
             reuses.clone(),
         );
-        SessionMetrics { exchanges, reuses }
+        let store = StoreHealth::default();
+        // 1 until a store says otherwise: a gateway without connections has no store to lose,
+        // and a Redis store sets 0 when it opens, until its first sync.
+        store.up.set(1);
+        registry.register(
+            "session_store_up",
+            "1 while the session store is reachable and this replica is in sync with it; 0 while exchanges answer 503",
+            store.up.clone(),
+        );
+        registry.register(
+            "session_store_down",
+            "Times the session store became unreachable or fell out of sync",
+            store.down.clone(),
+        );
+        SessionMetrics {
+            exchanges,
+            reuses,
+            store,
+        }
     }
 
     pub(crate) fn exchange(&self, result: &'static str) {

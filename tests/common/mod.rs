@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod replicas;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -32,9 +32,15 @@ impl Scangate {
 
     /// Like [`Scangate::spawn`], with `RUST_LOG` set to `level`.
     pub fn spawn_logging(args: &[&str], level: &str) -> Scangate {
+        Self::spawn_with(args, level, &[])
+    }
+
+    /// Like [`Scangate::spawn_logging`], with more environment variables.
+    pub fn spawn_with(args: &[&str], level: &str, env: &[(&str, &str)]) -> Scangate {
         let mut child = Command::new(env!("CARGO_BIN_EXE_scangate"))
             .args(args)
             .env("RUST_LOG", level)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

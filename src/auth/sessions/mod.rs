@@ -3,10 +3,12 @@
 //!
 //! Refresh tokens are single use (RFC 9700 §4.14.2), and single use needs state that outlives a
 //! request and a restart. It sits behind [`SessionStore`] so the embedded default
-//! ([`SqliteStore`], one node) and a shared store for several replicas (Redis, later) are
+//! ([`SqliteStore`], one node) and the shared store for several replicas ([`RedisStore`]) are
 //! interchangeable. The hot path never calls the store: access tokens are checked by signature
 //! and an in-memory view that the caller fills from [`SessionStore::dead_families`].
 
+mod redis_follow;
+mod redis_store;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -15,7 +17,10 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 
+pub use redis_store::{RedisStore, CALL_TIMEOUT};
 pub use sqlite::SqliteStore;
+
+use std::sync::Arc;
 
 /// What [`SessionStore::consume`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +102,22 @@ pub enum StoreError {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// Redis refused a call, did not answer within [`CALL_TIMEOUT`], or could not be reached.
+    /// `url` is shown without its password.
+    #[error("session store {url}: {detail}")]
+    Redis {
+        /// The store's URL, redacted.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The replica lost its subscription to revocations and has not yet reloaded the dead set,
+    /// so it refuses exchanges rather than risk honouring a family killed meanwhile.
+    #[error("session store {url}: not in sync since the connection was lost; retrying")]
+    OutOfSync {
+        /// The store's URL, redacted.
+        url: String,
+    },
     /// The blocking task running the query panicked or was cancelled.
     #[error("{}: session state store task failed: {source}", path.display())]
     Task {
@@ -128,7 +149,16 @@ pub fn block_on<T: Send>(call: StoreFuture<'_, T>) -> Result<T, StoreError> {
 /// SessionStore>`), `Send` so it runs on any worker.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// Designed so a Redis store can implement it later (async, atomic consume on the server side).
+/// What a shared store tells the gateway while it runs (see [`SessionStore::follow`]).
+pub trait StoreEvents: Send + Sync + 'static {
+    /// Another replica (or this one) killed a family: the in-memory view must refuse it now.
+    fn family_died(&self, dead: &DeadFamily);
+    /// The store became reachable and in sync (`true`), or stopped being so (`false`).
+    fn store_up(&self, up: bool);
+}
+
+/// Async, with consume atomic on the store's side, so a single file and a server several
+/// replicas share can both implement it.
 pub trait SessionStore: Send + Sync + 'static {
     /// Marks refresh token `jti` used, atomically: exactly one of N concurrent calls for the same
     /// jti (from any number of tasks or processes sharing the store) gets Fresh. The mark is kept
@@ -140,6 +170,34 @@ pub trait SessionStore: Send + Sync + 'static {
         jti: &'a str,
         exp: u64,
     ) -> StoreFuture<'a, Consumed>;
+
+    /// [`consume`](SessionStore::consume), and on a reuse also records the family dead until
+    /// `dead_until` ([`kill_family`](SessionStore::kill_family)). A shared store does both in one
+    /// atomic step, so a reuse is never detected without being recorded for every replica. The
+    /// default makes two calls; a failed kill is logged, and the reuse is still reported.
+    fn consume_or_kill<'a>(
+        &'a self,
+        client_id: &'a str,
+        family: &'a str,
+        jti: &'a str,
+        exp: u64,
+        dead_until: u64,
+    ) -> StoreFuture<'a, Consumed> {
+        Box::pin(async move {
+            let consumed = self.consume(client_id, family, jti, exp).await?;
+            if consumed == Consumed::Reused {
+                let dead = DeadFamily {
+                    client_id: client_id.to_owned(),
+                    family: family.to_owned(),
+                    until: dead_until,
+                };
+                if let Err(e) = self.kill_family(&dead).await {
+                    tracing::error!(error = %e, "cannot record a dead token family in the session store; it is dead in this process only");
+                }
+            }
+            Ok(consumed)
+        })
+    }
 
     /// Records that a family is dead until `until` (its tokens' latest possible exp). Idempotent;
     /// a second call keeps the later `until`.
@@ -159,6 +217,20 @@ pub trait SessionStore: Send + Sync + 'static {
     /// returns how many rows went. Replicas sharing a store should pass `now` minus their clock
     /// skew, so no replica still honours a token whose mark another one dropped.
     fn purge(&self, now: u64) -> StoreFuture<'_, u64>;
+
+    /// Starts keeping the gateway's view in step with other replicas, off the request path (a
+    /// shared store's pub/sub). One node has nothing to follow: the default does nothing.
+    fn follow(&self, events: Arc<dyn StoreEvents>) {
+        let _ = events;
+    }
+
+    /// Whether calls can be trusted now; a followed shared store is not while it resyncs.
+    fn in_sync(&self) -> bool {
+        true
+    }
+
+    /// The store for logs and `/config`, never with a password.
+    fn describe(&self) -> String;
 }
 
 impl std::fmt::Debug for dyn SessionStore {

@@ -274,6 +274,10 @@ impl SessionStore for SqliteStore {
             Ok((marks + families) as u64)
         })
     }
+
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.inner.path.display())
+    }
 }
 
 /// Creates an empty file with mode 0600 (an empty file is a valid empty database). Done here,

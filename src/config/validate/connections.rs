@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::auth::{check_description, check_name, check_tenant, parse_role};
 use super::{join, Ctx, ElPath, Group, Leaf, Unknown};
 use crate::config::xml::Element;
-use crate::config::{ConnectionEntry, SessionSettings, StateStore, TokenEntry};
+use crate::config::{ConnectionEntry, RedisUrl, SessionSettings, StateStore, TokenEntry};
 
 const CONNECTION: &[&str] = &[
     "Name",
@@ -241,14 +241,19 @@ pub(super) fn sessions(ctx: &mut Ctx, el: Option<&Element<'_>>, parent: &str) ->
     s
 }
 
-/// `StateStore`: `sqlite:PATH` (relative to the config's folder).
+/// `StateStore`: `sqlite:PATH` (relative to the config's folder), or a `redis://` or `rediss://`
+/// URL. Errors never repeat the text: a URL may carry a password.
 fn parse_state_store(text: &str) -> Result<StateStore, String> {
+    if text.starts_with("redis://") || text.starts_with("rediss://") {
+        return RedisUrl::parse(text).map(StateStore::Redis);
+    }
     match text.strip_prefix("sqlite:") {
         Some(path) if !path.is_empty() && !path.contains('\0') => {
             Ok(StateStore::Sqlite(PathBuf::from(path)))
         }
         _ => Err(format!(
-            "StateStore must be sqlite:PATH, found {:?}",
+            "StateStore must be sqlite:PATH or redis://[USER:PASSWORD@]HOST[:PORT][/DB] \
+             (rediss:// for TLS), found {:?}",
             // Only the scheme: a store URL may carry a password.
             text.split_once(':').map_or(text, |(scheme, _)| scheme)
         )),

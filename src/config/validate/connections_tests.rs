@@ -209,13 +209,39 @@ fn sessions_default_to_mdr_lifetimes_and_check_their_values() {
         StateStore::Sqlite("/var/lib/scangate/state.db".into())
     );
     let bad = "<Sessions><RefreshTokenLifetimeSec>59</RefreshTokenLifetimeSec>\
-               <StateStore>redis://user:hunter2@cache:6379</StateStore><Ttl>1</Ttl></Sessions>";
+               <StateStore>redis://user:hunter2@cache:6379/x</StateStore><Ttl>1</Ttl></Sessions>";
     assert_eq!(
         errors(&file("", &conn("a", CID, ""), bad)),
         [
             "GatewaySettings/Sessions/RefreshTokenLifetimeSec: RefreshTokenLifetimeSec must be at least 60 seconds, found 59",
-            r#"GatewaySettings/Sessions/StateStore: StateStore must be sqlite:PATH, found "redis""#,
+            "GatewaySettings/Sessions/StateStore: StateStore redis URL path must be a database number such as /0",
             "GatewaySettings/Sessions/Ttl: unknown element <Ttl>",
+        ]
+    );
+}
+
+#[test]
+fn state_store_takes_a_redis_url_and_never_repeats_its_password() {
+    let set = "<Sessions><StateStore>redis://app:hunter2@cache:6380/3</StateStore></Sessions>";
+    let s = ok(&file("", &conn("a", CID, ""), set));
+    let store = &s.gateway.sessions.state_store;
+    assert_eq!(store.to_string(), "redis://***@cache:6380/3");
+    assert!(!format!("{store:?}").contains("hunter2"));
+    let StateStore::Redis(url) = store else {
+        panic!("not redis: {store}");
+    };
+    assert_eq!(url.expose(), "redis://app:hunter2@cache:6380/3");
+    let set = "<Sessions><StateStore>rediss://cache</StateStore></Sessions>";
+    let s = ok(&file("", &conn("a", CID, ""), set));
+    assert_eq!(
+        s.gateway.sessions.state_store.to_string(),
+        "rediss://cache:6379/0"
+    );
+    let bad = "<Sessions><StateStore>memcached://u:hunter2@cache</StateStore></Sessions>";
+    assert_eq!(
+        errors(&file("", &conn("a", CID, ""), bad)),
+        [
+            r#"GatewaySettings/Sessions/StateStore: StateStore must be sqlite:PATH or redis://[USER:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS), found "memcached""#
         ]
     );
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{rfc3339, ConnectionError};
-use crate::auth::sessions::{SessionStore, SqliteStore, StoreError};
+use crate::auth::sessions::{RedisStore, SessionStore, SqliteStore, StoreError};
 use crate::config::{load, ConnectionEntry, Role, StateStore};
 
 /// Where a connection stands, as MDR's console shows it.
@@ -114,7 +114,7 @@ pub struct Listing {
 pub fn list(config: &Path) -> Result<Listing, ConnectionError> {
     let (_, settings) = load::read_settings(config)?;
     let entries = &settings.auth.connections;
-    let StateStore::Sqlite(store) = &settings.gateway.sessions.state_store;
+    let store = &settings.gateway.sessions.state_store;
     let read = if entries.is_empty() {
         Ok(HashMap::new())
     } else {
@@ -148,8 +148,16 @@ pub fn list(config: &Path) -> Result<Listing, ConnectionError> {
     })
 }
 
-/// Client ID → last exchange, from the store at `path`; empty when there is no store yet.
-fn last_exchanges(path: &Path) -> Result<HashMap<String, u64>, StoreError> {
+/// Client ID → last exchange, from the store; empty when there is no SQLite file yet.
+fn last_exchanges(store: &StateStore) -> Result<HashMap<String, u64>, StoreError> {
+    let path = match store {
+        StateStore::Sqlite(path) => path,
+        StateStore::Redis(url) => {
+            let store = RedisStore::new(url)?;
+            let rows = crate::auth::sessions::block_on(store.last_exchanges())?;
+            return Ok(rows.into_iter().collect());
+        }
+    };
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
         _ => {}
