@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod emulator;
 pub mod heap;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod proxy;

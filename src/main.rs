@@ -87,7 +87,8 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    init_tracing(cli.log_format);
+    // Dropped when main returns: writes the lines still queued for stderr.
+    let _flusher = init_tracing(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Emulator(args) => scangate::cli::emulator::run(args),
@@ -110,19 +111,23 @@ fn usage_error(e: clap::Error) -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+/// Log lines go to stderr through one writer thread (`scangate::logging`), so serving threads
+/// never block on stderr.
+fn init_tracing(format: LogFormat) -> scangate::logging::Flusher {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // No colour codes when stderr is a pipe or a container log.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, flusher) = scangate::logging::init();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    flusher
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

@@ -339,3 +339,84 @@ async fn start_up_warns_of_cleartext_tokens_an_exposed_key_and_the_demo_key() {
         );
     }
 }
+
+/// The access lines of a JSON log file; panics on a line that is not whole JSON.
+fn access_lines(log: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("torn line ({e}): {l:?}")))
+        .filter(|v: &serde_json::Value| v["target"] == "scangate::access")
+        .collect()
+}
+
+#[tokio::test]
+async fn access_lines_reach_a_log_file_within_a_second_and_all_are_whole_at_exit() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let (port, admin_port) = (free_port(), free_port());
+    let mut cfg = Cfg::new(&up.url(), &[Tok::new("probe", TOKEN, true)]);
+    cfg.connection = format!("http://127.0.0.1:{port}");
+    cfg.admin = format!("127.0.0.1:{admin_port}");
+    let dir = ConfigDir::new(&cfg);
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("gateway.log");
+    let child = Scangate::spawn_to_file(
+        &[
+            "--log-format",
+            "json",
+            "serve",
+            "--threads",
+            "2",
+            "--config",
+            dir.path.to_str().unwrap(),
+        ],
+        std::fs::File::create(&log).unwrap(),
+    );
+    let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
+    let c = client();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            c.get(&readyz).send().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await,
+        "never ready"
+    );
+    let url = format!("http://127.0.0.1:{port}/api/v3.0/version");
+
+    // One request, then an idle gateway: the worker's timer hands the line over.
+    let sent = std::time::Instant::now();
+    assert_eq!(status_with(&c, &url, TOKEN).await, 200);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            !access_lines(&log).is_empty()
+        })
+        .await,
+        "no access line in the log 3 s after the request"
+    );
+    let waited = sent.elapsed();
+    assert!(
+        waited < Duration::from_millis(1500),
+        "the line took {waited:?}"
+    );
+
+    // 2000 more over 8 keep-alive clients, spread over both workers, then SIGTERM: every line is
+    // in the file, each one whole.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (c, url) = (client(), url.clone());
+            tokio::spawn(async move {
+                for _ in 0..250 {
+                    assert_eq!(status_with(&c, &url, TOKEN).await, 200);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (status, _) = child.stop("TERM");
+    assert_eq!(status.code(), Some(0));
+    let access = access_lines(&log);
+    assert_eq!(access.len(), 2001);
+    assert!(access.iter().all(|v| v["status"] == 200 && v["token"] == "probe"));
+}

@@ -285,6 +285,11 @@ impl Metrics {
             "Response body bytes sent to clients, by token Name",
             families.response_bytes.clone(),
         );
+        registry.register(
+            "log_writer_waits",
+            "Times a thread waited to hand log lines over because stderr could not keep up (no line is dropped)",
+            crate::logging::waits().clone(),
+        );
         let sessions = sessions::SessionMetrics::register(&mut registry);
         Metrics {
             sessions,

@@ -62,6 +62,16 @@ impl SessionLimits {
     }
 }
 
+/// A worker's log timer: its buffered log lines wait less than a second (src/logging.rs).
+async fn flush_log_lines() {
+    let mut tick = tokio::time::interval(crate::logging::FLUSH_EVERY / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        crate::logging::flush_this_thread(false);
+    }
+}
+
 /// Serves the gateway on `workers` threads until `shutdown` resolves, then drains each of them
 /// (see [`run`]). Each worker thread runs its own single-threaded runtime and accepts from its own
 /// copy of the listening socket, as nginx's worker processes do: a connection, its requests and
@@ -90,17 +100,22 @@ pub async fn run_workers(
             .name(format!("scangate-worker-{i}"))
             .spawn(move || {
                 super::upstream::set_worker(i);
+                // Access lines collect in this thread's buffer (src/logging.rs); the timer below
+                // hands them over at least once a second, and the last ones go when it stops.
+                crate::logging::buffer_this_thread();
                 let served = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .and_then(|rt| {
                         rt.block_on(async move {
+                            tokio::spawn(flush_log_lines());
                             let stopped = async move {
                                 let _ = stop.wait_for(|stop| *stop).await;
                             };
                             serve_on(copy.open()?, gw, stopped, drain, limits).await
                         })
                     });
+                crate::logging::flush_this_thread(true);
                 let _ = done.send(served);
             })?;
     }

@@ -37,20 +37,38 @@ impl Scangate {
 
     /// Like [`Scangate::spawn_logging`], with more environment variables.
     pub fn spawn_with(args: &[&str], level: &str, env: &[(&str, &str)]) -> Scangate {
+        Self::spawn_full(args, level, env, None)
+    }
+
+    /// Like [`Scangate::spawn`], with stderr written to `log` (as `2>>file` would) rather than
+    /// collected: [`Scangate::stop`] then returns no text.
+    pub fn spawn_to_file(args: &[&str], log: std::fs::File) -> Scangate {
+        Self::spawn_full(args, "info", &[], Some(log))
+    }
+
+    fn spawn_full(
+        args: &[&str],
+        level: &str,
+        env: &[(&str, &str)],
+        log: Option<std::fs::File>,
+    ) -> Scangate {
+        let to_file = log.is_some();
         let mut child = Command::new(env!("CARGO_BIN_EXE_scangate"))
             .args(args)
             .env("RUST_LOG", level)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(log.map_or_else(Stdio::piped, Stdio::from))
             .spawn()
             .unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
+        let stderr = (!to_file).then(|| {
+            let mut stderr = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stderr.read_to_string(&mut text);
+                text
+            })
         });
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
@@ -65,7 +83,7 @@ impl Scangate {
         Scangate {
             child,
             lines,
-            stderr: Some(stderr),
+            stderr,
         }
     }
 
@@ -119,7 +137,10 @@ impl Scangate {
             assert!(Instant::now() < end, "scangate did not exit in time");
             std::thread::sleep(Duration::from_millis(20));
         };
-        let stderr = self.stderr.take().unwrap().join().unwrap();
+        let stderr = match self.stderr.take() {
+            Some(reader) => reader.join().unwrap(),
+            None => String::new(),
+        };
         (status, stderr)
     }
 }
