@@ -308,8 +308,15 @@ mod tests {
         // One wait, or two if the writer thread took its first chunk only after the queue filled.
         assert!(waits.get() >= 1, "the sender should be waiting for room");
         std::thread::sleep(Duration::from_millis(50));
-        assert!(waits.get() <= 2, "{} waits while the sink is shut", waits.get());
-        assert!(!sender.is_finished(), "a full queue must hold the sender, not drop lines");
+        assert!(
+            waits.get() <= 2,
+            "{} waits while the sink is shut",
+            waits.get()
+        );
+        assert!(
+            !sender.is_finished(),
+            "a full queue must hold the sender, not drop lines"
+        );
         drop(shut);
         sender.join().unwrap();
         assert!(pipe.sync(Duration::from_secs(5)));
@@ -344,12 +351,18 @@ mod tests {
     fn a_buffer_hands_over_whole_lines_at_the_chunk_size_and_when_due() {
         let t0 = Instant::now();
         let mut buffer = Buffer::new();
-        assert!(!buffer.due(Duration::ZERO, t0), "an empty buffer is never due");
+        assert!(
+            !buffer.due(Duration::ZERO, t0),
+            "an empty buffer is never due"
+        );
         assert_eq!(buffer.push(b"12345\n", 12, t0), None);
         assert!(!buffer.due(Duration::from_secs(1), t0 + Duration::from_millis(999)));
         assert!(buffer.due(Duration::from_secs(1), t0 + Duration::from_secs(1)));
         // The oldest line sets the age: a later line does not reset it.
-        assert_eq!(buffer.push(b"ab\n", 12, t0 + Duration::from_millis(500)), None);
+        assert_eq!(
+            buffer.push(b"ab\n", 12, t0 + Duration::from_millis(500)),
+            None
+        );
         assert!(buffer.due(Duration::from_secs(1), t0 + Duration::from_secs(1)));
         let chunk = buffer.push(b"cdef\n", 12, t0 + Duration::from_millis(600));
         assert_eq!(chunk.as_deref(), Some(&b"12345\nab\ncdef\n"[..]));

@@ -418,5 +418,7 @@ async fn access_lines_reach_a_log_file_within_a_second_and_all_are_whole_at_exit
     assert_eq!(status.code(), Some(0));
     let access = access_lines(&log);
     assert_eq!(access.len(), 2001);
-    assert!(access.iter().all(|v| v["status"] == 200 && v["token"] == "probe"));
+    assert!(access
+        .iter()
+        .all(|v| v["status"] == 200 && v["token"] == "probe"));
 }
