@@ -1,25 +1,30 @@
-//! Upstream selection, and the keep-alive connections that reach each backend.
+//! The scan engines: selection, sessions and the queue, health, and the keep-alive connections
+//! that reach each engine.
 //!
 //! Each upstream keeps its own stack of idle HTTP/1.1 connections ([`Pool`]). A request takes the
 //! most recently used one (its socket is the warmest), sends over it, and the response body puts it
 //! back the moment its last byte has been read. A reload that keeps an upstream keeps its pool
 //! (see [`UpstreamSet::rebuild`]), so warm connections survive config changes.
 //!
-//! Split by concern: [`pool`] (idle connections and leases), [`probe`] (reachability), [`set`]
-//! (the configured upstreams and the pick), [`tls`] (the client TLS config).
+//! Split by concern: [`pool`] (idle connections and leases), [`select`] (least outstanding
+//! requests, tie-break, weights), [`queue`] (sessions under `MaxSessions` and the FIFO of requests
+//! waiting for one), [`health`] (active checks, passive ejection, the checker task), [`set`] (the
+//! configured engines across reloads, tenant groups) and [`tls`] (the client TLS config).
 //!
 //! This replaces hyper-util's general-purpose pooled client: one upstream is one host, so the pool
 //! needs no key, no connection racing and no HTTP/2; a profile put the general client at 45 % of
 //! scangate's user time (see benches/RESULTS.md).
 
+pub mod health;
 mod pool;
-mod probe;
+pub mod queue;
+pub mod select;
 mod set;
 mod tls;
 
 use std::future::poll_fn;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,11 +37,13 @@ use hyper_util::rt::TokioIo;
 
 use pool::Pool;
 pub use pool::{set_worker, UpstreamBody};
-pub use set::UpstreamSet;
+pub use queue::{Acquired, EnginePermit, Refusal};
+pub use select::Group;
+pub use set::{Outcome, UpstreamSet};
 
 use super::body::GuardedBody;
-use super::upstream_limit::{UpstreamLimit, UpstreamPermit};
 use crate::config::UpstreamAddr;
+use health::Health;
 
 /// Idle upstream connections kept per upstream.
 const POOL_MAX_IDLE: usize = 1024;
@@ -76,6 +83,32 @@ impl SendError {
     }
 }
 
+/// A send that failed, with the request when no byte of it reached the engine.
+pub struct Failed {
+    /// What went wrong.
+    pub error: SendError,
+    /// The request, untouched, when it was never sent: it may go to another engine.
+    pub unsent: Option<Request<GuardedBody>>,
+}
+
+impl Failed {
+    fn sent(error: SendError) -> Failed {
+        Failed {
+            error,
+            unsent: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Failed")
+            .field("error", &self.error)
+            .field("unsent", &self.unsent.is_some())
+            .finish()
+    }
+}
+
 type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 type Sender = SendRequest<GuardedBody>;
 
@@ -90,20 +123,21 @@ pub struct Upstream {
     pub addr: UpstreamAddr,
     /// A printable form for logs and metric labels.
     pub label: Arc<str>,
-    scheme: Scheme,
-    authority: Authority,
     /// The `Host` header every request to this upstream carries.
     host: HeaderValue,
     /// The URI the connector opens (scheme and authority only).
     connect_uri: Uri,
     connector: Connector,
     pool: Arc<Pool>,
-    /// Connections in use, against MaxUpstreamConnections.
-    limit: Arc<UpstreamLimit>,
-    /// The connector the pool uses, kept to probe reachability the same way (same resolver).
-    probe_connector: Option<HttpConnector>,
-    /// The last probe: 0 not probed yet, 1 reachable, 2 unreachable.
-    probed: AtomicU8,
+    /// Requests in flight (from selection until the response body is done), against
+    /// `max_sessions`; kept across reloads with the engine.
+    in_flight: AtomicUsize,
+    /// `MaxSessions` in force (`usize::MAX` = no cap); a reload may change it.
+    max_sessions: AtomicUsize,
+    /// `Weight` in force.
+    weight: AtomicU32,
+    /// Active and passive health.
+    pub health: Health,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -116,14 +150,12 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     fn new(addr: &UpstreamAddr, tls: &rustls::ClientConfig) -> Upstream {
-        let mut probe_connector = None;
         let (scheme, authority, connector) = match addr {
             UpstreamAddr::Http(uri) => {
                 let mut http = HttpConnector::new();
                 http.enforce_http(false);
                 http.set_nodelay(true);
                 http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-                probe_connector = Some(http.clone());
                 let https = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config(tls.clone())
                     .https_or_http()
@@ -154,15 +186,46 @@ impl Upstream {
             addr: addr.clone(),
             host: HeaderValue::from_str(authority.as_str())
                 .expect("an authority is a valid header value"),
-            scheme,
-            authority,
             connect_uri,
             connector,
             pool: Arc::new(Pool::default()),
-            limit: Arc::default(),
-            probe_connector,
-            probed: AtomicU8::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_sessions: AtomicUsize::new(usize::MAX),
+            weight: AtomicU32::new(1),
+            health: Health::default(),
         }
+    }
+
+    /// Sets `MaxSessions` (`None` = no cap) and `Weight`.
+    fn set_limits(&self, max_sessions: Option<usize>, weight: u32) {
+        let max = max_sessions.unwrap_or(usize::MAX);
+        self.max_sessions.store(max, Ordering::SeqCst);
+        self.weight.store(weight.max(1), Ordering::Relaxed);
+    }
+
+    /// `MaxSessions` in force (`usize::MAX` = no cap).
+    pub fn max_sessions(&self) -> usize {
+        self.max_sessions.load(Ordering::SeqCst)
+    }
+
+    /// `Weight` in force.
+    pub fn weight(&self) -> usize {
+        self.weight.load(Ordering::Relaxed) as usize
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Takes a session if one is free; an [`EnginePermit`] gives it back.
+    fn try_take_session(&self) -> bool {
+        let max = self.max_sessions();
+        self.in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
     }
 
     /// The `Host` header for requests to this upstream: its authority (`localhost` on a unix
@@ -172,14 +235,15 @@ impl Upstream {
     }
 
     /// Sends a request, whose URI is the origin form (path and query), over an idle connection or
-    /// a new one; `permit` (from [`UpstreamSet::reserve`]) stays with the connection until the
+    /// a new one; `permit` (from [`UpstreamSet::acquire`]) stays with the connection until the
     /// response body is done. A request that an idle connection refused before sending a byte (the
-    /// upstream had just closed it) goes to the next one.
+    /// upstream had just closed it) goes to the next one. A request that no connection took comes
+    /// back in [`Failed::unsent`], so it can go to another engine.
     pub async fn send(
         &self,
         mut req: Request<GuardedBody>,
-        permit: UpstreamPermit,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+        permit: EnginePermit,
+    ) -> Result<Response<UpstreamBody>, Failed> {
         while let Some(mut sender) = self.pool.checkout() {
             if poll_fn(|cx| sender.poll_ready(cx)).await.is_err() {
                 continue;
@@ -188,14 +252,25 @@ impl Upstream {
                 Ok(resp) => return Ok(self.lease(resp, sender, permit)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
-                    None => return Err(SendError::Request(e.into_error())),
+                    None => return Err(Failed::sent(SendError::Request(e.into_error()))),
                 },
             }
         }
-        let mut sender = self.connect().await?;
-        match sender.send_request(req).await {
+        let mut sender = match self.connect().await {
+            Ok(sender) => sender,
+            Err(error) => {
+                return Err(Failed {
+                    error,
+                    unsent: Some(req),
+                })
+            }
+        };
+        match sender.try_send_request(req).await {
             Ok(resp) => Ok(self.lease(resp, sender, permit)),
-            Err(e) => Err(SendError::Request(e)),
+            Err(mut e) => Err(Failed {
+                unsent: e.take_message(),
+                error: SendError::Request(e.into_error()),
+            }),
         }
     }
 
@@ -203,7 +278,7 @@ impl Upstream {
         &self,
         resp: Response<Incoming>,
         sender: Sender,
-        permit: UpstreamPermit,
+        permit: EnginePermit,
     ) -> Response<UpstreamBody> {
         pool::lease(resp, sender, Arc::clone(&self.pool), permit)
     }

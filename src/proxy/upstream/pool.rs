@@ -13,8 +13,8 @@ use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::EnginePermit;
 use super::{Sender, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE};
-use crate::proxy::upstream_limit::UpstreamPermit;
 
 /// Idle-connection stacks per upstream: one per worker thread (modulo this), so a connection is
 /// reused on the thread whose runtime drives it.
@@ -97,11 +97,11 @@ impl Pool {
 
 /// A connection on loan to one response: back to the pool when the body has been read to the end,
 /// closed if the body is dropped or fails before that. Either way its place under
-/// MaxUpstreamConnections is freed with it.
+/// the engine's session (under MaxSessions) is freed with it.
 struct Lease {
     sender: Sender,
     pool: Arc<Pool>,
-    _permit: UpstreamPermit,
+    _permit: EnginePermit,
 }
 
 /// Wraps a response so its body returns `sender` to `pool` when read to the end.
@@ -109,7 +109,7 @@ pub(super) fn lease(
     resp: Response<Incoming>,
     sender: Sender,
     pool: Arc<Pool>,
-    permit: UpstreamPermit,
+    permit: EnginePermit,
 ) -> Response<UpstreamBody> {
     resp.map(|body| UpstreamBody {
         body,
