@@ -179,3 +179,7 @@ pub(super) fn check_default_group(
         ctx.fault(offset, path, rule);
     }
 }
+
+#[cfg(test)]
+#[path = "engines_tests.rs"]
+mod tests;
