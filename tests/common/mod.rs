@@ -162,6 +162,8 @@ pub struct Tok {
     pub name: String,
     pub token: String,
     pub enabled: bool,
+    /// `Tenants/Tenant`, none by default.
+    pub tenants: Vec<String>,
 }
 
 impl Tok {
@@ -170,7 +172,14 @@ impl Tok {
             name: name.into(),
             token: token.into(),
             enabled,
+            tenants: Vec::new(),
         }
+    }
+
+    /// The same token scoped to `tenants`.
+    pub fn with_tenants(mut self, tenants: &[&str]) -> Tok {
+        self.tenants = tenants.iter().map(|t| (*t).to_owned()).collect();
+        self
     }
 }
 
@@ -219,8 +228,15 @@ impl Cfg {
             .tokens
             .iter()
             .map(|t| {
+                let tenants: String = (t.tenants.iter())
+                    .map(|x| format!("<Tenant>{x}</Tenant>"))
+                    .collect();
+                let tenants = match tenants.is_empty() {
+                    true => tenants,
+                    false => format!("<Tenants>{tenants}</Tenants>"),
+                };
                 format!(
-                    "        <Token><Name>{}</Name><Value>{}</Value><Enabled>{}</Enabled></Token>\n",
+                    "        <Token><Name>{}</Name><Value>{}</Value><Enabled>{}</Enabled>{tenants}</Token>\n",
                     t.name,
                     key.value(&t.token),
                     u8::from(t.enabled)
@@ -230,7 +246,11 @@ impl Cfg {
         let upstreams: String = self
             .upstreams
             .iter()
-            .map(|u| format!("<Upstream>{u}</Upstream>"))
+            // An entry that is already an element (`<Upstream Weight="2">…`) goes in as written.
+            .map(|u| match u.starts_with('<') {
+                true => u.clone(),
+                false => format!("<Upstream>{u}</Upstream>"),
+            })
             .collect();
         format!(
             r#"<?xml version="1.0" encoding="utf-8"?>
