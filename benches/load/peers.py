@@ -109,6 +109,9 @@ def scangate_xml(listen, upstream, token_part, auth=True, tls=None, admin_port=N
   </ServerSettings>
   <GatewaySettings>
     <Upstreams><Upstream>{upstream}</Upstream></Upstreams>
+    <!-- The backend is nginx, not a scan engine: no active checks (it has no basesdate), and the
+         per-engine cap of the earlier runs (1024), so these phases compare as before. -->
+    <UpstreamSettings><MaxSessions>1024</MaxSessions><HealthCheckIntervalMs>0</HealthCheckIntervalMs></UpstreamSettings>
     <TokenKeyFile>scangate.key</TokenKeyFile>
 {admin if admin_port else ""}    <Realm>bench</Realm>
   </GatewaySettings>

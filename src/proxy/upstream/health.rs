@@ -227,7 +227,8 @@ pub async fn round(gw: &Arc<Gateway>) -> Duration {
         upstream.prune_idle();
         // A request answered within the interval shows the engine up: no check is needed. This also
         // keeps checks off the busiest engines.
-        if upstream.health.is_up() && upstream.health.answered_since(since) {
+        let busy = upstream.health.available(now_ms()) && upstream.health.answered_since(since);
+        if busy {
             continue;
         }
         let (upstream, snap, gw) = (Arc::clone(upstream), Arc::clone(&snap), Arc::clone(gw));
