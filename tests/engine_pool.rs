@@ -501,3 +501,54 @@ async fn an_engine_killed_mid_load_costs_no_scan_takes_no_traffic_then_returns()
     let back = scans_seen(ports[1]).await;
     assert!(back > 0, "the returned engine got no scans");
 }
+
+#[tokio::test]
+async fn a_reload_that_keeps_an_engine_keeps_its_health_and_its_sessions() {
+    let a = CountingEngine::start(Duration::ZERO).await;
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let mut cfg = Cfg::new(&a.url(), &toks());
+    cfg.upstreams.push(dead.clone());
+    cfg.gateway_extra =
+        settings("<MaxSessions>1</MaxSessions><HealthCheckIntervalMs>100</HealthCheckIntervalMs>");
+    let gw = TestGateway::start(&cfg).await;
+    let engine = |i: usize| Arc::clone(&gw.gw.snapshot.load().upstreams.all()[i]);
+    let state = |i: usize| {
+        let now = scangate::proxy::upstream::health::now_ms();
+        engine(i).health.state(now).as_str()
+    };
+    assert!(eventually(Duration::from_secs(5), || async { state(1) == "down" }).await);
+    // The live engine's only session is taken for a while.
+    let hold = {
+        let (c, url) = (client(), gw.url(SCAN));
+        tokio::spawn(async move {
+            let r = (c.post(url).bearer_auth(TOKEN)).header("x-delay-ms", "2000");
+            r.body(BODY).send().await.unwrap().status().as_u16()
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            engine(0).in_flight() == 1
+        })
+        .await
+    );
+    let before = engine(0);
+
+    let c = CountingEngine::start(Duration::ZERO).await;
+    cfg.upstreams.push(c.url());
+    cfg.gateway_extra = settings(
+        "<MaxSessions>1</MaxSessions><HealthCheckIntervalMs>100</HealthCheckIntervalMs>\
+         <QueueTimeoutMs>3000</QueueTimeoutMs>",
+    );
+    gw.rewrite(&cfg);
+    assert!(eventually(Duration::from_secs(5), || async { gw.gw.generation() == 2 }).await);
+    // Same engine, same session count, same health: nothing was reset by the reload.
+    assert!(Arc::ptr_eq(&before, &engine(0)));
+    assert_eq!(engine(0).in_flight(), 1);
+    assert_eq!(state(1), "down");
+    // The cap still holds across the reload: the next scan goes to the new engine.
+    let r = scan(&client(), &gw.url(SCAN)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(c.scans.load(Ordering::SeqCst), 1);
+    assert_eq!(a.scans.load(Ordering::SeqCst), 1);
+    assert_eq!(hold.await.unwrap(), 200);
+}

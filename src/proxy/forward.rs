@@ -80,6 +80,9 @@ pub async fn forward(
                     if err == GatewayError::UpstreamTimeout {
                         gw.metrics
                             .upstream_error(&engine.label, UpstreamErrorKind::Timeout);
+                        // A stuck engine never frees a session for an active check: its
+                        // timeouts are what ejects it.
+                        snap.upstreams.record(&engine, Outcome::Failed, &gw.metrics);
                     }
                     return Err(err);
                 }
