@@ -322,3 +322,12 @@ where
     });
     Ok(sender)
 }
+
+/// An engine for unit tests: nothing listens at its address.
+#[cfg(test)]
+pub(crate) fn test_engine(max_sessions: usize, weight: u32) -> Arc<Upstream> {
+    let addr = UpstreamAddr::Unix(PathBuf::from("/nonexistent/kav.sock"));
+    let engine = Upstream::new(&addr, &tls::plain_tls_placeholder());
+    engine.set_limits(Some(max_sessions), weight);
+    Arc::new(engine)
+}

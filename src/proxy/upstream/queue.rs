@@ -260,3 +260,106 @@ impl Drop for InLine<'_> {
         self.queue.len.store(w.list.len(), Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::upstream::test_engine;
+
+    const LIMITS: QueueLimits = QueueLimits {
+        timeout: Duration::from_secs(5),
+        max: 2,
+    };
+
+    fn one_engine() -> (Arc<Queue>, Arc<Group>, Arc<Upstream>) {
+        let e = test_engine(1, 1);
+        let g = Arc::new(Group::new(vec![Arc::clone(&e)]));
+        (Arc::default(), g, e)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn freed_sessions_go_to_waiters_in_arrival_order() {
+        let (q, g, e) = one_engine();
+        let first = q.acquire(&g, None, LIMITS, None).await.unwrap();
+        assert_eq!(first.queued, None);
+        let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+        for name in ["a", "b"] {
+            let (q, g, tx) = (Arc::clone(&q), Arc::clone(&g), done_tx.clone());
+            tokio::spawn(async move {
+                let got = q.acquire(&g, None, LIMITS, None).await.unwrap();
+                tx.send(name).unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                drop(got);
+            });
+            // Let it join the line before the next one.
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(q.len(), 2);
+        // Full queue (MaxQueue 2): refused at once.
+        assert_eq!(
+            q.acquire(&g, None, LIMITS, None).await.unwrap_err(),
+            Refusal::Busy
+        );
+        drop(first);
+        assert_eq!(done.recv().await, Some("a"));
+        assert_eq!(done.recv().await, Some("b"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!((q.len(), e.in_flight()), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_timeout_a_waiter_is_busy_and_a_dropped_one_leaves_the_line() {
+        let (q, g, e) = one_engine();
+        let _held = q.acquire(&g, None, LIMITS, None).await.unwrap();
+        let started = Instant::now();
+        let short = QueueLimits {
+            timeout: Duration::from_millis(300),
+            max: 2,
+        };
+        assert_eq!(
+            q.acquire(&g, None, short, None).await.unwrap_err(),
+            Refusal::Busy
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+        assert_eq!(q.len(), 0);
+        // A request deadline sooner than the queue timeout ends the wait.
+        let deadline = Some(Instant::now() + Duration::from_millis(100));
+        assert_eq!(
+            q.acquire(&g, None, LIMITS, deadline).await.unwrap_err(),
+            Refusal::Busy
+        );
+        let waiter = {
+            let (q, g) = (Arc::clone(&q), Arc::clone(&g));
+            tokio::spawn(async move { q.acquire(&g, None, LIMITS, None).await.map(|_| ()) })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(q.len(), 1);
+        waiter.abort();
+        let _ = waiter.await;
+        assert_eq!(q.len(), 0);
+        assert_eq!(e.in_flight(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_whose_engines_go_down_is_told_at_once() {
+        let (q, g, e) = one_engine();
+        let held = q.acquire(&g, None, LIMITS, None).await.unwrap();
+        let waiter = {
+            let (q, g) = (Arc::clone(&q), Arc::clone(&g));
+            tokio::spawn(async move { q.acquire(&g, None, LIMITS, None).await.map(|_| ()) })
+        };
+        while q.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..3 {
+            e.health.checked(false);
+        }
+        q.dispatch();
+        assert_eq!(waiter.await.unwrap(), Err(Refusal::NoEngine));
+        drop(held);
+        assert_eq!(
+            q.acquire(&g, None, LIMITS, None).await.unwrap_err(),
+            Refusal::NoEngine
+        );
+    }
+}

@@ -90,3 +90,58 @@ impl Group {
         Pick::Full
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::upstream::health::now_ms;
+    use crate::proxy::upstream::test_engine;
+
+    fn got(p: Pick) -> Arc<Upstream> {
+        match p {
+            Pick::Got(e) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn least_outstanding_per_weight_with_round_robin_ties() {
+        let (a, b) = (test_engine(100, 1), test_engine(100, 2));
+        let g = Group::new(vec![Arc::clone(&a), Arc::clone(&b)]);
+        for _ in 0..30 {
+            got(g.try_pick(now_ms(), None));
+        }
+        // Weight 2 carries twice the load.
+        assert_eq!((a.in_flight(), b.in_flight()), (10, 20));
+        // Equal engines, nothing in flight: ties alternate.
+        let (c, d) = (test_engine(100, 1), test_engine(100, 1));
+        let g = Group::new(vec![Arc::clone(&c), Arc::clone(&d)]);
+        let first = got(g.try_pick(now_ms(), None));
+        c.in_flight.store(0, Ordering::SeqCst);
+        d.in_flight.store(0, Ordering::SeqCst);
+        let second = got(g.try_pick(now_ms(), None));
+        assert!(!Arc::ptr_eq(&first, &second));
+    }
+
+    #[test]
+    fn the_cap_health_and_exclusion_decide_what_can_be_picked() {
+        let (a, b) = (test_engine(2, 1), test_engine(2, 1));
+        let g = Group::new(vec![Arc::clone(&a), Arc::clone(&b)]);
+        for _ in 0..4 {
+            got(g.try_pick(now_ms(), None));
+        }
+        assert!(matches!(g.try_pick(now_ms(), None), Pick::Full));
+        a.in_flight.store(0, Ordering::SeqCst);
+        assert!(Arc::ptr_eq(&got(g.try_pick(now_ms(), None)), &a));
+        // Excluding the only engine with room: full, not "no engine".
+        assert!(matches!(g.try_pick(now_ms(), Some(&a)), Pick::Full));
+        for _ in 0..3 {
+            a.health.checked(false);
+        }
+        assert!(matches!(g.try_pick(now_ms(), Some(&b)), Pick::NoEngine));
+        assert!(!g.any_available(now_ms(), Some(&b)) && g.any_available(now_ms(), None));
+        // An ejected engine is skipped like a down one.
+        b.health.eject(now_ms());
+        assert!(matches!(g.try_pick(now_ms(), None), Pick::NoEngine));
+    }
+}
