@@ -138,6 +138,9 @@ pub struct Upstream {
     weight: AtomicU32,
     /// Active and passive health.
     pub health: Health,
+    /// The queue of the set this engine belongs to (kept across reloads, as the engine is): a
+    /// session that ends looks there for a waiter.
+    queue: Arc<queue::Queue>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -149,7 +152,7 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    fn new(addr: &UpstreamAddr, tls: &rustls::ClientConfig) -> Upstream {
+    fn new(addr: &UpstreamAddr, tls: &rustls::ClientConfig, queue: Arc<queue::Queue>) -> Upstream {
         let (scheme, authority, connector) = match addr {
             UpstreamAddr::Http(uri) => {
                 let mut http = HttpConnector::new();
@@ -193,6 +196,7 @@ impl Upstream {
             max_sessions: AtomicUsize::new(usize::MAX),
             weight: AtomicU32::new(1),
             health: Health::default(),
+            queue,
         }
     }
 
@@ -327,7 +331,7 @@ where
 #[cfg(test)]
 pub(crate) fn test_engine(max_sessions: usize, weight: u32) -> Arc<Upstream> {
     let addr = UpstreamAddr::Unix(PathBuf::from("/nonexistent/kav.sock"));
-    let engine = Upstream::new(&addr, &tls::plain_tls_placeholder());
+    let engine = Upstream::new(&addr, &tls::plain_tls_placeholder(), Arc::default());
     engine.set_limits(Some(max_sessions), weight);
     Arc::new(engine)
 }

@@ -33,17 +33,15 @@ pub enum Refusal {
 #[derive(Debug)]
 pub struct EnginePermit {
     engine: Arc<Upstream>,
-    queue: Arc<Queue>,
     /// Dropped inside [`Queue::dispatch`]: free the session but do not dispatch again.
     quiet: bool,
 }
 
 impl EnginePermit {
     /// A session already counted in `engine`'s in-flight requests.
-    pub(super) fn new(engine: Arc<Upstream>, queue: Arc<Queue>) -> EnginePermit {
+    pub(super) fn new(engine: Arc<Upstream>) -> EnginePermit {
         EnginePermit {
             engine,
-            queue,
             quiet: false,
         }
     }
@@ -57,8 +55,9 @@ impl EnginePermit {
 impl Drop for EnginePermit {
     fn drop(&mut self) {
         self.engine.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if !self.quiet && !self.queue.is_empty() {
-            self.queue.dispatch();
+        let queue = &self.engine.queue;
+        if !self.quiet && !queue.is_empty() {
+            queue.dispatch();
         }
     }
 }
@@ -138,7 +137,7 @@ impl Queue {
             match group.try_pick(now, exclude) {
                 Pick::Got(engine) => {
                     return Ok(Acquired {
-                        permit: EnginePermit::new(engine, Arc::clone(self)),
+                        permit: EnginePermit::new(engine),
                         queued: None,
                     })
                 }
@@ -223,7 +222,7 @@ impl Queue {
             match waiter.group.try_pick(now, waiter.exclude.as_ref()) {
                 Pick::Got(engine) => {
                     let waiter = w.list.remove(i).expect("index checked");
-                    let permit = EnginePermit::new(engine, Arc::clone(self));
+                    let permit = EnginePermit::new(engine);
                     if let Err(Ok(mut permit)) = waiter.tx.send(Ok(permit)) {
                         // Gone since the check: the session is free again for the next waiter.
                         permit.quiet = true;
@@ -274,7 +273,7 @@ mod tests {
     fn one_engine() -> (Arc<Queue>, Arc<Group>, Arc<Upstream>) {
         let e = test_engine(1, 1);
         let g = Arc::new(Group::new(vec![Arc::clone(&e)]));
-        (Arc::default(), g, e)
+        (Arc::clone(&e.queue), g, e)
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,6 +1,7 @@
 //! The set of configured engines, kept across reloads: their groups for tenant routing, the shared
 //! queue, and the passive ejection rule that needs the whole fleet (at most half ejected).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -72,6 +73,7 @@ impl UpstreamSet {
         } else {
             plain_tls_placeholder()
         };
+        let queue = previous.map_or_else(Arc::default, |p| Arc::clone(&p.queue));
         let mut list = Vec::with_capacity(addrs.len());
         let mut default = Vec::new();
         let mut by_tenant: HashMap<Vec<u8>, Vec<Arc<Upstream>>> = HashMap::new();
@@ -80,7 +82,7 @@ impl UpstreamSet {
             let kept = previous.and_then(|p| p.list.iter().find(|u| &u.addr == addr));
             let engine = kept
                 .cloned()
-                .unwrap_or_else(|| Arc::new(Upstream::new(addr, &tls)));
+                .unwrap_or_else(|| Arc::new(Upstream::new(addr, &tls, Arc::clone(&queue))));
             // Live tuning of a kept engine: the next pick reads the new values.
             engine.set_limits(opts.max_sessions.or(settings.max_sessions), opts.weight);
             if opts.tenants.is_empty() {
@@ -100,7 +102,7 @@ impl UpstreamSet {
             list,
             default_group: Arc::new(Group::new(default)),
             tenants,
-            queue: previous.map_or_else(Arc::default, |p| Arc::clone(&p.queue)),
+            queue,
             limits: QueueLimits {
                 timeout: settings.queue_timeout,
                 max: settings.max_queue,
@@ -113,9 +115,10 @@ impl UpstreamSet {
 
     /// The engines a principal with `tenants` (its `X-Scangate-Tenants` value) may use: those of
     /// its tenants that have engines, else the default group.
-    pub fn group_for(&self, tenants: Option<&HeaderValue>) -> Arc<Group> {
+    pub fn group_for(&self, tenants: Option<&HeaderValue>) -> Cow<'_, Arc<Group>> {
         let Some(tenants) = tenants.filter(|_| !self.tenants.is_empty()) else {
-            return Arc::clone(&self.default_group);
+            // Borrowed: no shared count is touched on the common path.
+            return Cow::Borrowed(&self.default_group);
         };
         let mut found: Vec<&Arc<Group>> = tenants
             .as_bytes()
@@ -123,8 +126,8 @@ impl UpstreamSet {
             .filter_map(|t| self.tenants.get(t))
             .collect();
         match found.len() {
-            0 => Arc::clone(&self.default_group),
-            1 => Arc::clone(found[0]),
+            0 => Cow::Borrowed(&self.default_group),
+            1 => Cow::Borrowed(found[0]),
             _ => {
                 // Several tenants with engines of their own: the union, each engine once.
                 let mut engines: Vec<Arc<Upstream>> = Vec::new();
@@ -135,7 +138,7 @@ impl UpstreamSet {
                         }
                     }
                 }
-                Arc::new(Group::new(engines))
+                Cow::Owned(Arc::new(Group::new(engines)))
             }
         }
     }
@@ -157,7 +160,7 @@ impl UpstreamSet {
     pub fn try_session(&self, engine: &Arc<Upstream>) -> Option<EnginePermit> {
         engine
             .try_take_session()
-            .then(|| EnginePermit::new(Arc::clone(engine), Arc::clone(&self.queue)))
+            .then(|| EnginePermit::new(Arc::clone(engine)))
     }
 
     /// Serves waiters from free sessions (an engine came back, a cap was raised).
