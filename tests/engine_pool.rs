@@ -39,6 +39,8 @@ fn toks() -> Vec<Tok> {
 /// request's `x-delay-ms`.
 struct CountingEngine {
     addr: SocketAddr,
+    /// The most connections open at once.
+    most_conns: Arc<AtomicUsize>,
     most: Arc<AtomicUsize>,
     scans: Arc<AtomicUsize>,
     order: Arc<Mutex<Vec<String>>>,
@@ -52,10 +54,15 @@ impl CountingEngine {
         let most = Arc::new(AtomicUsize::new(0));
         let scans = Arc::new(AtomicUsize::new(0));
         let order = Arc::new(Mutex::new(Vec::new()));
+        let most_conns = Arc::new(AtomicUsize::new(0));
         let (n, m, s, o) = (now, most.clone(), scans.clone(), order.clone());
+        let (conns, mc) = (Arc::new(AtomicUsize::new(0)), most_conns.clone());
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
+                let open = conns.fetch_add(1, Ordering::SeqCst) + 1;
+                mc.fetch_max(open, Ordering::SeqCst);
+                let conns = conns.clone();
                 let (n, m, s, o) = (n.clone(), m.clone(), s.clone(), o.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -86,11 +93,13 @@ impl CountingEngine {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
+                    conns.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
         CountingEngine {
             addr,
+            most_conns,
             most,
             scans,
             order,
@@ -190,6 +199,73 @@ async fn no_engine_ever_sees_more_than_max_sessions_under_five_times_the_load() 
         metric(&text, "scangate_upstream_queue_wait_seconds_count") > 0.0,
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_threads_together_keep_each_engine_to_max_sessions_connections() {
+    let engines = [
+        CountingEngine::start(Duration::from_millis(10)).await,
+        CountingEngine::start(Duration::from_millis(10)).await,
+    ];
+    let mut cfg = Cfg::new(&engines[0].url(), &toks());
+    cfg.upstreams = engines.iter().map(CountingEngine::url).collect();
+    cfg.gateway_extra = format!(
+        "<MaxConnectionsPerClient>0</MaxConnectionsPerClient>{}",
+        settings("<MaxSessions>4</MaxSessions>")
+    );
+    let dir = ConfigDir::new(&cfg);
+    let served = WorkersGateway::start(&dir, 3).await;
+    let (addr, gw) = (served.addr, Arc::clone(&served.gw));
+    let gw_most = Arc::new(AtomicUsize::new(0));
+    let watch = {
+        let (gw, gw_most) = (Arc::clone(&gw), Arc::clone(&gw_most));
+        tokio::spawn(async move {
+            loop {
+                for u in gw.snapshot.load().upstreams.all() {
+                    gw_most.fetch_max(u.open_connections(), Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    // Rounds of fresh client connections, so every worker gets some, and each worker keeps idle
+    // engine connections between rounds.
+    let url = format!("http://{addr}{SCAN}");
+    for _ in 0..5 {
+        let mut tasks = Vec::new();
+        for _ in 0..24 {
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = client()
+                    .post(url)
+                    .bearer_auth(TOKEN)
+                    .body(BODY)
+                    .send()
+                    .await;
+                r.map_or(0, |r| r.status().as_u16())
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 200);
+        }
+    }
+    watch.abort();
+    // Sampled every millisecond: the gateway's own count of open connections per engine.
+    let sampled = gw_most.load(Ordering::SeqCst);
+    assert!(
+        sampled <= 4,
+        "the gateway held {sampled} connections to one engine"
+    );
+    for (i, e) in engines.iter().enumerate() {
+        let (most, conns) = (
+            e.most.load(Ordering::SeqCst),
+            e.most_conns.load(Ordering::SeqCst),
+        );
+        assert_eq!(most, 4, "engine {i}: {most} requests at once");
+        // A Scan Engine counts idle keep-alive connections against its sessions too.
+        assert!(conns <= 4, "engine {i}: {conns} connections open at once");
+    }
+    served.stop().await;
 }
 
 #[tokio::test]

@@ -399,6 +399,51 @@ impl Drop for TestGateway {
     }
 }
 
+/// A gateway served by `run_workers` (the production path: worker threads with their own
+/// runtimes), from `dir`'s config.
+pub struct WorkersGateway {
+    pub addr: SocketAddr,
+    pub gw: Arc<Gateway>,
+    stop: Option<oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl WorkersGateway {
+    pub async fn start(dir: &ConfigDir, workers: usize) -> WorkersGateway {
+        let gw = Gateway::start(&dir.path).expect("test config loads");
+        let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let served = tokio::spawn(scangate::proxy::server::run_workers(
+            listener,
+            Arc::clone(&gw),
+            async {
+                let _ = stop_rx.await;
+            },
+            Duration::from_secs(5),
+            workers,
+        ));
+        WorkersGateway {
+            addr,
+            gw,
+            stop: Some(stop_tx),
+            served: Some(served),
+        }
+    }
+
+    /// Stops it and waits until every worker has stopped serving.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.await.unwrap().unwrap();
+        }
+    }
+}
+
 /// A plain HTTP/1.1 client with no proxy, no retries and no automatic decompression.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()

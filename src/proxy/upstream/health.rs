@@ -271,13 +271,10 @@ pub async fn round(gw: &Arc<Gateway>) -> Duration {
 }
 
 impl Upstream {
-    /// One active check: a GET of `path` on a new connection, passed by a 2xx or 3xx head within
-    /// `timeout`. The connection is not pooled (a check must not ride on a request's socket).
+    /// One active check: a GET of `path`, passed by a 2xx or 3xx answer within `timeout`. It goes
+    /// like a request (a pooled connection when there is one), under its own session.
     pub async fn check(&self, path: &str, timeout: Duration, permit: super::EnginePermit) -> bool {
         let check = async {
-            let Ok(mut sender) = self.connect().await else {
-                return false;
-            };
             let upload = Arc::new(UploadState::default());
             let req = Request::builder()
                 .method(Method::GET)
@@ -286,14 +283,16 @@ impl Upstream {
                 .header(header::USER_AGENT, "scangate-health-check")
                 .body(GuardedBody::read(bytes::Bytes::new(), upload));
             let Ok(req) = req else { return false };
-            match sender.send_request(req).await {
-                Ok(resp) => resp.status().is_success() || resp.status().is_redirection(),
-                Err(_) => false,
-            }
+            let Ok(resp) = self.send(req, permit).await else {
+                return false;
+            };
+            let pass = resp.status().is_success() || resp.status().is_redirection();
+            // Read to the end, so the connection goes back to the pool.
+            pass && http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .is_ok()
         };
-        let pass = tokio::time::timeout(timeout, check).await.unwrap_or(false);
-        drop(permit);
-        pass
+        tokio::time::timeout(timeout, check).await.unwrap_or(false)
     }
 }
 

@@ -138,6 +138,8 @@ pub struct Upstream {
     weight: AtomicU32,
     /// Active and passive health.
     pub health: Health,
+    /// Connections open to it, idle or busy, on every worker.
+    conns: Arc<OpenConnections>,
     /// The queue of the set this engine belongs to (kept across reloads, as the engine is): a
     /// session that ends looks there for a waiter.
     queue: Arc<queue::Queue>,
@@ -196,6 +198,7 @@ impl Upstream {
             max_sessions: AtomicUsize::new(usize::MAX),
             weight: AtomicU32::new(1),
             health: Health::default(),
+            conns: Arc::default(),
             queue,
         }
     }
@@ -220,6 +223,11 @@ impl Upstream {
     /// Requests in flight now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Connections open to it now, idle or busy.
+    pub fn open_connections(&self) -> usize {
+        self.conns.open.load(Ordering::SeqCst)
     }
 
     /// Takes a session if one is free; an [`EnginePermit`] gives it back.
@@ -248,19 +256,33 @@ impl Upstream {
         mut req: Request<GuardedBody>,
         permit: EnginePermit,
     ) -> Result<Response<UpstreamBody>, Failed> {
-        while let Some(mut sender) = self.pool.checkout() {
-            if poll_fn(|cx| sender.poll_ready(cx)).await.is_err() {
-                continue;
+        let until = tokio::time::Instant::now() + ROOM_WAIT;
+        let slot = loop {
+            while let Some(mut sender) = self.idle_connection() {
+                if poll_fn(|cx| sender.poll_ready(cx)).await.is_err() {
+                    continue;
+                }
+                match sender.try_send_request(req).await {
+                    Ok(resp) => return Ok(self.lease(resp, sender, permit)),
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) => req = unsent,
+                        None => return Err(Failed::sent(SendError::Request(e.into_error()))),
+                    },
+                }
             }
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.lease(resp, sender, permit)),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(Failed::sent(SendError::Request(e.into_error()))),
-                },
+            if let Some(slot) = self.reserve_connection() {
+                break slot;
             }
-        }
-        let mut sender = match self.connect().await {
+            // At the cap with none idle: this request holds a session, so one of them is between
+            // its response and the pool, or closing. Past ROOM_WAIT it opens one anyway: a request
+            // is never held up by the count of sockets alone.
+            if tokio::time::Instant::now() >= until {
+                self.conns.open.fetch_add(1, Ordering::SeqCst);
+                break OpenGuard(Arc::clone(&self.conns));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let mut sender = match self.connect(slot).await {
             Ok(sender) => sender,
             Err(error) => {
                 return Err(Failed {
@@ -278,6 +300,26 @@ impl Upstream {
         }
     }
 
+    /// This worker's newest idle connection; at the engine's cap, another worker's, since a new
+    /// connection would wait in the engine's backlog behind the idle ones (a Scan Engine counts
+    /// every open connection against `MaxHTTPSessionsNum`).
+    fn idle_connection(&self) -> Option<Sender> {
+        self.pool.checkout().or_else(|| {
+            let at_cap = self.open_connections() >= self.max_sessions();
+            at_cap.then(|| self.pool.borrow_other()).flatten()
+        })
+    }
+
+    /// A place for one more open connection, if fewer than `MaxSessions` are open.
+    fn reserve_connection(&self) -> Option<OpenGuard> {
+        let max = self.max_sessions();
+        let open = &self.conns.open;
+        let reserved = open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < max).then_some(n + 1)
+        });
+        reserved.ok().map(|_| OpenGuard(Arc::clone(&self.conns)))
+    }
+
     fn lease(
         &self,
         resp: Response<Incoming>,
@@ -287,21 +329,21 @@ impl Upstream {
         pool::lease(resp, sender, Arc::clone(&self.pool), permit)
     }
 
-    /// Opens a new connection and starts its task.
-    async fn connect(&self) -> Result<Sender, SendError> {
+    /// Opens a new connection in `slot` (given back if the connect fails) and starts its task.
+    async fn connect(&self, slot: OpenGuard) -> Result<Sender, SendError> {
         let connect_error = |e: Box<dyn std::error::Error + Send + Sync>| SendError::Connect(e);
         match &self.connector {
             Connector::Http(https) => {
                 let io = tower_service::Service::call(&mut https.clone(), self.connect_uri.clone())
                     .await
                     .map_err(connect_error)?;
-                start(io).await
+                start(io, slot).await
             }
             Connector::Unix(path) => {
                 let io = tokio::net::UnixStream::connect(&**path)
                     .await
                     .map_err(|e| connect_error(Box::new(e)))?;
-                start(TokioIo::new(io)).await
+                start(TokioIo::new(io), slot).await
             }
         }
     }
@@ -313,8 +355,9 @@ impl Upstream {
 }
 
 /// The HTTP/1.1 handshake on a new connection; the connection then runs in a task of its own,
-/// which ends when the upstream closes it or when its sender is dropped.
-async fn start<T>(io: T) -> Result<Sender, SendError>
+/// which ends when the upstream closes it or when its sender is dropped. `open` counts it while it
+/// is open.
+async fn start<T>(io: T, open: OpenGuard) -> Result<Sender, SendError>
 where
     T: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
 {
@@ -323,9 +366,29 @@ where
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
+        drop(open);
     });
     Ok(sender)
 }
+
+/// An engine's open connections, idle or busy, on every worker: a Scan Engine counts each against
+/// `MaxHTTPSessionsNum` and leaves the rest in its backlog, so they are kept to `MaxSessions`.
+#[derive(Debug, Default)]
+struct OpenConnections {
+    open: AtomicUsize,
+}
+
+/// One open (or opening) connection in [`OpenConnections`], until its task ends.
+struct OpenGuard(Arc<OpenConnections>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How long a request at its engine's connection cap waits for an idle connection to use.
+const ROOM_WAIT: Duration = Duration::from_millis(100);
 
 /// An engine for unit tests: nothing listens at its address.
 #[cfg(test)]

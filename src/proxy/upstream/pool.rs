@@ -51,14 +51,18 @@ struct Idle {
 impl Pool {
     /// The most recently used idle connection that is still open and not past the idle timeout.
     pub(super) fn checkout(&self) -> Option<Sender> {
+        fresh(&mut self.mine(), Instant::now())
+    }
+
+    /// Like [`Pool::checkout`], from another worker's stack: its connection goes on being driven
+    /// by that worker's runtime, and comes back to this worker's stack after use.
+    pub(super) fn borrow_other(&self) -> Option<Sender> {
         let now = Instant::now();
-        let mut idle = self.mine();
-        while let Some(c) = idle.pop_back() {
-            if !c.sender.is_closed() && now.duration_since(c.since) < POOL_IDLE_TIMEOUT {
-                return Some(c.sender);
-            }
-        }
-        None
+        let me = WORKER.with(Cell::get) % POOL_SLOTS;
+        let others = (self.slots.iter().enumerate()).filter(|(i, _)| *i != me);
+        others
+            .filter_map(|(_, slot)| fresh(&mut slot.lock().unwrap_or_else(|p| p.into_inner()), now))
+            .next()
     }
 
     fn checkin(&self, sender: Sender) {
@@ -93,6 +97,16 @@ impl Pool {
         let slot = &self.slots[WORKER.with(Cell::get) % POOL_SLOTS];
         slot.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The newest connection of `idle` that is open and not past the idle timeout; staler ones go.
+fn fresh(idle: &mut VecDeque<Idle>, now: Instant) -> Option<Sender> {
+    while let Some(c) = idle.pop_back() {
+        if !c.sender.is_closed() && now.duration_since(c.since) < POOL_IDLE_TIMEOUT {
+            return Some(c.sender);
+        }
+    }
+    None
 }
 
 /// A connection on loan to one response: back to the pool when the body has been read to the end,
