@@ -628,3 +628,77 @@ async fn a_reload_that_keeps_an_engine_keeps_its_health_and_its_sessions() {
     assert_eq!(a.scans.load(Ordering::SeqCst), 1);
     assert_eq!(hold.await.unwrap(), 200);
 }
+
+#[tokio::test]
+async fn the_binary_logs_queue_time_and_shows_engines_on_config_and_metrics() {
+    let engine_port = free_port();
+    let _engine = emulator(engine_port, 300).await;
+    let engine = format!("http://127.0.0.1:{engine_port}");
+    let (port, admin_port) = (free_port(), free_port());
+    let mut cfg = Cfg::new(&engine, &toks());
+    cfg.connection = format!("http://127.0.0.1:{port}");
+    cfg.admin = format!("127.0.0.1:{admin_port}");
+    cfg.gateway_extra = settings("<MaxSessions>1</MaxSessions>");
+    let dir = ConfigDir::new(&cfg);
+    let args = ["--log-format", "json", "serve", "--config"];
+    let child = Scangate::spawn(&[&args[..], &[dir.path.to_str().unwrap()]].concat());
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let c = client();
+    let ready = eventually(Duration::from_secs(10), || async {
+        let r = c.get(format!("{admin}/readyz")).send().await;
+        r.is_ok_and(|r| r.status() == 200)
+    });
+    assert!(ready.await, "never ready");
+
+    // Two scans at once on one session: the second waits for the first (300 ms).
+    let url = format!("http://127.0.0.1:{port}{SCAN}");
+    let (a, b) = tokio::join!(scan(&c, &url), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        scan(&c, &url).await
+    });
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+
+    let config: serde_json::Value = c
+        .get(format!("{admin}/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shown = &config["upstreams"][0];
+    assert_eq!(shown["upstream"], engine);
+    assert_eq!(shown["state"], "up");
+    assert_eq!(
+        (shown["in_flight"].as_u64(), shown["max_sessions"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(config["queue_length"], 0);
+    let metrics = c.get(format!("{admin}/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    assert_eq!(
+        metric(&text, "scangate_upstream_queue_wait_seconds_count"),
+        1.0,
+        "{text}"
+    );
+    let up = format!(r#"scangate_upstream_up{{upstream="{engine}"}}"#);
+    assert_eq!(metric(&text, &up), 1.0, "{text}");
+
+    let (status, logs) = child.stop("TERM");
+    assert_eq!(status.code(), Some(0), "logs:\n{logs}");
+    let access: Vec<serde_json::Value> = (logs.lines())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "scangate::access" && v["path"] == SCAN)
+        .collect();
+    assert_eq!(access.len(), 2, "logs:\n{logs}");
+    let waited: Vec<f64> = access
+        .iter()
+        .filter_map(|v| v["queued_ms"].as_f64())
+        .collect();
+    assert_eq!(waited.len(), 1, "exactly one scan waited: {access:?}");
+    assert!(
+        waited[0] >= 150.0 && waited[0] < 5000.0,
+        "queued {} ms",
+        waited[0]
+    );
+}
