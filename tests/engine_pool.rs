@@ -434,16 +434,14 @@ async fn emulator(port: u16, delay_ms: u64) -> Scangate {
 
 /// The emulator's own count of scans.
 async fn scans_seen(port: u16) -> u64 {
-    let url = format!("http://127.0.0.1:{port}/api/v3.0/getstatistics");
-    let stats: serde_json::Value = client()
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = get_json(&format!("http://127.0.0.1:{port}/api/v3.0/getstatistics")).await;
     stats["statistics"]["total_requests"].as_u64().unwrap()
+}
+
+/// A GET's JSON body.
+async fn get_json(url: &str) -> serde_json::Value {
+    let r = client().get(url).send().await.unwrap();
+    r.json().await.unwrap()
 }
 
 #[tokio::test]
@@ -658,14 +656,7 @@ async fn the_binary_logs_queue_time_and_shows_engines_on_config_and_metrics() {
     });
     assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
 
-    let config: serde_json::Value = c
-        .get(format!("{admin}/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config = get_json(&format!("{admin}/config")).await;
     let shown = &config["upstreams"][0];
     assert_eq!(shown["upstream"], engine);
     assert_eq!(shown["state"], "up");
