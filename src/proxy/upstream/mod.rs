@@ -6,7 +6,8 @@
 //! back the moment its last byte has been read. A reload that keeps an upstream keeps its pool
 //! (see [`UpstreamSet::rebuild`]), so warm connections survive config changes.
 //!
-//! Split by concern: [`pool`] (idle connections and leases), [`select`] (least outstanding
+//! Split by concern: [`pool`] (idle connections and leases), [`connect`] (opening connections,
+//! open ones kept to `MaxSessions`), [`select`] (least outstanding
 //! requests, tie-break, weights), [`queue`] (sessions under `MaxSessions` and the FIFO of requests
 //! waiting for one), [`health`] (active checks, passive ejection, the checker task), [`set`] (the
 //! configured engines across reloads, tenant groups) and [`tls`] (the client TLS config).
@@ -15,6 +16,7 @@
 //! needs no key, no connection racing and no HTTP/2; a profile put the general client at 45 % of
 //! scangate's user time (see benches/RESULTS.md).
 
+mod connect;
 pub mod health;
 mod pool;
 pub mod queue;
@@ -31,9 +33,8 @@ use std::time::{Duration, Instant};
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
 
 use pool::Pool;
 pub use pool::{set_worker, UpstreamBody};
@@ -43,6 +44,7 @@ pub use set::{Outcome, UpstreamSet};
 
 use super::body::GuardedBody;
 use crate::config::UpstreamAddr;
+use connect::{OpenConnections, ROOM_WAIT};
 use health::Health;
 
 /// Idle upstream connections kept per upstream.
@@ -277,8 +279,7 @@ impl Upstream {
             // its response and the pool, or closing. Past ROOM_WAIT it opens one anyway: a request
             // is never held up by the count of sockets alone.
             if tokio::time::Instant::now() >= until {
-                self.conns.open.fetch_add(1, Ordering::SeqCst);
-                break OpenGuard(Arc::clone(&self.conns));
+                break self.force_connection();
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         };
@@ -300,26 +301,6 @@ impl Upstream {
         }
     }
 
-    /// This worker's newest idle connection; at the engine's cap, another worker's, since a new
-    /// connection would wait in the engine's backlog behind the idle ones (a Scan Engine counts
-    /// every open connection against `MaxHTTPSessionsNum`).
-    fn idle_connection(&self) -> Option<Sender> {
-        self.pool.checkout().or_else(|| {
-            let at_cap = self.open_connections() >= self.max_sessions();
-            at_cap.then(|| self.pool.borrow_other()).flatten()
-        })
-    }
-
-    /// A place for one more open connection, if fewer than `MaxSessions` are open.
-    fn reserve_connection(&self) -> Option<OpenGuard> {
-        let max = self.max_sessions();
-        let open = &self.conns.open;
-        let reserved = open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-            (n < max).then_some(n + 1)
-        });
-        reserved.ok().map(|_| OpenGuard(Arc::clone(&self.conns)))
-    }
-
     fn lease(
         &self,
         resp: Response<Incoming>,
@@ -329,66 +310,11 @@ impl Upstream {
         pool::lease(resp, sender, Arc::clone(&self.pool), permit)
     }
 
-    /// Opens a new connection in `slot` (given back if the connect fails) and starts its task.
-    async fn connect(&self, slot: OpenGuard) -> Result<Sender, SendError> {
-        let connect_error = |e: Box<dyn std::error::Error + Send + Sync>| SendError::Connect(e);
-        match &self.connector {
-            Connector::Http(https) => {
-                let io = tower_service::Service::call(&mut https.clone(), self.connect_uri.clone())
-                    .await
-                    .map_err(connect_error)?;
-                start(io, slot).await
-            }
-            Connector::Unix(path) => {
-                let io = tokio::net::UnixStream::connect(&**path)
-                    .await
-                    .map_err(|e| connect_error(Box::new(e)))?;
-                start(TokioIo::new(io), slot).await
-            }
-        }
-    }
-
     /// Closes idle connections past the idle timeout, and forgets ones the upstream closed.
     pub fn prune_idle(&self) {
         self.pool.prune(Instant::now());
     }
 }
-
-/// The HTTP/1.1 handshake on a new connection; the connection then runs in a task of its own,
-/// which ends when the upstream closes it or when its sender is dropped. `open` counts it while it
-/// is open.
-async fn start<T>(io: T, open: OpenGuard) -> Result<Sender, SendError>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
-{
-    let (sender, conn) = http1::handshake(io).await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "upstream connection ended with an error");
-        }
-        drop(open);
-    });
-    Ok(sender)
-}
-
-/// An engine's open connections, idle or busy, on every worker: a Scan Engine counts each against
-/// `MaxHTTPSessionsNum` and leaves the rest in its backlog, so they are kept to `MaxSessions`.
-#[derive(Debug, Default)]
-struct OpenConnections {
-    open: AtomicUsize,
-}
-
-/// One open (or opening) connection in [`OpenConnections`], until its task ends.
-struct OpenGuard(Arc<OpenConnections>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// How long a request at its engine's connection cap waits for an idle connection to use.
-const ROOM_WAIT: Duration = Duration::from_millis(100);
 
 /// An engine for unit tests: nothing listens at its address.
 #[cfg(test)]
