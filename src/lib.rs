@@ -7,13 +7,13 @@
 //!   from a request (`header`) and what a role may call (`policy`).
 //! - [`net`]: listeners (TCP, unix) that the gateway, the admin endpoint and the emulator share.
 //! - [`proxy`]: the client listener and connections (`server`), the per-request path (`handler`),
-//!   upstream selection and pooled clients (`upstream`), header rules (`headers`), body guards
+//!   the scan engines (`upstream`: selection, sessions and queue, health checks, pooled clients),
+//!   retries (`forward`), header rules (`headers`), body guards
 //!   (`body`) and the one error → status mapping (`error`).
 //! - [`state`]: the reloadable snapshot (arc-swap) plus the token store, and the reload function;
 //!   [`heap`] gives the pages a large load freed back to the OS.
 //! - [`metrics`]: the Prometheus registry and the per-token handles the request path bumps.
-//! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`, `/config`) and the
-//!   upstream reachability probe behind readiness.
+//! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`, `/config`).
 //! - [`emulator`]: a KAV-protocol scan-engine emulator for demos, tests and benchmarks.
 //! - [`cli`]: subcommands whose work lives here so `main.rs` stays thin (`emulator`, `demo`, `token`,
 //!   `check`, `healthcheck`).

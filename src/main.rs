@@ -139,7 +139,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     // The client listener gets worker threads of its own (`run_workers`); this runtime runs the
-    // rest: signals, reloads, the admin listener and its probes.
+    // rest: signals, reloads, the admin listener and the engines' health checks.
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -113,7 +113,7 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// The last load or reload attempt, for the admin `/config` page.
     last_reload: Mutex<ReloadReport>,
-    /// Notified after each applied reload, so the upstream prober checks new upstreams at once.
+    /// Notified after each applied reload, so the health checker checks new engines at once.
     pub reloaded: tokio::sync::Notify,
 }
 
@@ -298,7 +298,7 @@ fn build_snapshot(
     let upstreams = UpstreamSet::rebuild(
         &settings.gateway.upstreams,
         settings.gateway.upstream_ca_file.as_deref(),
-        settings.gateway.max_upstream_connections,
+        &settings.gateway.upstream,
         previous.map(|p| &p.upstreams),
     )?;
     let server_tls = match (&settings.server.tls, previous) {

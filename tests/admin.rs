@@ -237,11 +237,40 @@ async fn reloads_are_counted_and_config_page_shows_names_never_values() {
     }
 }
 
+/// An engine that answers every request 200 on `listener`, until the returned sender is dropped.
+fn answer_200(listener: tokio::net::TcpListener) -> oneshot::Sender<()> {
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                a = listener.accept() => a.unwrap(),
+                _ = &mut stopped => return,
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"{}")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    stop
+}
+
 #[tokio::test]
 async fn readyz_follows_the_only_upstream_and_the_drain() {
     let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = backend.local_addr().unwrap();
-    let cfg = Cfg::new(&format!("http://{addr}"), &[Tok::new("alpha", A, true)]);
+    let engine = answer_200(backend);
+    let mut cfg = Cfg::new(&format!("http://{addr}"), &[Tok::new("alpha", A, true)]);
+    cfg.gateway_extra =
+        "<UpstreamSettings><HealthCheckIntervalMs>100</HealthCheckIntervalMs></UpstreamSettings>"
+            .into();
     let gw = TestGateway::start(&cfg).await;
     let admin = Admin::start(&gw.gw).await;
     let readyz = || async {
@@ -257,13 +286,14 @@ async fn readyz_follows_the_only_upstream_and_the_drain() {
         "never ready with a listening upstream"
     );
 
-    drop(backend);
+    // Three failed checks in a row take the only engine down.
+    drop(engine);
     assert!(
         eventually(Duration::from_secs(5), || async { readyz().await.0 == 503 }).await,
         "still ready after the only upstream died"
     );
     let (_, json) = readyz().await;
-    assert_eq!(json["reason"], "no upstream reachable");
+    assert_eq!(json["reason"], "no scan engine up");
     let text = admin.metrics().await;
     assert_eq!(
         value(
@@ -272,8 +302,20 @@ async fn readyz_follows_the_only_upstream_and_the_drain() {
         ),
         Some(0.0)
     );
+    // A down engine takes no traffic: the client hears so at once.
+    let resp = client()
+        .get(gw.url("/api/v3.0/version"))
+        .bearer_auth(A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        r#"{"error":"no scan engine available"}"#
+    );
 
-    let _backend = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let _engine = answer_200(tokio::net::TcpListener::bind(addr).await.unwrap());
     assert!(
         eventually(Duration::from_secs(5), || async { readyz().await.0 == 200 }).await,
         "not ready again after the upstream returned"

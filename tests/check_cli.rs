@@ -79,6 +79,21 @@ fn a_valid_file_passes_with_its_token_counts() {
 }
 
 #[test]
+fn the_deprecated_max_upstream_connections_passes_with_a_warning() {
+    let mut cfg = Cfg::new("http://127.0.0.1:9", &[Tok::new("a", "Token-A-1", true)]);
+    cfg.gateway_extra = "<MaxUpstreamConnections>4</MaxUpstreamConnections>".into();
+    let dir = ConfigDir::new(&cfg);
+    let run = scangate(&dir.path, &["check"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "scangate check: warning: GatewaySettings/MaxUpstreamConnections is deprecated: it sets \
+         the per-engine session cap, which is now GatewaySettings/UpstreamSettings/MaxSessions \
+         (default 10); MaxSessions wins when both are present\n"
+    );
+}
+
+#[test]
 fn the_key_file_is_checked_when_it_is_needed_or_present() {
     let cfg = Cfg::new("http://127.0.0.1:9", &[Tok::new("a", "Token-A-1", true)]);
     let dir = ConfigDir::new(&cfg);

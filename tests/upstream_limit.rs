@@ -135,7 +135,9 @@ const BIG: u64 = 32 * 1024 * 1024;
 async fn a_client_that_stops_reading_is_dropped_after_the_send_timeout() {
     let engine = CountingEngine::start(Engine::Big(BIG)).await;
     let mut cfg = Cfg::new(&engine.url(), &toks());
-    cfg.gateway_extra = "<SendTimeoutMs>500</SendTimeoutMs>".into();
+    cfg.gateway_extra = "<SendTimeoutMs>500</SendTimeoutMs><UpstreamSettings>\
+        <HealthCheckIntervalMs>0</HealthCheckIntervalMs></UpstreamSettings>"
+        .into();
     let gw = TestGateway::start(&cfg).await;
     let mut s = slow_reader(gw.addr).await;
     let started = Instant::now();
@@ -170,7 +172,12 @@ async fn a_client_that_stops_reading_is_dropped_after_the_send_timeout() {
 async fn past_max_upstream_connections_a_request_gets_503_and_the_engine_never_sees_more() {
     let engine = CountingEngine::start(Engine::Hang).await;
     let mut cfg = Cfg::new(&engine.url(), &toks());
-    cfg.gateway_extra = "<MaxUpstreamConnections>2</MaxUpstreamConnections>".into();
+    // The deprecated spelling of UpstreamSettings/MaxSessions; no active checks, whose
+    // connections this engine would count.
+    cfg.gateway_extra = "<MaxUpstreamConnections>2</MaxUpstreamConnections>\
+        <UpstreamSettings><QueueTimeoutMs>2000</QueueTimeoutMs>\
+        <HealthCheckIntervalMs>0</HealthCheckIntervalMs></UpstreamSettings>"
+        .into();
     let gw = TestGateway::start(&cfg).await;
     let url = gw.url("/api/v3.0/version");
     for _ in 0..2 {
@@ -192,7 +199,7 @@ async fn past_max_upstream_connections_a_request_gets_503_and_the_engine_never_s
         resp.text().await.unwrap(),
         r#"{"error":"all scan engines busy"}"#
     );
-    // It waited for a connection to come free (scangate's UPSTREAM_QUEUE_WAIT, 2 s) first.
+    // It waited in the queue for a session to come free (QueueTimeoutMs, 2 s) first.
     assert!(
         waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4),
         "answered after {waited:?}"
@@ -205,9 +212,10 @@ async fn past_max_upstream_connections_a_request_gets_503_and_the_engine_never_s
 async fn the_send_timeout_frees_the_upstream_connection_a_slow_reader_held() {
     let engine = CountingEngine::start(Engine::Big(BIG)).await;
     let mut cfg = Cfg::new(&engine.url(), &toks());
-    cfg.gateway_extra =
-        "<SendTimeoutMs>500</SendTimeoutMs><MaxUpstreamConnections>1</MaxUpstreamConnections>"
-            .into();
+    cfg.gateway_extra = "<SendTimeoutMs>500</SendTimeoutMs><UpstreamSettings>\
+        <MaxSessions>1</MaxSessions><HealthCheckIntervalMs>0</HealthCheckIntervalMs>\
+        </UpstreamSettings>"
+        .into();
     let gw = TestGateway::start(&cfg).await;
     let _stuck = slow_reader(gw.addr).await;
     assert!(

@@ -168,30 +168,14 @@ async fn a_truncated_body_fails_that_response_and_its_connection_is_not_reused()
 
 #[tokio::test]
 async fn worker_threads_share_the_session_cap_and_reuse_their_own_upstream_connections() {
-    use scangate::net::Listener;
-    use scangate::proxy::server::run_workers;
-
     let upstream = RawUpstream::start(Script::KeepAlive).await;
     let mut cfg = Cfg::new(&upstream.url(), &[Tok::new("alpha", ALPHA, true)]);
     cfg.server_extra = "<MaxHTTPSessionsNum>4</MaxHTTPSessionsNum>".into();
     // Every connection comes from 127.0.0.1: no per-address cap here.
     cfg.gateway_extra = "<MaxConnectionsPerClient>0</MaxConnectionsPerClient>".into();
     let dir = ConfigDir::new(&cfg);
-    let gw = scangate::state::Gateway::start(&dir.path).unwrap();
-    let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(run_workers(
-        listener,
-        Arc::clone(&gw),
-        async {
-            let _ = stop_rx.await;
-        },
-        Duration::from_secs(5),
-        3,
-    ));
+    let served = WorkersGateway::start(&dir, 3).await;
+    let (addr, gw) = (served.addr, Arc::clone(&served.gw));
     let url = format!("http://{addr}/api/v3.0/version");
     // One keep-alive client connection stays on one worker, which reuses one upstream connection.
     let c = client();
@@ -231,8 +215,7 @@ async fn worker_threads_share_the_session_cap_and_reuse_their_own_upstream_conne
         );
     }
     drop(held);
-    stop_tx.send(()).unwrap();
-    served.await.unwrap().unwrap();
+    served.stop().await;
     // Every worker closed its copy of the socket.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

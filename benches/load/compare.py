@@ -22,7 +22,7 @@ import peers  # noqa: E402
 import procs  # noqa: E402
 import report  # noqa: E402
 
-PHASES = ["load1", "load2", "tokens", "upload", "https", "reload", "connections"]
+PHASES = ["load1", "load2", "tokens", "upload", "https", "reload", "connections", "engines"]
 GIB = 1 << 30
 
 
@@ -61,7 +61,7 @@ class Bench:
         return srv, f"http://127.0.0.1:{port}"
 
     def start_scangate(self, name, backend_url, n, workers, cpus, auth=True, tls=None, config=None,
-                       token_part=None, binary=None):
+                       token_part=None, binary=None, engines=None):
         port = procs.free_port()
         scheme = "https" if tls else "http"
         cfg = config or self.path(f"{name}.xml")
@@ -70,7 +70,7 @@ class Bench:
                 peers.scangate_xml(
                     f"{scheme}://127.0.0.1:{port}", backend_url,
                     token_part or self.tokens(n)["scangate"],
-                    auth=auth, tls=tls, admin_port=procs.free_port(),
+                    auth=auth, tls=tls, admin_port=procs.free_port(), engines=engines,
                 )
             )
         env = dict(os.environ, RUST_LOG=self.args.scangate_log)
@@ -145,6 +145,66 @@ class Bench:
             s.stop()
 
     # ---- phases ------------------------------------------------------------------------------
+
+    def engines(self):
+        """scangate against HAProxy (`maxconn` per server + backend queue + `timeout queue`,
+        `balance leastconn`, the same checks) in front of three `scangate emulator` processes, one
+        of them slow, with the same session cap and queue timeout."""
+        n = self.args.tokens
+        cap, queue_ms = self.args.engine_sessions, 5000
+        proxy_cpus, load_cpus = self.cpus(1)
+        fast, slow = self.args.engine_delay_ms, self.args.slow_engine_delay_ms
+        ports, emulators = [], []
+        for i, delay in enumerate([fast, fast, slow], 1):
+            port = procs.free_port()
+            argv = [self.args.scangate, "emulator", "--listen", f"127.0.0.1:{port}",
+                    "--scan-delay-ms", str(delay)]
+            emulators.append(procs.Server(f"emulator{i}", argv, self.path(f"emulator{i}.log"),
+                                          load_cpus))
+            ports.append(port)
+        urls = [f"http://127.0.0.1:{p}" for p in ports]
+        for srv, url in zip(emulators, urls):
+            procs.wait_ready(srv, url + "/api/v3.0/version", None, 30)
+        sg, sg_url = self.start_scangate("scangate-engines", None, n, 1, proxy_cpus,
+                                         engines=(urls, cap, queue_ms))
+        hp_port = procs.free_port()
+        conf = self.path("haproxy-engines.cfg")
+        with open(conf, "w") as f:
+            f.write(peers.haproxy_engines(self.work, "haproxy-engines", hp_port, ports,
+                                          self.tokens(n)["haproxy"], cap, queue_ms))
+        hp = procs.Server("haproxy-engines", ["haproxy", "-f", conf, "-db"],
+                          self.path("haproxy-engines.log"), proxy_cpus)
+        started = [("scangate", sg, sg_url), ("haproxy", hp, f"http://127.0.0.1:{hp_port}")]
+        token = self.stable_token(n)
+        for name, srv, url in started:
+            procs.wait_ready(srv, url + "/api/v3.0/version", token, 120)
+        log(f"\n== engines: 3 emulators ({fast}, {fast}, {slow} ms), MaxSessions/maxconn {cap}")
+        results = self.run_rounds(started, token, load_cpus)
+        shares = []
+        for name, srv, url in started:
+            before = [scans_seen(u) for u in urls]
+            procs.oha(url + peers.SCAN_PATH, token, 5, self.args.conns, load_cpus,
+                      peers.SCAN_BODY)
+            seen = [scans_seen(u) - b for u, b in zip(urls, before)]
+            fast_avg = (seen[0] + seen[1]) / 2 or 1
+            shares.append(f"- {name}: scans per engine in a 5 s run {seen}, slow / fast "
+                          f"{seen[2] / fast_avg:.3f}")
+        self.stop(sg, hp, *emulators)
+        text = (f"Three `scangate emulator` processes with `--scan-delay-ms` {fast}, {fast} and "
+                f"{slow}; scangate (`MaxSessions` {cap}, `QueueTimeoutMs` {queue_ms}) and HAProxy "
+                f"(`maxconn {cap}` per server, `timeout queue {queue_ms}ms`, `balance leastconn`, "
+                f"`option httpchk`, `retries 1`), 1 thread each, {n} tokens, c={self.args.conns}, "
+                f"{self.args.seconds} s per run, {self.args.rounds} rounds. "
+                f"Pinning: {pin_text(proxy_cpus, load_cpus)}.\n\n"
+                + report.table(results, [t[0] for t in started]) + "\n\n"
+                + report.ratios(results, "scangate", ["haproxy"]) + "\n\n"
+                + "\n".join(shares))
+        self.section("Engine pool: three emulators, one slow", text)
+        sg99, hp99 = (report.median(results[k], "p99_ms") for k in ("scangate", "haproxy"))
+        r_rps = report.ratio(results, "scangate", "haproxy", "rps")
+        self.targets.check("engine pool p99 at equal good req/s", "p99 ≤ HAProxy",
+                           f"{sg99:.2f} ms vs {hp99:.2f} ms at {r_rps:.3f} × HAProxy's req/s",
+                           sg99 <= hp99 and r_rps >= 0.97)
 
     def load(self, workers):
         n = self.args.tokens
@@ -514,6 +574,13 @@ class Bench:
         return "\n".join(out)
 
 
+def scans_seen(engine_url):
+    """An emulator's own count of scans (`getstatistics`)."""
+    import urllib.request
+    with urllib.request.urlopen(engine_url + "/api/v3.0/getstatistics", timeout=10) as r:
+        return json.load(r)["statistics"]["total_requests"]
+
+
 def exchange(url, refresh):
     """One session/confirm; returns the status and the JSON body (or the text)."""
     import http.client
@@ -600,6 +667,10 @@ def main():
     p.add_argument("--latency-samples", type=int, default=10)
     p.add_argument("--upload-bytes", type=int, default=GIB)
     p.add_argument("--exchanges", type=int, default=500, help="connections: exchanges in a row")
+    p.add_argument("--engine-sessions", type=int, default=10,
+                   help="engines: MaxSessions / maxconn per engine (Scan Engine's default)")
+    p.add_argument("--engine-delay-ms", type=int, default=2, help="engines: the fast ones' scan")
+    p.add_argument("--slow-engine-delay-ms", type=int, default=50, help="engines: the slow one's")
     p.add_argument("--scangate", default="target/release/scangate")
     p.add_argument("--scangate-log", default="info,scangate::access=off",
                    help="RUST_LOG for scangate (access log off, like the peers)")
@@ -627,7 +698,8 @@ def main():
         for phase in phases:
             {"load1": lambda: bench.load(1), "load2": lambda: bench.load(2),
              "tokens": bench.token_counts, "upload": bench.upload, "https": bench.https,
-             "reload": bench.reload, "connections": bench.connections}[phase]()
+             "reload": bench.reload, "connections": bench.connections,
+             "engines": bench.engines}[phase]()
     finally:
         procs.stop_all()
         if not args.keep:

@@ -81,8 +81,20 @@ def write_key(work):
     return path
 
 
-def scangate_xml(listen, upstream, token_part, auth=True, tls=None, admin_port=None):
-    """A scangate config. `listen` is `http://ip:port` or `https://ip:port`."""
+def scangate_xml(listen, upstream, token_part, auth=True, tls=None, admin_port=None,
+                 engines=None):
+    """A scangate config. `listen` is `http://ip:port` or `https://ip:port`. `upstream` is one
+    nginx backend: no active checks (it has no basesdate) and the per-engine cap of the earlier
+    runs (1024), so those phases compare as before. `engines` = (URLs, MaxSessions,
+    QueueTimeoutMs) puts scangate in front of scan engines instead, with default checks."""
+    if engines:
+        urls, max_sessions, queue_ms = engines
+        upstreams = "".join(f"<Upstream>{u}</Upstream>" for u in urls)
+        pool = (f"<MaxSessions>{max_sessions}</MaxSessions>"
+                f"<QueueTimeoutMs>{queue_ms}</QueueTimeoutMs>")
+    else:
+        upstreams = f"<Upstream>{upstream}</Upstream>"
+        pool = "<MaxSessions>1024</MaxSessions><HealthCheckIntervalMs>0</HealthCheckIntervalMs>"
     with open(token_part) as f:
         token_elems = f.read()
     tls_elems = ""
@@ -108,7 +120,8 @@ def scangate_xml(listen, upstream, token_part, auth=True, tls=None, admin_port=N
     </AuthSettings>
   </ServerSettings>
   <GatewaySettings>
-    <Upstreams><Upstream>{upstream}</Upstream></Upstreams>
+    <Upstreams>{upstreams}</Upstreams>
+    <UpstreamSettings>{pool}</UpstreamSettings>
     <TokenKeyFile>scangate.key</TokenKeyFile>
 {admin if admin_port else ""}    <Realm>bench</Realm>
   </GatewaySettings>
@@ -204,6 +217,33 @@ def nginx_proxy(work, name, port, backend_port, token_map, n_tokens, workers=1, 
 
 def haproxy(work, name, port, backend_port, token_map, threads=1, tls=None):
     """HAProxy doing the same job: a map lookup on the token, 401 on a miss, `http-reuse always`."""
+    backend = f"""backend scan
+  http-reuse always
+  server engine 127.0.0.1:{backend_port}
+"""
+    return _haproxy(work, name, port, token_map, threads, tls, backend)
+
+
+def haproxy_engines(work, name, port, engine_ports, token_map, max_sessions, queue_ms):
+    """HAProxy in front of scan engines as scangate's engine pool is: `maxconn` per server (the
+    session cap), the backend queue with `timeout queue`, least connections, the same active check
+    (GET basesdate, inter 2 s, fall 3, rise 2) and one redispatch on a failed connect."""
+    servers = "".join(
+        f"  server e{i} 127.0.0.1:{p}\n" for i, p in enumerate(engine_ports, 1)
+    )
+    backend = f"""backend scan
+  balance leastconn
+  http-reuse always
+  timeout queue {queue_ms}ms
+  retries 1
+  option redispatch 1
+  option httpchk GET /api/v3.0/basesdate
+  default-server maxconn {max_sessions} check inter 2s fall 3 rise 2
+{servers}"""
+    return _haproxy(work, name, port, token_map, 1, None, backend)
+
+
+def _haproxy(work, name, port, token_map, threads, tls, backend):
     bind = f"bind 127.0.0.1:{port}"
     if tls:
         bind += f" ssl crt {tls['pem']}"
@@ -234,7 +274,4 @@ frontend gateway
   option forwardfor
   default_backend scan
 
-backend scan
-  http-reuse always
-  server engine 127.0.0.1:{backend_port}
-"""
+{backend}"""

@@ -2,11 +2,12 @@
 //! client listener and never behind client auth, so it binds to loopback unless told otherwise.
 //!
 //! - `/healthz`: the process is alive (always 200).
-//! - `/readyz`: 200 when a config is in force, at least one upstream answered the last connect
-//!   probe ([`probe`]) and the gateway is not draining; 503 with a JSON reason otherwise.
+//! - `/readyz`: 200 when a config is in force, at least one scan engine is up (active health
+//!   checks, run by the upstream set itself: [`crate::proxy::upstream::health`]) and the gateway is
+//!   not draining; 503 with a JSON reason otherwise.
 //! - `/metrics`: the Prometheus registry (OpenMetrics text).
 //! - `/config`: the generation, the last reload's result and error, the token names with their
-//!   states, and the upstreams. Never a Value or the key: the gateway holds neither in a form it
+//!   states, and each engine's state, sessions in flight and cap. Never a Value or the key: the gateway holds neither in a form it
 //!   could show (the token store keeps digests, and this page does not print them). Off loopback it
 //!   needs an Administrator token ([`guard`]).
 //!
@@ -14,7 +15,6 @@
 //! at most [`guard::MAX_ADMIN_CONNECTIONS`] connections are served at once.
 
 pub mod guard;
-pub mod probe;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,9 +30,11 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::config::Role;
+use crate::metrics::EngineGauges;
 use crate::net::Listener;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::GatewayError;
+use crate::proxy::upstream::health::now_ms;
 use crate::state::Gateway;
 
 /// Slow admin clients are cut off after this; a scraper sends its head at once.
@@ -40,15 +42,13 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The content type Prometheus negotiates for the OpenMetrics text prometheus-client writes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Serves the admin endpoints on `listener` until `shutdown` resolves, and probes the upstreams
-/// for `/readyz` meanwhile. Run it past the client listener's drain, so `/readyz` can say
+/// Serves the admin endpoints on `listener` until `shutdown` resolves. Run it past the client listener's drain, so `/readyz` can say
 /// "draining" while connections finish.
 pub async fn run(
     listener: Listener,
     gw: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let prober = tokio::spawn(probe::run(Arc::clone(&gw)));
     let protected = guard::needs_credential(listener.local_addr());
     tracing::info!(
         listen = listener.describe(),
@@ -83,7 +83,6 @@ pub async fn run(
             }
         });
     }
-    prober.abort();
     Ok(())
 }
 
@@ -111,6 +110,7 @@ fn route(gw: &Gateway, req: &Request<Incoming>, protected: bool) -> Response<Pro
             json_response(status, &body)
         }
         "/metrics" => {
+            engine_gauges(gw);
             let mut resp = Response::new(ProxyBody::full(gw.metrics.encode()));
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
@@ -137,16 +137,11 @@ fn route(gw: &Gateway, req: &Request<Incoming>, protected: bool) -> Response<Pro
 /// The `/readyz` answer: 200 or 503, with the reason when not ready.
 pub fn readiness(gw: &Gateway) -> (StatusCode, serde_json::Value) {
     let snap = gw.snapshot.load();
-    let reachable = snap
-        .upstreams
-        .all()
-        .iter()
-        .filter(|u| u.reachable() == Some(true))
-        .count();
+    let up = snap.upstreams.up_count();
     let reason = if gw.draining.load(Ordering::Relaxed) {
         Some("draining")
-    } else if reachable == 0 {
-        Some("no upstream reachable")
+    } else if up == 0 {
+        Some("no scan engine up")
     } else {
         None
     };
@@ -154,13 +149,30 @@ pub fn readiness(gw: &Gateway) -> (StatusCode, serde_json::Value) {
         "ready": reason.is_none(),
         "reason": reason,
         "generation": snap.generation,
-        "upstreams_reachable": reachable,
+        "upstreams_up": up,
         "upstreams": snap.upstreams.all().len(),
     });
     match reason {
         None => (StatusCode::OK, body),
         Some(_) => (StatusCode::SERVICE_UNAVAILABLE, body),
     }
+}
+
+/// Sets the engine gauges from the live state, when `/metrics` is read: the request path never
+/// touches a gauge for them.
+fn engine_gauges(gw: &Gateway) {
+    let snap = gw.snapshot.load();
+    let now = now_ms();
+    for u in snap.upstreams.all() {
+        let gauges = EngineGauges {
+            up: u.health.is_up(),
+            ejected: u.health.is_ejected(now),
+            in_flight: u.in_flight(),
+        };
+        gw.metrics.upstream_up(&u.label, gauges.up);
+        gw.metrics.engines.engine(&u.label, gauges);
+    }
+    gw.metrics.engines.queue_length(snap.upstreams.queue_len());
 }
 
 /// The `/config` page. Built from the token records, which hold names, states and roles; the
@@ -180,11 +192,22 @@ pub fn config_page(gw: &Gateway) -> serde_json::Value {
             })
         })
         .collect();
+    let now = now_ms();
     let upstreams: Vec<_> = snap
         .upstreams
         .all()
         .iter()
-        .map(|u| json!({"upstream": &*u.label, "reachable": u.reachable()}))
+        .map(|u| {
+            let max = u.max_sessions();
+            json!({
+                "upstream": &*u.label,
+                "state": u.health.state(now).as_str(),
+                "last_check": u.health.last_check().map(|pass| if pass { "pass" } else { "fail" }),
+                "in_flight": u.in_flight(),
+                "max_sessions": (max != usize::MAX).then_some(max),
+                "weight": u.weight(),
+            })
+        })
         .collect();
     // The store as the log names it: a Redis URL without its password.
     let session_store = gw
@@ -202,6 +225,7 @@ pub fn config_page(gw: &Gateway) -> serde_json::Value {
         "tokens": tokens,
         "upstreams": upstreams,
         "session_store": session_store,
+        "queue_length": snap.upstreams.queue_len(),
     })
 }
 

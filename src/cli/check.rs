@@ -71,6 +71,7 @@ fn execute(args: CheckArgs) -> Result<(), CliError> {
     if let Some(s) = &settings {
         errors.extend(hygiene::unreadable_by_gateway(path, s));
         warnings.extend(hygiene::cleartext_tokens(s));
+        warnings.extend(hygiene::deprecated(s));
     }
     for warning in &warnings {
         eprintln!("scangate check: warning: {warning}");

@@ -22,7 +22,24 @@ pub struct Concern {
 pub fn at_startup(settings: &Settings) -> Vec<String> {
     let key = key_file(&settings.gateway.token_key_file);
     let texts = key.into_iter().map(|c| c.text);
-    texts.chain(cleartext_tokens(settings)).collect()
+    texts
+        .chain(cleartext_tokens(settings))
+        .chain(deprecated(settings))
+        .collect()
+}
+
+/// Settings that still work under an old name.
+pub fn deprecated(settings: &Settings) -> Option<String> {
+    settings
+        .gateway
+        .upstream
+        .legacy_max_upstream_connections
+        .then(|| {
+            "GatewaySettings/MaxUpstreamConnections is deprecated: it sets the per-engine session \
+             cap, which is now GatewaySettings/UpstreamSettings/MaxSessions (default 10); \
+             MaxSessions wins when both are present"
+                .to_owned()
+        })
 }
 
 /// The key file's mode (see [`perms::key_exposure`]), and whether it is the public demo key.

@@ -9,6 +9,7 @@
 //! works but weakens the gateway, for start-up warnings and `check`.
 
 pub mod edit;
+pub mod engines;
 pub mod hygiene;
 pub mod load;
 pub mod perms;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use compact_str::CompactString;
 use http::HeaderName;
 
+pub use engines::{EngineOptions, UpstreamSettings};
 pub use load::{load, LoadError, Loaded};
 pub use redis_url::RedisUrl;
 pub use validate::{ConfigError, ConfigErrors};
@@ -231,11 +233,9 @@ pub struct GatewaySettings {
     /// 60 s (nginx's `send_timeout`); `None` (0 in the file) = none. Reload applies it to new
     /// connections.
     pub send_timeout: Option<Duration>,
-    /// `MaxUpstreamConnections`: connections to each upstream in use at once, across all workers.
-    /// A request that finds them all busy waits briefly, then gets 503. Default MaxHTTPSessionsNum
-    /// (1024 by default), the most HTTP/1.1 clients can have in flight, so only HTTP/2 multiplexing
-    /// past that waits; `None` (0 in the file) = unbounded. Reload applies it.
-    pub max_upstream_connections: Option<usize>,
+    /// `UpstreamSettings` plus the `Upstream` attributes: session caps, the queue, health checks,
+    /// retries and tenant routing (see [`UpstreamSettings`]). Reload applies it.
+    pub upstream: UpstreamSettings,
     /// `ScanningPaths/ScanningPath`: where a `scanfile` object may lie, lexically normalised
     /// absolute paths. The engine applies its own list to remote clients only, and behind scangate
     /// every client is local to it, so scangate applies this one to every `scanfile`. `None` (the

@@ -11,6 +11,7 @@
 
 mod auth;
 pub mod connections;
+mod engines;
 mod gateway;
 mod scan_paths;
 mod server;
@@ -74,7 +75,7 @@ impl std::error::Error for ConfigErrors {}
 /// Parses and validates a whole config text. `file` labels errors. Relative paths in the result are
 /// left as written; [`super::load`] resolves them.
 pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigErrors> {
-    let mut ctx = Ctx::default();
+    let mut ctx = Ctx::new(text);
     let settings = match xml::parse(text) {
         Ok(root) => settings(&mut ctx, &root),
         Err(e) => {
@@ -127,10 +128,11 @@ fn settings(ctx: &mut Ctx, root: &Element<'_>) -> Option<Settings> {
 
 const TOP: &[&str] = &["ServerSettings", "GatewaySettings"];
 
-/// Errors found so far, by byte offset; positions are worked out once, at the end.
-#[derive(Default)]
-struct Ctx {
+/// Errors found so far, by byte offset; positions are worked out once, at the end. It also keeps
+/// the text, for the few elements whose attributes scangate reads (the tree leaves them out).
+struct Ctx<'t> {
     faults: Vec<Fault>,
+    text: &'t str,
 }
 
 struct Fault {
@@ -139,7 +141,41 @@ struct Fault {
     rule: String,
 }
 
-impl Ctx {
+impl<'t> Ctx<'t> {
+    fn new(text: &'t str) -> Ctx<'t> {
+        Ctx {
+            faults: Vec::new(),
+            text,
+        }
+    }
+
+    /// The attributes of `el`'s start tag, names and unescaped values, in file order. The tree
+    /// does not keep them (its elements stay small for million-token files), so they are read
+    /// again from the text at the element's offset. An unreadable one is reported at `path`.
+    fn attributes(&mut self, el: &Element<'_>, path: &str) -> Vec<(String, String)> {
+        let Some(from) = self.text.get(el.offset..) else {
+            return Vec::new();
+        };
+        let mut reader = quick_xml::Reader::from_str(from);
+        let tag = match reader.read_event() {
+            Ok(quick_xml::events::Event::Start(tag) | quick_xml::events::Event::Empty(tag)) => tag,
+            _ => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        for attr in tag.attributes() {
+            let parsed = attr.map_err(|e| e.to_string()).and_then(|a| {
+                let name = String::from_utf8_lossy(a.key.as_ref()).into_owned();
+                let value = a.unescape_value().map_err(|e| e.to_string())?;
+                Ok((name, value.into_owned()))
+            });
+            match parsed {
+                Ok(pair) => out.push(pair),
+                Err(why) => self.fault(el.offset, path, format!("unreadable attribute: {why}")),
+            }
+        }
+        out
+    }
+
     /// Records one error.
     fn fault(&mut self, offset: usize, path: impl Into<String>, rule: impl Into<String>) {
         self.faults.push(Fault {

@@ -7,6 +7,7 @@
 //! without a known token is counted under `token=""`, so no client can create a series.
 //! prometheus-client does the text encoding; this module only chooses what to count.
 
+mod engines;
 mod histogram;
 mod meter;
 mod sessions;
@@ -21,6 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::auth::header::AuthFailure;
+pub use engines::{EngineGauges, EngineMetrics, RetryReason};
 pub use histogram::{LatencyHistogram, DURATION_BUCKETS};
 pub use meter::TokenMeter;
 use meter::{same_upstream, TokenFamilies};
@@ -184,6 +186,8 @@ pub struct Metrics {
     /// Requests without a valid token (rejected before or at auth, or UseAccessToken = 0).
     pub anonymous: TokenMeter,
     sessions: sessions::SessionMetrics,
+    /// The scan-engine pool: state, sessions, queue, checks, ejections, retries.
+    pub engines: EngineMetrics,
 }
 
 impl Default for Metrics {
@@ -230,7 +234,7 @@ impl Metrics {
         let upstream_up = Family::default();
         registry.register(
             "upstream_up",
-            "1 when the last connect probe to the upstream succeeded (probed by the admin listener)",
+            "1 while active health checks say the engine is up (down after 3 failed checks, up again after 2 passes)",
             upstream_up.clone(),
         );
         let reload: Family<ResultLabels, Counter> = Family::default();
@@ -291,7 +295,9 @@ impl Metrics {
             crate::logging::waits().clone(),
         );
         let sessions = sessions::SessionMetrics::register(&mut registry);
+        let engines = EngineMetrics::register(&mut registry);
         Metrics {
+            engines,
             sessions,
             anonymous: TokenMeter::new("", &families),
             registry,
@@ -372,7 +378,7 @@ impl Metrics {
         self.upstream_errors.get_or_create(&labels).inc();
     }
 
-    /// Records the last connect probe of `upstream`.
+    /// Records the engine's active health state.
     pub fn upstream_up(&self, upstream: &Arc<str>, up: bool) {
         let labels = UpstreamLabels {
             upstream: LabelText(Arc::clone(upstream)),
@@ -433,6 +439,7 @@ impl Metrics {
             });
         }
         self.upstream_up.remove(&UpstreamLabels { upstream: label });
+        self.engines.forget(upstream);
     }
 }
 

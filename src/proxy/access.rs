@@ -33,8 +33,10 @@ pub struct Access {
     pub principal: Option<Principal>,
     /// Why the gateway answered itself (`unknown`, `forbidden`, `upstream_timeout`…).
     pub reason: Option<&'static str>,
-    /// The upstream chosen, once one was.
+    /// The upstream chosen, once one was (the last one, after a retry).
     pub upstream: Option<Arc<str>>,
+    /// How long the request waited in the queue for an engine session; `None` if it did not.
+    pub queued: Option<std::time::Duration>,
     status: u16,
     bytes_out: u64,
 }
@@ -58,6 +60,7 @@ impl Access {
             principal: None,
             reason: None,
             upstream: None,
+            queued: None,
             status: 0,
             bytes_out: 0,
         }
@@ -103,6 +106,7 @@ impl Access {
             token = self.principal.as_ref().map(Principal::name),
             reason = self.reason,
             upstream = self.upstream.as_deref(),
+            queued_ms = self.queued.map(|q| q.as_micros() as f64 / 1000.0),
         );
     }
 }

@@ -53,13 +53,14 @@ pub enum GatewayError {
     PayloadTooLarge,
     /// 502: the upstream refused the connection, reset it or sent garbage.
     UpstreamFailed,
-    /// 503: no upstream is configured or available.
+    /// 503: no scan engine the request may use is up (active checks), so it fails at once.
     Unavailable,
     /// 503: MaxHTTPSessionsNum connections are open and none freed up in time.
     Overloaded,
     /// 503: the client's address holds MaxConnectionsPerClient connections already.
     TooManyConnections,
-    /// 503: MaxUpstreamConnections to the chosen upstream are in use and none freed up in time.
+    /// 503 with `Retry-After`: every engine the request may use is at its MaxSessions, and no
+    /// session came free within QueueTimeoutMs (or the queue held MaxQueue requests already).
     EnginesBusy,
     /// 504: the upstream did not answer within SessionTimeout.
     UpstreamTimeout,
@@ -125,7 +126,7 @@ impl GatewayError {
             GatewayError::RequestTimeout => r#"{"error":"request timeout"}"#,
             GatewayError::PayloadTooLarge => r#"{"error":"request body too large"}"#,
             GatewayError::UpstreamFailed => r#"{"error":"upstream connection failed"}"#,
-            GatewayError::Unavailable => r#"{"error":"no upstream available"}"#,
+            GatewayError::Unavailable => r#"{"error":"no scan engine available"}"#,
             GatewayError::Overloaded => r#"{"error":"gateway overloaded"}"#,
             GatewayError::TooManyConnections => {
                 r#"{"error":"too many connections from this address"}"#

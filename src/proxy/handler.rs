@@ -10,9 +10,10 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::access::{Access, LoggedBody};
-use super::body::{GuardedBody, ProxyBody, Upload, UploadState};
+use super::body::{GuardedBody, ProxyBody};
 use super::error::GatewayError;
 use super::exchange;
+use super::forward;
 use super::headers::{
     self, Forwarded, X_SCANGATE_ROOT_TENANT, X_SCANGATE_TENANTS, X_SCANGATE_TOKEN_NAME,
 };
@@ -25,7 +26,6 @@ use crate::auth::principal::Principal;
 use crate::auth::store::Lookup;
 use crate::auth::token::MAX_TOKEN_BYTES;
 use crate::config::validate::connections::now_secs;
-use crate::metrics::UpstreamErrorKind;
 use crate::state::{Gateway, Snapshot};
 
 /// What the handler knows about the downstream connection.
@@ -117,22 +117,33 @@ async fn proxy(
     let upload = Arc::clone(&access.upload);
     let (mut parts, body) = req.into_parts();
     let has_body = !http_body::Body::is_end_stream(&body);
-    // Request filter 4: a scanfile object must lie under ScanningPaths. Only scanfile is read
-    // whole; every other body streams below.
-    let body = match (scan_check, scan_paths) {
+    // Request filter 5: a scanfile object must lie under ScanningPaths. Only scanfile, and a scan
+    // small enough to keep for a retry (RetryBufferBytes), are read whole; every other body streams.
+    let keep = forward::keeps_body(snap, &parts, declared_length_of(&parts.headers));
+    let (body, kept) = match (scan_check, scan_paths) {
         (Some(api), Some(allowed)) => {
             let max = snap.max_request_bytes;
             let bytes = scanfile::check(&parts, body, api, allowed, max, deadline).await?;
-            GuardedBody::read(bytes, Arc::clone(&upload))
+            let kept = keep.then(|| bytes.clone());
+            (GuardedBody::read(bytes, Arc::clone(&upload)), kept)
         }
-        _ => GuardedBody::new(body, snap.max_request_bytes, deadline, Arc::clone(&upload)),
+        _ if keep => {
+            let limit = snap.settings.gateway.upstream.retry_buffer_bytes;
+            let bytes = forward::keep(body, limit, deadline).await?;
+            (
+                GuardedBody::read(bytes.clone(), Arc::clone(&upload)),
+                Some(bytes),
+            )
+        }
+        _ => {
+            let max = snap.max_request_bytes;
+            let streamed = GuardedBody::new(body, max, deadline, Arc::clone(&upload));
+            (streamed, None)
+        }
     };
 
-    // Upstream selection.
-    let upstream = snap.upstreams.pick().ok_or(GatewayError::Unavailable)?;
-    access.upstream = Some(Arc::clone(&upstream.label));
-
-    // Upstream request: same method, path, query and body; gateway-owned headers.
+    // Upstream request: same method, path, query and body; gateway-owned headers (the engine's
+    // `Host` is set once one is chosen).
     let host =
         parts.headers.get(header::HOST).cloned().or_else(|| {
             (parts.uri.authority()).and_then(|a| HeaderValue::from_str(a.as_str()).ok())
@@ -146,7 +157,6 @@ async fn proxy(
         // Identity is scangate's to state: whatever the client claimed goes, then only what the
         // token has is set (no token, or no tenants: no header).
         headers::strip_client_claims(h, snap.auth_enabled.then_some(&snap.auth_field));
-        h.insert(header::HOST, upstream.host().clone());
         let fwd = Forwarded {
             client_ip: downstream.client_ip.as_ref(),
             https: downstream.https,
@@ -167,46 +177,15 @@ async fn proxy(
     }
     parts.uri = uri;
     parts.version = Version::HTTP_11;
-    let upstream_req = Request::from_parts(parts, body);
 
-    // Upstream connection: a place under MaxUpstreamConnections, waited for briefly.
-    let permit = (snap.upstreams.reserve(upstream, deadline).await)
-        .map_err(|_busy| GatewayError::EnginesBusy)?;
-    // Boxed: the timeout below would otherwise move the whole send future by value.
-    let sent = Box::pin(upstream.send(upstream_req, permit));
-    let result = match deadline {
-        Some(d) => match tokio::time::timeout_at(d, sent).await {
-            Ok(r) => r,
-            Err(_) => {
-                let err = timeout_error(&upload, has_body);
-                if err == GatewayError::UpstreamTimeout {
-                    gw.metrics
-                        .upstream_error(&upstream.label, UpstreamErrorKind::Timeout);
-                }
-                return Err(err);
-            }
-        },
-        None => sent.await,
-    };
-    let resp = match result {
-        Ok(resp) => resp,
-        Err(e) => {
-            return Err(match upload.outcome() {
-                Upload::TooLarge => GatewayError::PayloadTooLarge,
-                Upload::TimedOut => GatewayError::RequestTimeout,
-                Upload::Aborted => GatewayError::BadRequest("client body aborted"),
-                Upload::Streaming | Upload::Complete => {
-                    tracing::warn!(upstream = &*upstream.label, error = %error_chain(&e), "upstream request failed");
-                    let kind = match e.is_connect() {
-                        true => UpstreamErrorKind::Connect,
-                        false => UpstreamErrorKind::Request,
-                    };
-                    gw.metrics.upstream_error(&upstream.label, kind);
-                    GatewayError::UpstreamFailed
-                }
-            });
-        }
-    };
+    // Upstream selection and request: the principal's engines (its tenants' group, else the
+    // default one), a session on the least loaded, one retry at most.
+    let tenants = access.principal.as_ref().and_then(|p| p.tenants_header());
+    let group = snap.upstreams.group_for(tenants);
+    let resp = forward::forward(
+        gw, snap, &group, parts, body, kept, deadline, has_body, access,
+    )
+    .await?;
 
     // Response filter: hop-by-hop headers never cross the gateway.
     let (mut parts, body) = resp.into_parts();
@@ -269,31 +248,14 @@ fn framing_error(req: &Request<Incoming>) -> Option<GatewayError> {
 }
 
 fn declared_length(req: &Request<Incoming>) -> Option<u64> {
-    req.headers()
+    declared_length_of(req.headers())
+}
+
+fn declared_length_of(headers: &http::HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
         .ok()?
         .parse()
         .ok()
-}
-
-/// At the deadline: the client's fault if its upload was still arriving, else the upstream's.
-fn timeout_error(upload: &UploadState, has_body: bool) -> GatewayError {
-    match upload.outcome() {
-        Upload::TimedOut => GatewayError::RequestTimeout,
-        Upload::Streaming if has_body => GatewayError::RequestTimeout,
-        Upload::TooLarge => GatewayError::PayloadTooLarge,
-        _ => GatewayError::UpstreamTimeout,
-    }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }

@@ -2,8 +2,8 @@
 //! drain ([`conn`]), its write deadline ([`send_timeout`]) and the per-address cap
 //! ([`client_cap`]), the request path ([`handler`]) with its `scanfile` path check
 //! ([`scanfile`]), bodies ([`body`]), the access log and request metrics ([`access`]), header
-//! rules ([`headers`]), upstreams ([`upstream`]) and the bound on their connections
-//! ([`upstream_limit`]), and the one mapping from failures to statuses ([`error`]).
+//! rules ([`headers`]), the scan engines ([`upstream`]: selection, sessions and queue, health),
+//! and the one mapping from failures to statuses ([`error`]).
 
 pub mod access;
 pub mod body;
@@ -11,6 +11,7 @@ pub mod client_cap;
 pub mod conn;
 pub mod error;
 pub mod exchange;
+pub mod forward;
 pub mod framing;
 pub mod handler;
 pub mod headers;
@@ -19,4 +20,3 @@ pub mod send_timeout;
 pub mod server;
 pub mod tls;
 pub mod upstream;
-pub mod upstream_limit;

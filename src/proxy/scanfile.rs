@@ -41,7 +41,11 @@ pub async fn check(
 }
 
 /// The whole body, refused past `cap` bytes (at once when Content-Length says so) or `deadline`.
-async fn read(body: Incoming, cap: u64, deadline: Option<Instant>) -> Result<Bytes, GatewayError> {
+pub(super) async fn read(
+    body: Incoming,
+    cap: u64,
+    deadline: Option<Instant>,
+) -> Result<Bytes, GatewayError> {
     if body.size_hint().lower() > cap {
         return Err(GatewayError::PayloadTooLarge);
     }

@@ -23,6 +23,7 @@ use super::framing::FramingGuard;
 use super::handler::{handle, Downstream};
 use super::headers;
 use super::send_timeout::{SendTimeout, Written};
+use super::upstream;
 use crate::config::{KeepAlive, ListenAddr};
 use crate::net::Listener;
 use crate::state::Gateway;
@@ -85,6 +86,7 @@ pub async fn run_workers(
     workers: usize,
 ) -> std::io::Result<()> {
     let limits = SessionLimits::new(&gw);
+    let _health = HealthChecks::start(&gw);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let copies = listener.share(workers.max(1))?;
@@ -161,7 +163,24 @@ pub async fn run(
     drain: Duration,
 ) -> std::io::Result<()> {
     let limits = SessionLimits::new(&gw);
+    let _health = HealthChecks::start(&gw);
     serve_on(listener, gw, shutdown, drain, limits).await
+}
+
+/// The engines' health checker ([`upstream::health::run`]), for as long as the client listener
+/// serves: it runs with or without the admin listener.
+struct HealthChecks(tokio::task::JoinHandle<()>);
+
+impl HealthChecks {
+    fn start(gw: &Arc<Gateway>) -> HealthChecks {
+        HealthChecks(tokio::spawn(upstream::health::run(Arc::clone(gw))))
+    }
+}
+
+impl Drop for HealthChecks {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn serve_on(

@@ -163,6 +163,8 @@ pub struct Tok {
     pub name: String,
     pub token: String,
     pub enabled: bool,
+    /// `Tenants/Tenant`, none by default.
+    pub tenants: Vec<String>,
 }
 
 impl Tok {
@@ -171,7 +173,14 @@ impl Tok {
             name: name.into(),
             token: token.into(),
             enabled,
+            tenants: Vec::new(),
         }
+    }
+
+    /// The same token scoped to `tenants`.
+    pub fn with_tenants(mut self, tenants: &[&str]) -> Tok {
+        self.tenants = tenants.iter().map(|t| (*t).to_owned()).collect();
+        self
     }
 }
 
@@ -220,8 +229,15 @@ impl Cfg {
             .tokens
             .iter()
             .map(|t| {
+                let tenants: String = (t.tenants.iter())
+                    .map(|x| format!("<Tenant>{x}</Tenant>"))
+                    .collect();
+                let tenants = match tenants.is_empty() {
+                    true => tenants,
+                    false => format!("<Tenants>{tenants}</Tenants>"),
+                };
                 format!(
-                    "        <Token><Name>{}</Name><Value>{}</Value><Enabled>{}</Enabled></Token>\n",
+                    "        <Token><Name>{}</Name><Value>{}</Value><Enabled>{}</Enabled>{tenants}</Token>\n",
                     t.name,
                     key.value(&t.token),
                     u8::from(t.enabled)
@@ -231,7 +247,11 @@ impl Cfg {
         let upstreams: String = self
             .upstreams
             .iter()
-            .map(|u| format!("<Upstream>{u}</Upstream>"))
+            // An entry that is already an element (`<Upstream Weight="2">…`) goes in as written.
+            .map(|u| match u.starts_with('<') {
+                true => u.clone(),
+                false => format!("<Upstream>{u}</Upstream>"),
+            })
             .collect();
         format!(
             r#"<?xml version="1.0" encoding="utf-8"?>
@@ -376,6 +396,51 @@ impl Drop for TestGateway {
     fn drop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
+        }
+    }
+}
+
+/// A gateway served by `run_workers` (the production path: worker threads with their own
+/// runtimes), from `dir`'s config.
+pub struct WorkersGateway {
+    pub addr: SocketAddr,
+    pub gw: Arc<Gateway>,
+    stop: Option<oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl WorkersGateway {
+    pub async fn start(dir: &ConfigDir, workers: usize) -> WorkersGateway {
+        let gw = Gateway::start(&dir.path).expect("test config loads");
+        let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let served = tokio::spawn(scangate::proxy::server::run_workers(
+            listener,
+            Arc::clone(&gw),
+            async {
+                let _ = stop_rx.await;
+            },
+            Duration::from_secs(5),
+            workers,
+        ));
+        WorkersGateway {
+            addr,
+            gw,
+            stop: Some(stop_tx),
+            served: Some(served),
+        }
+    }
+
+    /// Stops it and waits until every worker has stopped serving.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.await.unwrap().unwrap();
         }
     }
 }

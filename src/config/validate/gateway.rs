@@ -8,9 +8,9 @@ use http::Uri;
 
 use super::scan_paths::scanning_paths;
 use super::server::{socket_addr, unix_path};
-use super::{join, Ctx, Group, Leaf, Unknown};
+use super::{engines, join, Ctx, Group, Leaf, Unknown};
 use crate::config::xml::Element;
-use crate::config::{GatewaySettings, UpstreamAddr};
+use crate::config::{EngineOptions, GatewaySettings, UpstreamAddr};
 
 const KNOWN: &[&str] = &[
     "Upstreams",
@@ -23,6 +23,7 @@ const KNOWN: &[&str] = &[
     "MaxUpstreamConnections",
     "ScanningPaths",
     "Sessions",
+    "UpstreamSettings",
 ];
 
 /// Scan Engine's "uint" is 32 bits; scangate's numbers use the same range.
@@ -41,9 +42,9 @@ pub(super) fn gateway(ctx: &mut Ctx, el: &Element<'_>, max_sessions: usize) -> G
         KNOWN,
         Unknown::Reject,
     );
-    let upstreams = match g.required(ctx, "Upstreams") {
+    let (upstreams, engines) = match g.required(ctx, "Upstreams") {
         Some(el) => upstreams(ctx, el, &g.path()),
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
     let admin = match g.leaf(ctx, "AdminConnectionString") {
         None => Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9090))),
@@ -60,7 +61,15 @@ pub(super) fn gateway(ctx: &mut Ctx, el: &Element<'_>, max_sessions: usize) -> G
     let realm = g.leaf(ctx, "Realm").filter(|leaf| realm_ok(ctx, leaf));
     let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     let per_client = g.uint(ctx, "MaxConnectionsPerClient", UINT_MAX);
-    let per_upstream = g.uint(ctx, "MaxUpstreamConnections", UINT_MAX);
+    // Deprecated: the per-engine session cap is UpstreamSettings/MaxSessions now.
+    let legacy_cap = g.uint(ctx, "MaxUpstreamConnections", UINT_MAX);
+    let upstream = engines::upstream_settings(
+        ctx,
+        g.one("UpstreamSettings"),
+        &g.path(),
+        legacy_cap,
+        engines,
+    );
     let send_timeout_ms = g.uint(ctx, "SendTimeoutMs", UINT_MAX);
     GatewaySettings {
         upstreams,
@@ -79,18 +88,18 @@ pub(super) fn gateway(ctx: &mut Ctx, el: &Element<'_>, max_sessions: usize) -> G
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         },
-        max_upstream_connections: match per_upstream {
-            None => Some(max_sessions),
-            Some(0) => None,
-            Some(n) => Some(count(n)),
-        },
+        upstream,
         scanning_paths: (g.one("ScanningPaths")).map(|el| scanning_paths(ctx, el, &g.path())),
         sessions: super::connections::sessions(ctx, g.one("Sessions"), &g.path()),
     }
 }
 
-/// `Upstreams/Upstream`: at least one.
-fn upstreams(ctx: &mut Ctx, el: &Element<'_>, parent: &str) -> Vec<UpstreamAddr> {
+/// `Upstreams/Upstream`: at least one, each with its attributes (same order).
+fn upstreams(
+    ctx: &mut Ctx,
+    el: &Element<'_>,
+    parent: &str,
+) -> (Vec<UpstreamAddr>, Vec<EngineOptions>) {
     let g = Group::new(
         ctx,
         el,
@@ -103,10 +112,27 @@ fn upstreams(ctx: &mut Ctx, el: &Element<'_>, parent: &str) -> Vec<UpstreamAddr>
         ctx.fault(g.offset(), g.path(), rule);
     }
     let leaves = g.leaves(ctx, "Upstream");
-    let parsed = leaves.iter().map(|leaf| (leaf, upstream(leaf.text)));
-    parsed
-        .filter_map(|(leaf, parsed)| parsed.map_err(|rule| ctx.bad(leaf, rule)).ok())
-        .collect()
+    let mut addrs = Vec::with_capacity(leaves.len());
+    let mut options = Vec::with_capacity(leaves.len());
+    for leaf in &leaves {
+        let Some(el) = g
+            .all("Upstream")
+            .into_iter()
+            .find(|e| e.offset == leaf.offset)
+        else {
+            continue;
+        };
+        let opts = engines::engine_options(ctx, el, &leaf.path());
+        match upstream(leaf.text) {
+            Ok(addr) => {
+                addrs.push(addr);
+                options.push(opts);
+            }
+            Err(rule) => ctx.bad(leaf, rule),
+        }
+    }
+    engines::check_default_group(ctx, &options, g.offset(), &g.path());
+    (addrs, options)
 }
 
 /// `http://host:port`, `https://host:port` (a host name is fine: the client resolves it per

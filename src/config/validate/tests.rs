@@ -416,13 +416,14 @@ fn connection_limits_default_from_max_sessions_and_zero_means_none() {
     let s = ok(&file("", ""));
     let g = &s.gateway;
     assert_eq!(g.max_connections_per_client, Some(256));
-    assert_eq!(g.max_upstream_connections, Some(1024));
+    // The per-engine cap is Scan Engine's MaxHTTPSessionsNum default, not the gateway's.
+    assert_eq!(g.upstream.max_sessions, Some(10));
     assert_eq!(g.send_timeout, Some(Duration::from_secs(60)));
 
     let s = ok(&file("<MaxHTTPSessionsNum>3</MaxHTTPSessionsNum>", ""));
     let g = &s.gateway;
     assert_eq!(g.max_connections_per_client, Some(1));
-    assert_eq!(g.max_upstream_connections, Some(3));
+    assert_eq!(g.upstream.max_sessions, Some(10));
 
     let set =
         "<MaxConnectionsPerClient>7</MaxConnectionsPerClient><SendTimeoutMs>250</SendTimeoutMs>\
@@ -430,7 +431,9 @@ fn connection_limits_default_from_max_sessions_and_zero_means_none() {
     let s = ok(&file("", set));
     let g = &s.gateway;
     assert_eq!(g.max_connections_per_client, Some(7));
-    assert_eq!(g.max_upstream_connections, Some(9));
+    // The deprecated MaxUpstreamConnections still sets the per-engine cap.
+    assert_eq!(g.upstream.max_sessions, Some(9));
+    assert!(g.upstream.legacy_max_upstream_connections);
     assert_eq!(g.send_timeout, Some(Duration::from_millis(250)));
 
     let off =
@@ -439,7 +442,7 @@ fn connection_limits_default_from_max_sessions_and_zero_means_none() {
     let s = ok(&file("", off));
     let g = &s.gateway;
     assert_eq!(g.max_connections_per_client, None);
-    assert_eq!(g.max_upstream_connections, None);
+    assert_eq!(g.upstream.max_sessions, None);
     assert_eq!(g.send_timeout, None);
 
     let bad =
