@@ -232,6 +232,18 @@ pub fn describe(config: &Path, name: &str, description: &str) -> Result<(), Toke
     Ok(())
 }
 
+/// Sets the Token's Role; `None` removes it (full access).
+pub fn set_role(config: &Path, name: &str, role: Option<Role>) -> Result<(), TokenOpError> {
+    ConfigFile::edit(config, |_, doc| {
+        let text = match role {
+            Some(role) => doc.set(TOKEN, name, &[("Role", role.as_str())])?,
+            None => doc.remove_child(TOKEN, name, "Role")?,
+        };
+        Ok::<_, TokenOpError>(Some(text))
+    })?;
+    Ok(())
+}
+
 /// One Token as `list` shows it; the `token list --json` objects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TokenListed {

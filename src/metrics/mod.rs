@@ -9,6 +9,7 @@
 
 mod histogram;
 mod meter;
+pub mod minutes;
 mod sessions;
 
 use std::sync::Arc;
@@ -181,6 +182,8 @@ pub struct Metrics {
     connections_open: Gauge,
     /// Requests without a valid token (rejected before or at auth, or UseAccessToken = 0).
     pub anonymous: TokenMeter,
+    /// Every finished request per minute over the last hour, for the console's gateway chart.
+    pub minutes: minutes::MinuteSeries,
     sessions: sessions::SessionMetrics,
 }
 
@@ -281,6 +284,7 @@ impl Metrics {
         Metrics {
             sessions,
             anonymous: TokenMeter::new("", &families),
+            minutes: minutes::MinuteSeries::default(),
             registry,
             families,
             duration,

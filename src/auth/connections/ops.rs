@@ -273,6 +273,28 @@ pub fn set_enabled(config: &Path, name: &str, enabled: bool) -> Result<Toggled, 
     })
 }
 
+/// Sets the Connection's description; an empty one removes it.
+pub fn describe(config: &Path, name: &str, description: &str) -> Result<(), ConnectionError> {
+    check_description(description).map_err(bad(Field::Description))?;
+    ConfigFile::edit(config, |_, doc| {
+        Ok::<_, ConnectionError>(Some(doc.set_description(CONNECTION, name, description)?))
+    })?;
+    Ok(())
+}
+
+/// Sets the Connection's Role. Access tokens already issued carry no role: the gateway reads it
+/// from the connection at each request, so the change applies at the next reload.
+pub fn set_role(config: &Path, name: &str, role: Role) -> Result<(), ConnectionError> {
+    ConfigFile::edit(config, |_, doc| {
+        Ok::<_, ConnectionError>(Some(doc.set(
+            CONNECTION,
+            name,
+            &[("Role", role.as_str())],
+        )?))
+    })?;
+    Ok(())
+}
+
 /// Removes the Connection. Its tokens are refused from the next reload on.
 pub fn remove(config: &Path, name: &str) -> Result<(), ConnectionError> {
     ConfigFile::edit(config, |_, doc| {

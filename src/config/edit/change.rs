@@ -77,6 +77,20 @@ impl Document<'_> {
         })
     }
 
+    /// Removes the child element `child` (and the separator before it); the text unchanged when
+    /// there is none.
+    pub fn remove_child(
+        &self,
+        kind: EntryKind,
+        name: &str,
+        child: &str,
+    ) -> Result<String, EditError> {
+        Ok(match self.find(kind, name)?.child(child) {
+            Some(c) => self.remove_span(c.span),
+            None => self.text.to_owned(),
+        })
+    }
+
     /// Removes the element and the line break and indentation before it.
     pub fn remove(&self, kind: EntryKind, name: &str) -> Result<String, EditError> {
         Ok(self.remove_span(self.find(kind, name)?.span))
