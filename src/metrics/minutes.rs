@@ -102,7 +102,7 @@ mod tests {
     #[test]
     fn counts_land_in_their_minute_and_age_out_after_an_hour() {
         let m = MinuteSeries::default();
-        let t0 = 1_800_000_000 - 1_800_000_000 % 60;
+        let t0 = 30_000_000 * 60;
         m.record(200, t0);
         m.record(401, t0 + 5);
         m.record(403, t0 + 61);

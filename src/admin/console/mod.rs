@@ -99,12 +99,11 @@ pub async fn handle(
             None => html(StatusCode::OK, pages::sign_in(&frame(None), None)),
         },
         (Method::POST, "/console/login") => {
-            if let Err(resp) = same_origin(req.headers()) {
-                return resp;
+            if !same_origin(req.headers()) {
+                return text(StatusCode::FORBIDDEN, "cross-origin request refused");
             }
-            let form = match read_form(req).await {
-                Ok(form) => form,
-                Err(resp) => return resp,
+            let Some(form) = read_form(req).await else {
+                return text(StatusCode::PAYLOAD_TOO_LARGE, "form too large");
             };
             sign_in(gw, console, &form, ip, &frame(None), now)
         }
@@ -124,15 +123,14 @@ pub async fn handle(
             }
         }
         (Method::POST, _) => {
-            if let Err(resp) = same_origin(req.headers()) {
-                return resp;
+            if !same_origin(req.headers()) {
+                return text(StatusCode::FORBIDDEN, "cross-origin request refused");
             }
             let (Some(s), Some(key)) = (&session, snap.key.as_ref()) else {
                 return text(StatusCode::UNAUTHORIZED, "sign in first");
             };
-            let form = match read_form(req).await {
-                Ok(form) => form,
-                Err(resp) => return resp,
+            let Some(form) = read_form(req).await else {
+                return text(StatusCode::PAYLOAD_TOO_LARGE, "form too large");
             };
             if !form.get("csrf").is_some_and(|c| s.csrf_matches(key, c)) {
                 return text(StatusCode::FORBIDDEN, "missing or wrong CSRF token");
@@ -280,34 +278,25 @@ fn audit(s: &Session, action: &str, item: &str, ip: IpAddr) {
     tracing::info!(target: "scangate::audit", who = %s.name, action, item, client_ip = %ip, "console");
 }
 
-/// Refuses a cross-site POST: `Sec-Fetch-Site` must be `same-origin` or `none`, and `Origin`
+/// Whether a POST may be same-origin: `Sec-Fetch-Site` must be `same-origin` or `none`, and `Origin`
 /// must name this host. Browsers send both; a client that sends neither still needs the CSRF
 /// token.
-fn same_origin(h: &HeaderMap) -> Result<(), Response<ProxyBody>> {
+fn same_origin(h: &HeaderMap) -> bool {
     let get = |name| h.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
-    let cross = |why| Err(text(StatusCode::FORBIDDEN, why));
-    if let Some(site) = get(header::HeaderName::from_static("sec-fetch-site")) {
-        if site != "same-origin" && site != "none" {
-            return cross("cross-origin request refused");
-        }
-    }
-    if let Some(origin) = get(header::ORIGIN) {
+    let site_ok = get(header::HeaderName::from_static("sec-fetch-site"))
+        .is_none_or(|site| site == "same-origin" || site == "none");
+    let origin_ok = get(header::ORIGIN).is_none_or(|origin| {
         let host = get(header::HOST).unwrap_or("");
-        let bare = origin.split_once("://").map(|(_, rest)| rest);
-        if bare != Some(host) {
-            return cross("cross-origin request refused");
-        }
-    }
-    Ok(())
+        origin.split_once("://").map(|(_, rest)| rest) == Some(host)
+    });
+    site_ok && origin_ok
 }
 
-async fn read_form(req: Request<Incoming>) -> Result<Form, Response<ProxyBody>> {
+/// The form in the body; `None` past [`MAX_FORM_BYTES`] or when the body fails.
+async fn read_form(req: Request<Incoming>) -> Option<Form> {
     let body = Limited::new(req.into_body(), MAX_FORM_BYTES);
-    let bytes: Bytes = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return Err(text(StatusCode::PAYLOAD_TOO_LARGE, "form too large")),
-    };
-    Ok(form_urlencoded::parse(&bytes).into_owned().collect())
+    let bytes: Bytes = body.collect().await.ok()?.to_bytes();
+    Some(form_urlencoded::parse(&bytes).into_owned().collect())
 }
 
 fn parse_query(q: &str) -> Form {
