@@ -357,3 +357,46 @@ async fn markup_in_a_name_renders_as_text_and_tokens_work_then_stop() {
     let r = c.post("/console/action", Some(&cookie), &form, None).await;
     assert_eq!(r.status().as_u16(), 400);
 }
+
+#[tokio::test]
+async fn an_edit_sets_description_role_and_tenants_and_keeps_comments() {
+    let c = Console::start().await;
+    let path = c.gw.config.path.clone();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "<Configuration>",
+            "<Configuration>\n  <!-- ops: keep me -->",
+        ),
+    )
+    .unwrap();
+    let cookie = c.sign_in(ADMIN).await.1.unwrap();
+    let csrf = c.csrf("/console/item?name=officer", &cookie).await;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("action", "edit"),
+        ("name", "officer"),
+        ("kind", "token"),
+        ("description", "<b>mail relay</b>"),
+        ("role", "SeniorSecurityOfficer"),
+        ("tenants", "acme, beta"),
+    ];
+    let r = c.post("/console/action", Some(&cookie), &form, None).await;
+    assert_eq!(r.status().as_u16(), 303);
+    let listed = token_ops::list(&path).unwrap();
+    let officer = listed.iter().find(|t| t.name == "officer").unwrap();
+    assert_eq!(officer.description.as_deref(), Some("<b>mail relay</b>"));
+    assert_eq!(officer.role, Some("SeniorSecurityOfficer"));
+    assert_eq!(officer.tenants, ["acme", "beta"]);
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("<!-- ops: keep me -->"));
+    let page = c
+        .get("/console/item?name=officer", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("&lt;b&gt;mail relay&lt;/b&gt;") && !page.contains("<b>mail relay"));
+}

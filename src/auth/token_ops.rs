@@ -244,6 +244,17 @@ pub fn set_role(config: &Path, name: &str, role: Option<Role>) -> Result<(), Tok
     Ok(())
 }
 
+/// Replaces the Token's tenants; none removes `Tenants`.
+pub fn set_tenants(config: &Path, name: &str, tenants: &[String]) -> Result<(), TokenOpError> {
+    for tenant in tenants {
+        check_tenant(tenant).map_err(bad(TokenField::Tenant))?;
+    }
+    ConfigFile::edit(config, |_, doc| {
+        Ok::<_, TokenOpError>(Some(doc.set_tenants(TOKEN, name, tenants, false)?))
+    })?;
+    Ok(())
+}
+
 /// One Token as `list` shows it; the `token list --json` objects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TokenListed {

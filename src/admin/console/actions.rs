@@ -52,6 +52,8 @@ async fn rows(gw: &Arc<Gateway>, now: u64) -> Result<Vec<Row>, String> {
             kind: "token",
             role: t.role.unwrap_or("full access").to_owned(),
             tenants: t.tenants.join(", "),
+            named_tenants: t.tenants.join(", "),
+            root_tenant: false,
             state: if t.enabled { "enabled" } else { "disabled" },
             fingerprint: t.fingerprint,
             description: t.description.unwrap_or_default(),
@@ -64,6 +66,7 @@ async fn rows(gw: &Arc<Gateway>, now: u64) -> Result<Vec<Row>, String> {
     for c in connections {
         let live = live_connections.iter().find(|r| *r.name == *c.name);
         let (requests, last_used, denied) = figures(live.map(|r| &*r.stats));
+        let named_tenants = c.tenants.join(", ");
         let mut tenants = c.tenants.clone();
         if c.root_tenant {
             tenants.push("Root without tenants".into());
@@ -72,6 +75,8 @@ async fn rows(gw: &Arc<Gateway>, now: u64) -> Result<Vec<Row>, String> {
             kind: "connection",
             role: c.role.as_str().to_owned(),
             tenants: tenants.join(", "),
+            named_tenants,
+            root_tenant: c.root_tenant,
             state: c.status.as_str(),
             fingerprint: c.client_id,
             description: c.description.unwrap_or_default(),
@@ -194,6 +199,15 @@ pub async fn item_page(
     )
 }
 
+/// The comma-separated `tenants` field as a list.
+fn tenant_list(form: &Form) -> Vec<String> {
+    (field(form, "tenants").split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn field<'f>(form: &'f Form, name: &str) -> &'f str {
     form.get(name).map(String::as_str).unwrap_or("")
 }
@@ -224,11 +238,7 @@ pub async fn add(
             Err(e) => return html(StatusCode::BAD_REQUEST, pages::add(f, &f.csrf(), Some(&e))),
         },
     };
-    let tenants: Vec<String> = (field(form, "tenants").split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let tenants = tenant_list(form);
     let description = Some(field(form, "description").to_owned()).filter(|d| !d.is_empty());
     let path = gw.config_path.clone();
     let kind = field(form, "kind").to_owned();
@@ -304,6 +314,8 @@ pub async fn act(
         );
     }
     let description = field(form, "description").to_owned();
+    let tenants = tenant_list(form);
+    let root_tenant = field(form, "root_tenant") == "1";
     let role = match field(form, "role") {
         "" => None,
         r => match parse_role(r) {
@@ -340,12 +352,14 @@ pub async fn act(
                 .map(|()| Done::Back(String::new())),
             ("edit", false) => token_ops::describe(&path, &item, &description)
                 .and_then(|()| token_ops::set_role(&path, &item, role))
+                .and_then(|()| token_ops::set_tenants(&path, &item, &tenants))
                 .map_err(|x| e(&x))
                 .and(back("saved")),
             ("edit", true) => conn_ops::describe(&path, &item, &description)
                 .and_then(|()| {
                     conn_ops::set_role(&path, &item, role.unwrap_or(Role::SecurityOfficer))
                 })
+                .and_then(|()| conn_ops::set_tenants(&path, &item, &tenants, root_tenant))
                 .map_err(|x| e(&x))
                 .and(back("saved")),
             _ => Err("unknown action".into()),

@@ -18,6 +18,10 @@ pub struct Row {
     pub role: String,
     /// Tenants, comma-separated ("Root without tenants" included).
     pub tenants: String,
+    /// The named tenants alone, comma-separated, for the edit form.
+    pub named_tenants: String,
+    /// A connection's "Root without tenants".
+    pub root_tenant: bool,
     /// enabled, disabled, pending activation, active, revoked.
     pub state: &'static str,
     /// A token's Value prefix or a connection's client ID.
