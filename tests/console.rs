@@ -400,3 +400,65 @@ async fn an_edit_sets_description_role_and_tenants_and_keeps_comments() {
         .unwrap();
     assert!(page.contains("&lt;b&gt;mail relay&lt;/b&gt;") && !page.contains("<b>mail relay"));
 }
+
+#[tokio::test]
+async fn hundreds_of_entries_are_paged_searched_and_sorted() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let mut toks = vec![Tok::new("admin", ADMIN, true)];
+    toks.extend((0..320).map(|i| {
+        Tok::new(
+            &format!("client-{i:03}"),
+            &format!("sg_PagedToken-{i}"),
+            true,
+        )
+    }));
+    let gw = TestGateway::start(&Cfg::new(&up.url(), &toks)).await;
+    let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(scangate::admin::run(listener, Arc::clone(&gw.gw), async {
+        let _ = stopped.await;
+    }));
+    let key = TokenKey::read(&gw.config.dir.path().join("scangate.key")).unwrap();
+    let cookie = format!(
+        "scangate_console={}",
+        session::sign(&key, Kind::Token, "admin", now() + 600)
+    );
+    let http = client();
+    let page = |q: &'static str| {
+        let (http, cookie) = (http.clone(), cookie.clone());
+        async move {
+            let r = http
+                .get(format!("http://{addr}/console/{q}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{q}");
+            r.text().await.unwrap()
+        }
+    };
+    let rows = |html: &str| html.matches("<tr data-search=").count();
+    let first = page("").await;
+    assert!(
+        first.contains("(321)") && first.contains("Page 1 of 7"),
+        "321 entries, 50 a page"
+    );
+    assert_eq!(rows(&first), 50);
+    assert!(first.contains("client-000") && !first.contains("client-060"));
+    let last = page("?page=7").await;
+    assert_eq!(rows(&last), 21);
+    assert!(last.contains("client-319"));
+    let found = page("?q=CLIENT-31").await;
+    assert_eq!(rows(&found), 10, "client-310 … client-319");
+    // Sorted by requests, the one token that sent a request comes first.
+    assert_eq!(
+        status_with(&http, &gw.url("/api/v3.0/version"), "sg_PagedToken-250").await,
+        200
+    );
+    let sorted = page("?sort=requests").await;
+    let first_row = sorted.split("<tr data-search=").nth(1).unwrap();
+    assert!(first_row.contains("client-250"), "{first_row}");
+}
