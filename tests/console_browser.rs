@@ -145,7 +145,7 @@ async fn console_in_a_real_browser() {
     cfg.admin = format!("127.0.0.1:{admin_port}");
     cfg.connection = format!("http://127.0.0.1:{port}");
     let dir = ConfigDir::new(&cfg);
-    let _serve = Scangate::spawn(&["serve", "--config", dir.path.to_str().unwrap()]);
+    let serve = Scangate::spawn(&["serve", "--config", dir.path.to_str().unwrap()]);
     let gateway = format!("http://127.0.0.1:{port}");
     let console = format!("http://127.0.0.1:{admin_port}/console");
     let http = client();
@@ -261,4 +261,23 @@ async fn console_in_a_real_browser() {
     c.goto(&format!("{console}/")).await.unwrap();
     wait_for(&c, "#sign-in").await;
     c.close().await.unwrap();
+
+    // One audit line per action, and no secret anywhere in the log.
+    let (_, logs) = serve.stop("TERM");
+    for secret in [ADMIN, token.as_str(), refresh.as_str(), access.as_str()] {
+        assert!(!logs.contains(secret), "a secret in the log:\n{logs}");
+    }
+    let audit: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("scangate::audit"))
+        .collect();
+    for action in ["sign-in", "add", "disable", "sign-out"] {
+        assert!(
+            audit
+                .iter()
+                .any(|l| l.contains(action) && l.contains("admin") && l.contains("127.0.0.1")),
+            "no audit line for {action}:\n{}",
+            audit.join("\n")
+        );
+    }
 }

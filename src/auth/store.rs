@@ -258,6 +258,14 @@ impl TokenStore {
         v
     }
 
+    /// The record called `name`, by a scan without allocating: for the console's session check,
+    /// not the request path.
+    pub fn find_by_name(&self, name: &str) -> Option<Arc<TokenRecord>> {
+        (self.map.iter())
+            .find(|e| e.key().0.name == name)
+            .map(|e| Arc::clone(&e.key().0))
+    }
+
     /// Makes `tokens` the store's content: inserts and updates first, removals after.
     pub fn apply(&self, tokens: &[TokenEntry]) -> ApplyCounts {
         self.apply_with(tokens, |_| {})

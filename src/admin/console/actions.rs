@@ -1,6 +1,7 @@
 //! The console's pages that read the config, and its actions, each through the library
 //! operations the CLI uses. Those block (file lock, fsync), so they run on a blocking thread.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use http::{Response, StatusCode};
 
 use super::pages::{self, Frame, Row};
 use super::session::Session;
-use super::{audit, charts, html, see_other_to, Form};
+use super::{audit, audit_refused, charts, html, see_other_to, Form};
 use crate::auth::connections::ops::{self as conn_ops, Spec};
 use crate::auth::store::TokenStats;
 use crate::auth::token_ops::{self, TokenSpec};
@@ -31,8 +32,12 @@ async fn rows(gw: &Arc<Gateway>, now: u64) -> Result<Vec<Row>, String> {
     })
     .await
     .map_err(|e| e.to_string())??;
-    let live_tokens = gw.tokens.records();
-    let live_connections = gw.connections.records();
+    let live_tokens: HashMap<String, _> = (gw.tokens.records().into_iter())
+        .map(|r| (r.name.to_string(), r))
+        .collect();
+    let live_connections: HashMap<String, _> = (gw.connections.records().into_iter())
+        .map(|r| (r.name.to_string(), r))
+        .collect();
     let figures = |stats: Option<&TokenStats>| match stats {
         None => (0, 0, [0; 3]),
         Some(s) => {
@@ -46,7 +51,7 @@ async fn rows(gw: &Arc<Gateway>, now: u64) -> Result<Vec<Row>, String> {
     };
     let mut out = Vec::with_capacity(tokens.len() + connections.len());
     for t in tokens {
-        let live = live_tokens.iter().find(|r| r.name == t.name);
+        let live = live_tokens.get(&t.name);
         let (requests, last_used, denied) = figures(live.and_then(|r| r.stats.get()));
         out.push(Row {
             kind: "token",
@@ -64,7 +69,7 @@ async fn rows(gw: &Arc<Gateway>, now: u64) -> Result<Vec<Row>, String> {
         });
     }
     for c in connections {
-        let live = live_connections.iter().find(|r| *r.name == *c.name);
+        let live = live_connections.get(&c.name);
         let (requests, last_used, denied) = figures(live.map(|r| &*r.stats));
         let named_tenants = c.tenants.join(", ");
         let mut tenants = c.tenants.clone();
@@ -282,7 +287,10 @@ pub async fn add(
                 pages::token_info(f, &name, client_id.as_deref(), &secret),
             )
         }
-        Err(e) => html(StatusCode::BAD_REQUEST, pages::add(f, &f.csrf(), Some(&e))),
+        Err(e) => {
+            audit_refused(s, "add", field(form, "name"), ip, &e);
+            html(StatusCode::BAD_REQUEST, pages::add(f, &f.csrf(), Some(&e)))
+        }
     }
 }
 
@@ -386,6 +394,9 @@ pub async fn act(
                 )),
             }
         }
-        Err(e) => bad_request(f, &e),
+        Err(e) => {
+            audit_refused(s, &action, &name, ip, &e);
+            bad_request(f, &e)
+        }
     }
 }

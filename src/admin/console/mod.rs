@@ -236,9 +236,8 @@ fn administrator(gw: &Gateway, token: &str, now: u64) -> Option<(Kind, String)> 
 /// disabled, removed or demoted credential loses its sessions at the next reload.
 fn still_administrator(gw: &Gateway, s: &Session) -> bool {
     match s.kind {
-        Kind::Token => gw.tokens.records().iter().any(|r| {
-            r.name == s.name && r.enabled && matches!(r.role, None | Some(Role::Administrator))
-        }),
+        Kind::Token => (gw.tokens.find_by_name(&s.name))
+            .is_some_and(|r| r.enabled && matches!(r.role, None | Some(Role::Administrator))),
         Kind::Connection => {
             gw.connections.records().iter().any(|c| {
                 c.name == s.name && c.enabled && !c.revoked && c.role == Role::Administrator
@@ -276,6 +275,15 @@ pub fn read_only(config: &Path) -> Option<String> {
 /// One audit line: who, what, which item, from which IP.
 fn audit(s: &Session, action: &str, item: &str, ip: IpAddr) {
     tracing::info!(target: "scangate::audit", who = %s.name, action, item, client_ip = %ip, "console");
+}
+
+/// The audit line of an action that changed nothing, with the reason (a rule or a file error,
+/// never a token: the operations' errors hold none).
+fn audit_refused(s: &Session, action: &str, item: &str, ip: IpAddr, why: &str) {
+    tracing::warn!(
+        target: "scangate::audit",
+        who = %s.name, action, item, client_ip = %ip, refused = why, "console"
+    );
 }
 
 /// Whether a POST may be same-origin: `Sec-Fetch-Site` must be `same-origin` or `none`, and `Origin`
