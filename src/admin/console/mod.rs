@@ -14,6 +14,7 @@
 
 mod actions;
 pub mod charts;
+mod listing;
 pub mod pages;
 pub mod session;
 
@@ -113,9 +114,9 @@ pub async fn handle(
             };
             let f = frame(Some(s));
             match path.as_str() {
-                "/console" | "/console/" => actions::list_page(gw, &f, &query, now).await,
+                "/console" | "/console/" => listing::list_page(gw, &f, &query, now).await,
                 "/console/add" => html(StatusCode::OK, pages::add(&f, &f.csrf(), None)),
-                "/console/item" => actions::item_page(gw, &f, &query, now).await,
+                "/console/item" => listing::item_page(gw, &f, &query, now).await,
                 _ => html(
                     StatusCode::NOT_FOUND,
                     pages::message(&f, "Not found", "No such page."),
