@@ -13,7 +13,8 @@
 //! - [`state`]: the reloadable snapshot (arc-swap) plus the token store, and the reload function;
 //!   [`heap`] gives the pages a large load freed back to the OS.
 //! - [`metrics`]: the Prometheus registry and the per-token handles the request path bumps.
-//! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`, `/config`).
+//! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`, `/config`, the web console
+//!   under `/console/`).
 //! - [`emulator`]: a KAV-protocol scan-engine emulator for demos, tests and benchmarks.
 //! - [`cli`]: subcommands whose work lives here so `main.rs` stays thin (`emulator`, `demo`, `token`,
 //!   `check`, `healthcheck`).

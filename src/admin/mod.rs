@@ -6,6 +6,8 @@
 //!   checks, run by the upstream set itself: [`crate::proxy::upstream::health`]) and the gateway is
 //!   not draining; 503 with a JSON reason otherwise.
 //! - `/metrics`: the Prometheus registry (OpenMetrics text).
+//! - `/console/`: the web console for tokens and connections ([`console`]), behind its own
+//!   sign-in with an Administrator token.
 //! - `/config`: the generation, the last reload's result and error, the token names with their
 //!   states, and each engine's state, sessions in flight and cap. Never a Value or the key: the gateway holds neither in a form it
 //!   could show (the token store keeps digests, and this page does not print them). Off loopback it
@@ -14,6 +16,7 @@
 //! Every request must name an IP literal or `localhost` as its `Host` (against DNS rebinding), and
 //! at most [`guard::MAX_ADMIN_CONNECTIONS`] connections are served at once.
 
+pub mod console;
 pub mod guard;
 
 use std::convert::Infallible;
@@ -56,9 +59,10 @@ pub async fn run(
         "admin listening"
     );
     let slots = Arc::new(Semaphore::new(guard::MAX_ADMIN_CONNECTIONS));
+    let console = Arc::new(console::Console::default());
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept_retrying() => accepted,
             () = &mut shutdown => break,
         };
@@ -68,11 +72,22 @@ pub async fn run(
             continue;
         };
         let gw = Arc::clone(&gw);
+        let console = Arc::clone(&console);
         tokio::spawn(async move {
             let _slot = slot;
             let service = service_fn(move |req: Request<Incoming>| {
-                let resp = route(&gw, &req, protected);
-                async move { Ok::<_, Infallible>(resp) }
+                let (gw, console) = (Arc::clone(&gw), Arc::clone(&console));
+                async move {
+                    let path = req.uri().path();
+                    let resp = if guard::host_allowed(req.headers())
+                        && (path == "/console" || path.starts_with("/console/"))
+                    {
+                        console::handle(&gw, &console, req, peer).await
+                    } else {
+                        route(&gw, &req, protected)
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -2,7 +2,8 @@
 //! reading the token from a request ([`header`]), what a role may call ([`policy`]), where a
 //! `scanfile` object may lie ([`scan_path`]), the per-connection digest memo ([`memo`]), the
 //! [`principal`] every credential resolves to, and API connections ([`jwt`], [`connections`],
-//! [`exchange`], [`sessions`]).
+//! [`exchange`], [`sessions`]). [`token_ops`] and `connections::ops` are the credential edits the
+//! CLI and the web console share.
 
 pub mod connections;
 pub mod exchange;
@@ -15,3 +16,4 @@ pub mod scan_path;
 pub mod sessions;
 pub mod store;
 pub mod token;
+pub mod token_ops;

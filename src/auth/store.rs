@@ -22,6 +22,7 @@ use subtle::ConstantTimeEq;
 
 use super::token::Digest;
 use crate::config::{Role, TokenEntry};
+use crate::metrics::minutes::MinuteSeries;
 use crate::metrics::TokenMeter;
 
 /// Bytes of the digest the map is keyed by: the first half of the HMAC-SHA-512 output. A truncated
@@ -81,6 +82,10 @@ pub struct TokenStats {
     pub requests: AtomicU64,
     /// The token's Prometheus series, created on first use (see [`crate::metrics`]).
     pub meter: OnceLock<TokenMeter>,
+    /// Unix seconds of its last finished request (0: none since start), for the console.
+    pub last_used: AtomicU64,
+    /// Its finished requests per minute over the last hour, for the console's charts.
+    pub minutes: MinuteSeries,
 }
 
 /// A token's [`TokenStats`], allocated on first use: most of a large token set never sends a request
@@ -251,6 +256,14 @@ impl TokenStore {
         let mut v: Vec<_> = self.map.iter().map(|e| Arc::clone(&e.key().0)).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+
+    /// The record called `name`, by a scan without allocating: for the console's session check,
+    /// not the request path.
+    pub fn find_by_name(&self, name: &str) -> Option<Arc<TokenRecord>> {
+        (self.map.iter())
+            .find(|e| e.key().0.name == name)
+            .map(|e| Arc::clone(&e.key().0))
     }
 
     /// Makes `tokens` the store's content: inserts and updates first, removals after.

@@ -1,23 +1,17 @@
 //! `scangate token add|list|enable|disable|remove|describe|rotate`: token management in place, as
 //! kl_access_util and the Scan Engine GUI do it (reference §3), without ever writing a token to disk.
 //!
-//! Every edit runs under the config's lock: read, edit ([`Document`]), validate as `serve` would,
-//! write atomically ([`ConfigFile`]). A refused edit writes nothing.
+//! The work is in [`crate::auth::token_ops`], which the web console calls too; this module parses
+//! arguments, reads a supplied token and prints.
 
 use std::io::{BufRead, Write as _};
 use std::path::Path;
 use std::process::ExitCode;
 
-use serde::Serialize;
-
 use super::{columns, CliError, ConfigArg};
-use crate::auth::token::{check_plaintext, encode_value, mint, TokenKey};
-use crate::config::edit::{check_new_name, ConfigFile, Document, EntryKind, NewToken};
-use crate::config::perms::Access;
-use crate::config::validate::{check_description, check_tenant, parse_role};
-use crate::config::{load, Role};
-
-const TOKEN: EntryKind = EntryKind::Token;
+use crate::auth::token_ops::{self as ops, TokenField, TokenListed, TokenOpError, TokenSpec};
+use crate::config::validate::parse_role;
+use crate::config::Role;
 
 /// `scangate token …`. No Debug: `add` and `rotate` may hold a token.
 #[derive(clap::Args)]
@@ -115,15 +109,12 @@ fn execute(args: TokenArgs) -> Result<(), CliError> {
         TokenCommand::Enable { name } => set_enabled(path, &name, true),
         TokenCommand::Disable { name } => set_enabled(path, &name, false),
         TokenCommand::Remove { name } => {
-            edit(path, |_, doc| Ok(Some(doc.remove(TOKEN, &name)?)))?;
+            ops::remove(path, &name).map_err(cli_error)?;
             eprintln!("removed token {name:?}");
             Ok(())
         }
         TokenCommand::Describe { name, description } => {
-            check_description(&description).map_err(|rule| usage("--description", rule))?;
-            edit(path, |_, doc| {
-                Ok(Some(doc.set_description(TOKEN, &name, &description)?))
-            })?;
+            ops::describe(path, &name, &description).map_err(cli_error)?;
             eprintln!("set the description of token {name:?}");
             Ok(())
         }
@@ -131,27 +122,43 @@ fn execute(args: TokenArgs) -> Result<(), CliError> {
     }
 }
 
+/// The library's error as the CLI reports it: a bad input names its flag.
+fn cli_error(e: TokenOpError) -> CliError {
+    match e {
+        TokenOpError::BadInput { field, rule } => {
+            let flag = match field {
+                TokenField::Name => "--name",
+                TokenField::Description => "--description",
+                TokenField::Tenant => "--tenant",
+                TokenField::Token => "--token",
+            };
+            CliError::Usage(format!("{flag}: {rule}"))
+        }
+        TokenOpError::Edit(e) => CliError::Edit(e),
+        TokenOpError::Load(e) => CliError::Load(e),
+        TokenOpError::Key(e) => CliError::Key(e),
+        TokenOpError::KeyMissing { path, tokens } => CliError::KeyMissing { path, tokens },
+    }
+}
+
 fn usage(flag: &str, rule: impl std::fmt::Display) -> CliError {
     CliError::Usage(format!("{flag}: {rule}"))
 }
 
-/// A supplied token checked against Scan Engine's rules, or a minted one. `--token -` reads it from
-/// stdin; a token given in argv works but is visible to every local user while the command runs,
-/// so it earns a warning. The error never quotes the token.
-fn token_or_mint(token: Option<String>) -> Result<String, CliError> {
-    let token = match token {
-        None => return Ok(mint()),
-        Some(dash) if dash == "-" => read_token(std::io::stdin().lock())?,
+/// A supplied token, or `None` to mint one. `--token -` reads it from stdin; a token given in argv
+/// works but is visible to every local user while the command runs, so it earns a warning.
+fn supplied_token(token: Option<String>) -> Result<Option<String>, CliError> {
+    match token {
+        None => Ok(None),
+        Some(dash) if dash == "-" => read_token(std::io::stdin().lock()).map(Some),
         Some(token) => {
             eprintln!(
                 "warning: --token VALUE shows the token to every local user (ps, /proc) and \
                  leaves it in shell history; use --token - and write it on stdin"
             );
-            token
+            Ok(Some(token))
         }
-    };
-    check_plaintext(&token).map_err(|e| usage("--token", e))?;
-    Ok(token)
+    }
 }
 
 /// The first line of `input` without its line ending: the token for `--token -`. At most 1 KiB is
@@ -170,14 +177,6 @@ fn read_token(input: impl BufRead) -> Result<String, CliError> {
     Ok(token.to_owned())
 }
 
-/// [`ConfigFile::edit`]: whether the file was written.
-fn edit<F>(path: &Path, change: F) -> Result<bool, CliError>
-where
-    F: FnOnce(&ConfigFile, &Document<'_>) -> Result<Option<String>, CliError>,
-{
-    Ok(ConfigFile::edit(path, change)?.is_some())
-}
-
 /// Prints the token, the one thing these commands put on stdout.
 fn print_token(name: &str, token: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
@@ -190,56 +189,26 @@ fn print_token(name: &str, token: &str) -> Result<(), CliError> {
 }
 
 fn add(path: &Path, args: AddArgs) -> Result<(), CliError> {
-    check_new_name(&args.name).map_err(|rule| usage("--name", rule))?;
-    if let Some(description) = &args.description {
-        check_description(description).map_err(|rule| usage("--description", rule))?;
-    }
-    for tenant in &args.tenants {
-        check_tenant(tenant).map_err(|rule| usage("--tenant", rule))?;
-    }
-    let token = token_or_mint(args.token)?;
-
-    let file = ConfigFile::open(path)?;
-    let label = path.display().to_string();
-    let doc = Document::read(file.text(), &label)?;
-    let key_path = file.resolve(&doc.key_file());
-    let (key, new_key) = TokenKey::read_or_new(&key_path)?;
-    // A new key would orphan every Value already in the file: all those clients would get 401.
-    if new_key.is_some() && doc.token_count() > 0 {
-        return Err(CliError::KeyMissing {
-            path: key_path,
-            tokens: doc.token_count(),
-        });
-    }
-    let new = NewToken {
+    let spec = TokenSpec {
         name: args.name,
-        value: key.value(&token),
-        description: args.description.filter(|d| !d.is_empty()),
+        description: args.description,
         enabled: !args.disabled,
         role: args.role,
         tenants: args.tenants,
     };
-    let text = doc.add(&new)?;
-    let settings = file.validate(&text)?;
-    let config = std::fs::metadata(path).map(|m| Access::of(&m)).ok();
-    let created = match &new_key {
-        Some(new_key) => Some(new_key.write(&key_path, config)?),
-        None => None,
-    };
-    if let Err(e) = file.replace(&text) {
-        // A refused command leaves no key behind: the next `add` may then create one.
-        if created.is_some() {
-            let _ = std::fs::remove_file(&key_path);
-        }
-        return Err(e.into());
-    }
-    if let Some(got) = created {
+    // Checked before stdin is read, so a bad input fails without waiting for a token.
+    ops::check(&spec).map_err(cli_error)?;
+    let supplied = supplied_token(args.token)?;
+    let added = ops::add(path, &spec, supplied).map_err(cli_error)?;
+    if let Some((key_path, got)) = &added.key_created {
         let k = key_path.display();
         eprintln!(
             "created token key file {k} (mode {:04o}, owner {}:{})",
             got.mode, got.uid, got.gid
         );
-        if let Some(config) = config.filter(|c| c.mode & 0o040 != 0 && c.gid != got.gid) {
+        if let Some(config) =
+            (added.config_access).filter(|c| c.mode & 0o040 != 0 && c.gid != got.gid)
+        {
             let g = config.gid;
             eprintln!(
                 "note: group {g} may read the config but not the key; for a gateway running in \
@@ -247,10 +216,14 @@ fn add(path: &Path, args: AddArgs) -> Result<(), CliError> {
             );
         }
     }
-    print_token(&new.name, &token)?;
-    let state = if new.enabled { "enabled" } else { "disabled" };
-    eprintln!("added token {:?} ({state}) to {}", new.name, path.display());
-    if !settings.auth.use_access_token {
+    print_token(&spec.name, &added.token)?;
+    let state = if spec.enabled { "enabled" } else { "disabled" };
+    eprintln!(
+        "added token {:?} ({state}) to {}",
+        spec.name,
+        path.display()
+    );
+    if !added.use_access_token {
         eprintln!(
             "note: UseAccessToken is 0 in {}: no request is checked until it is 1",
             path.display()
@@ -260,11 +233,8 @@ fn add(path: &Path, args: AddArgs) -> Result<(), CliError> {
 }
 
 fn rotate(path: &Path, name: &str, token: Option<String>) -> Result<(), CliError> {
-    let token = token_or_mint(token)?;
-    edit(path, |file, doc| {
-        let key = TokenKey::read(&file.resolve(&doc.key_file()))?;
-        Ok(Some(doc.set_value(name, &key.value(&token))?))
-    })?;
+    let supplied = supplied_token(token)?;
+    let token = ops::rotate(path, name, supplied).map_err(cli_error)?;
     print_token(name, &token)?;
     eprintln!("rotated token {name:?}: the old token stops working when the gateway reloads");
     Ok(())
@@ -272,7 +242,7 @@ fn rotate(path: &Path, name: &str, token: Option<String>) -> Result<(), CliError
 
 fn set_enabled(path: &Path, name: &str, enabled: bool) -> Result<(), CliError> {
     let state = if enabled { "enabled" } else { "disabled" };
-    if edit(path, |_, doc| Ok(doc.set_enabled(TOKEN, name, enabled)?))? {
+    if ops::set_enabled(path, name, enabled).map_err(cli_error)? {
         eprintln!("{state} token {name:?}");
     } else {
         eprintln!("token {name:?} is already {state}; nothing to do");
@@ -280,30 +250,8 @@ fn set_enabled(path: &Path, name: &str, enabled: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// One row of `token list`, and one object of `token list --json`.
-#[derive(Serialize)]
-struct Listed<'a> {
-    name: &'a str,
-    enabled: bool,
-    description: Option<&'a str>,
-    role: Option<&'static str>,
-    tenants: &'a [String],
-    /// The first 8 characters of the Value: enough to tell tokens apart, useless to an attacker.
-    fingerprint: String,
-}
-
 fn list(path: &Path, json: bool) -> Result<(), CliError> {
-    let (_, settings) = load::read_settings(path)?;
-    let rows: Vec<Listed<'_>> = (settings.auth.tokens.iter())
-        .map(|t| Listed {
-            name: &t.name,
-            enabled: t.enabled,
-            description: t.description.as_deref(),
-            role: t.role.map(Role::as_str),
-            tenants: &t.tenants,
-            fingerprint: encode_value(&t.digest)[..8].to_owned(),
-        })
-        .collect();
+    let rows = ops::list(path).map_err(cli_error)?;
     let text = if json {
         let mut text = serde_json::to_string_pretty(&rows).expect("plain data serialises");
         text.push('\n');
@@ -318,7 +266,7 @@ fn list(path: &Path, json: bool) -> Result<(), CliError> {
 }
 
 /// Aligned columns, description last since it is the long one.
-fn table(rows: &[Listed<'_>]) -> String {
+fn table(rows: &[TokenListed]) -> String {
     let header = [
         "NAME",
         "ENABLED",
@@ -329,7 +277,7 @@ fn table(rows: &[Listed<'_>]) -> String {
     ];
     let cells = rows.iter().map(|r| {
         [
-            r.name.to_owned(),
+            r.name.clone(),
             if r.enabled { "yes" } else { "no" }.to_owned(),
             r.role.unwrap_or("-").to_owned(),
             if r.tenants.is_empty() {
@@ -338,7 +286,7 @@ fn table(rows: &[Listed<'_>]) -> String {
                 r.tenants.join(",")
             },
             r.fingerprint.clone(),
-            r.description.unwrap_or("").to_owned(),
+            r.description.clone().unwrap_or_default(),
         ]
     });
     columns(header, cells)

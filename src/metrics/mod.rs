@@ -10,6 +10,7 @@
 mod engines;
 mod histogram;
 mod meter;
+pub mod minutes;
 mod sessions;
 pub use sessions::StoreHealth;
 
@@ -185,6 +186,8 @@ pub struct Metrics {
     connections_open: Gauge,
     /// Requests without a valid token (rejected before or at auth, or UseAccessToken = 0).
     pub anonymous: TokenMeter,
+    /// Every finished request per minute over the last hour, for the console's gateway chart.
+    pub minutes: minutes::MinuteSeries,
     sessions: sessions::SessionMetrics,
     /// The scan-engine pool: state, sessions, queue, checks, ejections, retries.
     pub engines: EngineMetrics,
@@ -300,6 +303,7 @@ impl Metrics {
             engines,
             sessions,
             anonymous: TokenMeter::new("", &families),
+            minutes: minutes::MinuteSeries::default(),
             registry,
             families,
             duration,

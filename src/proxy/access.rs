@@ -5,6 +5,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -86,6 +87,14 @@ impl Access {
                 .get_or_init(|| metrics.token_meter(p.name())),
             None => &metrics.anonymous,
         };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        metrics.minutes.record(self.status, now);
+        if let Some(p) = &self.principal {
+            p.stats().minutes.record(self.status, now);
+            p.stats().last_used.store(now, Ordering::Relaxed);
+        }
         meter.record(
             self.upstream.as_ref(),
             self.status,

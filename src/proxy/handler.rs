@@ -228,7 +228,11 @@ fn authenticate(
     }
     match gw.tokens.lookup(&memo.digest(key, snap.generation, token)) {
         Lookup::Valid(record) => Ok(Some(Principal::Token(record))),
-        Lookup::Disabled(_) => Err(AuthFailure::Disabled),
+        Lookup::Disabled(record) => {
+            // The one 401 a name can be put to: the console charts it on the token's row.
+            record.stats.minutes.record(401, now_secs());
+            Err(AuthFailure::Disabled)
+        }
         Lookup::Unknown => Err(jwt_failure.unwrap_or(AuthFailure::Unknown)),
     }
 }

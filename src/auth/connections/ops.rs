@@ -273,6 +273,49 @@ pub fn set_enabled(config: &Path, name: &str, enabled: bool) -> Result<Toggled, 
     })
 }
 
+/// Sets the Connection's description; an empty one removes it.
+pub fn describe(config: &Path, name: &str, description: &str) -> Result<(), ConnectionError> {
+    check_description(description).map_err(bad(Field::Description))?;
+    ConfigFile::edit(config, |_, doc| {
+        Ok::<_, ConnectionError>(Some(doc.set_description(CONNECTION, name, description)?))
+    })?;
+    Ok(())
+}
+
+/// Sets the Connection's Role. Access tokens already issued carry no role: the gateway reads it
+/// from the connection at each request, so the change applies at the next reload.
+pub fn set_role(config: &Path, name: &str, role: Role) -> Result<(), ConnectionError> {
+    ConfigFile::edit(config, |_, doc| {
+        Ok::<_, ConnectionError>(Some(doc.set(
+            CONNECTION,
+            name,
+            &[("Role", role.as_str())],
+        )?))
+    })?;
+    Ok(())
+}
+
+/// Replaces the Connection's tenants and "Root without tenants". Like the role, the gateway reads
+/// them from the connection at each request, so the change applies at the next reload.
+pub fn set_tenants(
+    config: &Path,
+    name: &str,
+    tenants: &[String],
+    root_tenant: bool,
+) -> Result<(), ConnectionError> {
+    for (i, tenant) in tenants.iter().enumerate() {
+        check_tenant(tenant).map_err(bad(Field::Tenant))?;
+        if tenants[..i].contains(tenant) {
+            return Err(bad(Field::Tenant)(format!("duplicate tenant {tenant:?}")));
+        }
+    }
+    ConfigFile::edit(config, |_, doc| {
+        let text = doc.set_tenants(CONNECTION, name, tenants, root_tenant)?;
+        Ok::<_, ConnectionError>(Some(text))
+    })?;
+    Ok(())
+}
+
 /// Removes the Connection. Its tokens are refused from the next reload on.
 pub fn remove(config: &Path, name: &str) -> Result<(), ConnectionError> {
     ConfigFile::edit(config, |_, doc| {

@@ -3,8 +3,8 @@
 
 use std::ops::Range;
 
-use super::entry::EntryKind;
-use super::layout::{render, sep_before, Node};
+use super::entry::{tenants as tenants_node, EntryKind};
+use super::layout::{deeper, render, sep_before, Node};
 use super::outline::{EntryNode, Span};
 use super::{splice, splice_all, Document, EditError};
 use crate::auth::token::decode_value;
@@ -77,6 +77,20 @@ impl Document<'_> {
         })
     }
 
+    /// Removes the child element `child` (and the separator before it); the text unchanged when
+    /// there is none.
+    pub fn remove_child(
+        &self,
+        kind: EntryKind,
+        name: &str,
+        child: &str,
+    ) -> Result<String, EditError> {
+        Ok(match self.find(kind, name)?.child(child) {
+            Some(c) => self.remove_span(c.span),
+            None => self.text.to_owned(),
+        })
+    }
+
     /// Removes the element and the line break and indentation before it.
     pub fn remove(&self, kind: EntryKind, name: &str) -> Result<String, EditError> {
         Ok(self.remove_span(self.find(kind, name)?.span))
@@ -106,20 +120,7 @@ impl Document<'_> {
     ) -> (Range<usize>, String) {
         let text = self.text;
         let Some(child) = entry.child(name) else {
-            let rank = |n: &str| kind.order().iter().position(|k| *k == n);
-            let before = (entry.children.iter().rev()).find(|c| rank(&c.name) < rank(name));
-            let node = render(&Node::leaf(name, value));
-            return match (before, entry.children.first()) {
-                (Some(prev), _) => {
-                    let sep = sep_before(text, prev.span.start);
-                    (prev.span.end..prev.span.end, format!("{sep}{node}"))
-                }
-                (None, Some(first)) => {
-                    let sep = sep_before(text, first.span.start);
-                    (first.span.start..first.span.start, format!("{node}{sep}"))
-                }
-                (None, None) => (entry.span.open_end..entry.span.open_end, node),
-            };
+            return self.insert_child(kind, entry, name, render(&Node::leaf(name, value)));
         };
         let span = child.span;
         if span.is_empty_tag() {
@@ -136,6 +137,59 @@ impl Document<'_> {
             span.open_end + lead..span.close_start - trail
         };
         (range, escaped)
+    }
+
+    /// The splice that adds the rendered child `node`, called `name`, after the last child that
+    /// comes before it in scangate's order.
+    fn insert_child(
+        &self,
+        kind: EntryKind,
+        entry: &EntryNode,
+        name: &str,
+        node: String,
+    ) -> (Range<usize>, String) {
+        let text = self.text;
+        let rank = |n: &str| kind.order().iter().position(|k| *k == n);
+        let before = (entry.children.iter().rev()).find(|c| rank(&c.name) < rank(name));
+        match (before, entry.children.first()) {
+            (Some(prev), _) => {
+                let sep = sep_before(text, prev.span.start);
+                (prev.span.end..prev.span.end, format!("{sep}{node}"))
+            }
+            (None, Some(first)) => {
+                let sep = sep_before(text, first.span.start);
+                (first.span.start..first.span.start, format!("{node}{sep}"))
+            }
+            (None, None) => (entry.span.open_end..entry.span.open_end, node),
+        }
+    }
+
+    /// Replaces `Tenants` with `tenants` (and `RootWithoutTenants` when `root`, for a
+    /// Connection), indented like the element's other children; none removes it.
+    pub fn set_tenants(
+        &self,
+        kind: EntryKind,
+        name: &str,
+        tenants: &[String],
+        root: bool,
+    ) -> Result<String, EditError> {
+        let entry = self.find(kind, name)?;
+        let outer = sep_before(self.text, entry.span.start);
+        let inner = match entry.children.first() {
+            Some(first) => sep_before(self.text, first.span.start).to_owned(),
+            None => deeper(outer, outer),
+        };
+        let Some(node) = tenants_node(tenants, root, &deeper(outer, &inner), &inner) else {
+            return self.remove_child(kind, name, "Tenants");
+        };
+        let rendered = render(&node);
+        Ok(match entry.child("Tenants") {
+            Some(child) => splice(self.text, child.span.start..child.span.end, &rendered),
+            None => splice_all(
+                self.text,
+                vec![self.insert_child(kind, entry, "Tenants", rendered)],
+            ),
+        })
     }
 
     /// Cuts an element and the separator before it.

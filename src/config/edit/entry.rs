@@ -130,7 +130,12 @@ pub(super) trait NewEntry {
 }
 
 /// `Tenants` with one child per tenant; `None` when there is nothing to write.
-fn tenants<'a>(names: &'a [String], root: bool, deepest: &str, outer: &str) -> Option<Node<'a>> {
+pub(super) fn tenants<'a>(
+    names: &'a [String],
+    root: bool,
+    deepest: &str,
+    outer: &str,
+) -> Option<Node<'a>> {
     let mut children: Vec<Node<'a>> = names.iter().map(|t| Node::leaf("Tenant", t)).collect();
     if root {
         children.push(Node::Empty(ROOT_TENANT));

@@ -323,3 +323,35 @@ fn key_file_is_read_from_the_text() {
 
 #[path = "connection_tests.rs"]
 mod connections;
+
+#[test]
+fn tenants_are_replaced_added_in_order_and_removed() {
+    let v = value("a");
+    let auth = format!(
+        "\n    <AuthSettings>\n      <UseAccessToken>1</UseAccessToken>\n      \
+         <AuthRequestField>Authorization</AuthRequestField>\n      \
+         <UseBearerAuthScheme>1</UseBearerAuthScheme>\n      <AccessTokens>\n        \
+         <Token>\n          <Name>a</Name>\n          <Value>{v}</Value>\n          \
+         <Enabled>1</Enabled>\n          <!-- keep -->\n        </Token>\n      </AccessTokens>\n    \
+         </AuthSettings>"
+    );
+    let text = file(&auth);
+    let two = ["acme".to_owned(), "beta".to_owned()];
+    let added = doc(&text).set_tenants(T, "a", &two, false).unwrap();
+    valid(&added);
+    assert!(
+        added.contains(
+            "<Enabled>1</Enabled>\n          <Tenants>\n            <Tenant>acme</Tenant>\n            \
+             <Tenant>beta</Tenant>\n          </Tenants>\n          <!-- keep -->"
+        ),
+        "{added}"
+    );
+    let one = doc(&added).set_tenants(T, "a", &two[1..], false).unwrap();
+    assert!(one.contains("<Tenants>\n            <Tenant>beta</Tenant>\n          </Tenants>"));
+    assert!(!one.contains("acme"));
+    let none = doc(&one).set_tenants(T, "a", &[], false).unwrap();
+    assert_eq!(
+        none, text,
+        "removing the tenants restores the file byte for byte"
+    );
+}

@@ -1,0 +1,464 @@
+//! The web console over real sockets, without a browser: every page needs a session, sign-in
+//! refuses anything but an Administrator with one message and is rate limited, cross-origin and
+//! CSRF-less POSTs get 403, forged and expired cookies are refused, markup in a Name is text, and
+//! an added token works at the gateway within 3 s and gets 401 once disabled from the console.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use scangate::admin::console::session::{self, Kind};
+use scangate::auth::token::TokenKey;
+use scangate::auth::token_ops::{self, TokenSpec};
+use scangate::config::Role;
+use scangate::net::Listener;
+use scangate::state::Gateway;
+use tokio::sync::oneshot;
+
+const ADMIN: &str = "sg_ConsoleAdmin-1";
+const OFFICER: &str = "sg_ConsoleOfficer-2";
+const OFF: &str = "sg_ConsoleDisabled-3";
+
+struct Console {
+    gw: TestGateway,
+    _up: Upstream,
+    addr: SocketAddr,
+    http: reqwest::Client,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Console {
+    async fn start() -> Console {
+        let up = Upstream::start(Behaviour::Ok).await;
+        let cfg = Cfg::new(
+            &up.url(),
+            &[Tok::new("admin", ADMIN, true), Tok::new("off", OFF, false)],
+        );
+        let dir = ConfigDir::new(&cfg);
+        let spec = TokenSpec {
+            name: "officer".into(),
+            description: None,
+            enabled: true,
+            role: Some(Role::SecurityOfficer),
+            tenants: vec![],
+        };
+        token_ops::add(&dir.path, &spec, Some(OFFICER.into())).unwrap();
+        let gw = TestGateway::start_in(dir, true).await;
+        let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(scangate::admin::run(listener, Arc::clone(&gw.gw), async {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Console {
+            gw,
+            _up: up,
+            addr,
+            http,
+            _stop: stop,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn gateway(&self) -> &Arc<Gateway> {
+        &self.gw.gw
+    }
+
+    async fn get(&self, path: &str, cookie: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(self.url(path));
+        if let Some(c) = cookie {
+            req = req.header("cookie", format!("scangate_console={c}"));
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        cookie: Option<&str>,
+        form: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self.http.post(self.url(path)).form(form);
+        if let Some(c) = cookie {
+            req = req.header("cookie", format!("scangate_console={c}"));
+        }
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Signs in with `token`: the cookie value on success.
+    async fn sign_in(&self, token: &str) -> (u16, Option<String>, String) {
+        let r = self
+            .post("/console/login", None, &[("token", token)], None)
+            .await;
+        let status = r.status().as_u16();
+        let cookie = r
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let value = cookie.as_deref().and_then(|c| {
+            c.split(';')
+                .next()?
+                .strip_prefix("scangate_console=")
+                .map(str::to_owned)
+        });
+        (status, value, r.text().await.unwrap())
+    }
+
+    /// The CSRF token of the page at `path`.
+    async fn csrf(&self, path: &str, cookie: &str) -> String {
+        let page = self.get(path, Some(cookie)).await.text().await.unwrap();
+        let at = page
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a CSRF token")
+            + 19;
+        page[at..].split('"').next().unwrap().to_owned()
+    }
+}
+
+fn key(c: &Console) -> TokenKey {
+    TokenKey::read(&c.gw.config.dir.path().join("scangate.key")).unwrap()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn no_page_answers_without_a_session() {
+    let c = Console::start().await;
+    for path in [
+        "/console/",
+        "/console/add",
+        "/console/item?name=admin",
+        "/console",
+    ] {
+        let r = c.get(path, None).await;
+        assert_eq!(r.status().as_u16(), 303, "{path}");
+        assert_eq!(r.headers()["location"], "/console/login", "{path}");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains("admin"), "{path} leaks: {body}");
+    }
+    let r = c
+        .post(
+            "/console/action",
+            None,
+            &[("action", "disable"), ("name", "admin")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.text().await.unwrap(), "sign in first\n");
+    let r = c.get("/console/login", None).await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    assert!(r.text().await.unwrap().contains("name=\"token\""));
+}
+
+#[tokio::test]
+async fn sign_in_refuses_all_but_an_administrator_alike_and_limits_failures() {
+    let c = Console::start().await;
+    let (status, cookie, _) = c.sign_in(ADMIN).await;
+    assert_eq!(status, 303);
+    let cookie = cookie.expect("a session cookie");
+    assert!(
+        !cookie.contains(ADMIN),
+        "the cookie must not hold the token"
+    );
+    for bad in [OFFICER, OFF, "sg_NotAToken-9", ""] {
+        let (status, cookie, body) = c.sign_in(bad).await;
+        assert_eq!((status, cookie), (401, None), "{bad:?}");
+        assert!(body.contains(scangate::admin::console::REFUSED), "{body}");
+    }
+    // Four failures so far; the fifth is still answered, the sixth is limited, even for a good token.
+    assert_eq!(c.sign_in("wrong").await.0, 401);
+    let (status, _, body) = c.sign_in(ADMIN).await;
+    assert_eq!(status, 429);
+    assert!(body.contains("Too many failed sign-ins"), "{body}");
+    // The session signed in earlier still works.
+    assert_eq!(
+        c.get("/console/", Some(&cookie)).await.status().as_u16(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn cross_origin_and_csrf_less_posts_are_403() {
+    let c = Console::start().await;
+    let cookie = c.sign_in(ADMIN).await.1.unwrap();
+    let csrf = c.csrf("/console/", &cookie).await;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("action", "disable"),
+        ("name", "admin"),
+        ("kind", "token"),
+    ];
+    let r = c
+        .post(
+            "/console/action",
+            Some(&cookie),
+            &form,
+            Some("http://evil.example"),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(r.text().await.unwrap(), "cross-origin request refused\n");
+    let r = c
+        .http
+        .post(c.url("/console/action"))
+        .form(&form)
+        .header("cookie", format!("scangate_console={cookie}"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = c
+        .post(
+            "/console/login",
+            None,
+            &[("token", ADMIN)],
+            Some("http://evil.example"),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 403, "login CSRF");
+    let no_csrf = [("action", "disable"), ("name", "admin"), ("kind", "token")];
+    let r = c
+        .post("/console/action", Some(&cookie), &no_csrf, None)
+        .await;
+    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(r.text().await.unwrap(), "missing or wrong CSRF token\n");
+    // Nothing was disabled, and GET never changes state.
+    let r = c
+        .get("/console/action?action=disable&name=admin", Some(&cookie))
+        .await;
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(c
+        .gateway()
+        .tokens
+        .records()
+        .iter()
+        .any(|t| t.name == "admin" && t.enabled));
+}
+
+#[tokio::test]
+async fn forged_and_expired_cookies_are_refused() {
+    let c = Console::start().await;
+    let key = key(&c);
+    let expired = session::sign(&key, Kind::Token, "admin", now() - 1);
+    let other = TokenKey::read_or_create(&tempfile::tempdir().unwrap().path().join("k")).unwrap();
+    let forged = session::sign(&other, Kind::Token, "admin", now() + 600);
+    let officer = session::sign(&key, Kind::Token, "officer", now() + 600);
+    for cookie in [
+        expired.as_str(),
+        forged.as_str(),
+        officer.as_str(),
+        "garbage",
+    ] {
+        let r = c.get("/console/", Some(cookie)).await;
+        assert_eq!(r.status().as_u16(), 303, "{cookie}");
+        assert_eq!(r.headers()["location"], "/console/login");
+    }
+    let good = session::sign(&key, Kind::Token, "admin", now() + 600);
+    assert_eq!(c.get("/console/", Some(&good)).await.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn markup_in_a_name_renders_as_text_and_tokens_work_then_stop() {
+    let c = Console::start().await;
+    let cookie = c.sign_in(ADMIN).await.1.unwrap();
+    let csrf = c.csrf("/console/add", &cookie).await;
+    let name = "<script>alert(1)</script>";
+    let r = c
+        .post(
+            "/console/add",
+            Some(&cookie),
+            &[
+                ("csrf", &csrf),
+                ("kind", "token"),
+                ("name", name),
+                ("role", ""),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let info = r.text().await.unwrap();
+    assert!(
+        !info.contains(name) && info.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{info}"
+    );
+    let at = info.find("id=\"secret\">").unwrap() + 12;
+    let token = info[at..].split('<').next().unwrap().to_owned();
+    assert!(token.starts_with("sg_"));
+    let list = c
+        .get("/console/", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!list.contains(name) && list.contains("&lt;script&gt;"));
+    assert!(!list.contains(&token), "the list never shows the token");
+    // The new token works at the gateway within 3 s.
+    let http = client();
+    let url = c.gw.url("/api/v3.0/version");
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            status_with(&http, &url, &token).await == 200
+        })
+        .await
+    );
+    // Disabled from the console: 401.
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("action", "disable"),
+        ("name", name),
+        ("kind", "token"),
+    ];
+    let r = c.post("/console/action", Some(&cookie), &form, None).await;
+    assert_eq!(r.status().as_u16(), 303);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            status_with(&http, &url, &token).await == 401
+        })
+        .await
+    );
+    // Remove needs its confirmation.
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("action", "remove"),
+        ("name", name),
+        ("kind", "token"),
+    ];
+    let r = c.post("/console/action", Some(&cookie), &form, None).await;
+    assert_eq!(r.status().as_u16(), 400);
+}
+
+#[tokio::test]
+async fn an_edit_sets_description_role_and_tenants_and_keeps_comments() {
+    let c = Console::start().await;
+    let path = c.gw.config.path.clone();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "<Configuration>",
+            "<Configuration>\n  <!-- ops: keep me -->",
+        ),
+    )
+    .unwrap();
+    let cookie = c.sign_in(ADMIN).await.1.unwrap();
+    let csrf = c.csrf("/console/item?name=officer", &cookie).await;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("action", "edit"),
+        ("name", "officer"),
+        ("kind", "token"),
+        ("description", "<b>mail relay</b>"),
+        ("role", "SeniorSecurityOfficer"),
+        ("tenants", "acme, beta"),
+    ];
+    let r = c.post("/console/action", Some(&cookie), &form, None).await;
+    assert_eq!(r.status().as_u16(), 303);
+    let listed = token_ops::list(&path).unwrap();
+    let officer = listed.iter().find(|t| t.name == "officer").unwrap();
+    assert_eq!(officer.description.as_deref(), Some("<b>mail relay</b>"));
+    assert_eq!(officer.role, Some("SeniorSecurityOfficer"));
+    assert_eq!(officer.tenants, ["acme", "beta"]);
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("<!-- ops: keep me -->"));
+    let page = c
+        .get("/console/item?name=officer", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("&lt;b&gt;mail relay&lt;/b&gt;") && !page.contains("<b>mail relay"));
+}
+
+#[tokio::test]
+async fn hundreds_of_entries_are_paged_searched_and_sorted() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let mut toks = vec![Tok::new("admin", ADMIN, true)];
+    toks.extend((0..320).map(|i| {
+        Tok::new(
+            &format!("client-{i:03}"),
+            &format!("sg_PagedToken-{i}"),
+            true,
+        )
+    }));
+    let gw = TestGateway::start(&Cfg::new(&up.url(), &toks)).await;
+    let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(scangate::admin::run(listener, Arc::clone(&gw.gw), async {
+        let _ = stopped.await;
+    }));
+    let key = TokenKey::read(&gw.config.dir.path().join("scangate.key")).unwrap();
+    let cookie = format!(
+        "scangate_console={}",
+        session::sign(&key, Kind::Token, "admin", now() + 600)
+    );
+    let http = client();
+    let page = |q: &'static str| {
+        let (http, cookie) = (http.clone(), cookie.clone());
+        async move {
+            let r = http
+                .get(format!("http://{addr}/console/{q}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{q}");
+            r.text().await.unwrap()
+        }
+    };
+    let rows = |html: &str| html.matches("<tr data-search=").count();
+    let first = page("").await;
+    assert!(
+        first.contains("(321)") && first.contains("Page 1 of 7"),
+        "321 entries, 50 a page"
+    );
+    assert_eq!(rows(&first), 50);
+    assert!(first.contains("client-000") && !first.contains("client-060"));
+    let last = page("?page=7").await;
+    assert_eq!(rows(&last), 21);
+    assert!(last.contains("client-319"));
+    let found = page("?q=CLIENT-31").await;
+    assert_eq!(rows(&found), 10, "client-310 … client-319");
+    // Sorted by requests, the one token that sent a request comes first.
+    assert_eq!(
+        status_with(&http, &gw.url("/api/v3.0/version"), "sg_PagedToken-250").await,
+        200
+    );
+    let sorted = page("?sort=requests").await;
+    let first_row = sorted.split("<tr data-search=").nth(1).unwrap();
+    assert!(first_row.contains("client-250"), "{first_row}");
+}
