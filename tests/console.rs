@@ -1,7 +1,8 @@
 //! The web console over real sockets, without a browser: every page needs a session, sign-in
 //! refuses anything but an Administrator with one message and is rate limited, cross-origin and
 //! CSRF-less POSTs get 403, forged and expired cookies are refused, markup in a Name is text, and
-//! an added token works at the gateway within 3 s and gets 401 once disabled from the console.
+//! an added token works at the gateway within 3 s and gets 401 once disabled from the console,
+//! and the Engines page shows each engine's state and figures, never an upstream's password.
 
 mod common;
 
@@ -32,11 +33,17 @@ struct Console {
 
 impl Console {
     async fn start() -> Console {
+        Console::start_with(|_| {}).await
+    }
+
+    /// Starts with `tweak` applied to the config (engines and their settings).
+    async fn start_with(tweak: impl FnOnce(&mut Cfg)) -> Console {
         let up = Upstream::start(Behaviour::Ok).await;
-        let cfg = Cfg::new(
+        let mut cfg = Cfg::new(
             &up.url(),
             &[Tok::new("admin", ADMIN, true), Tok::new("off", OFF, false)],
         );
+        tweak(&mut cfg);
         let dir = ConfigDir::new(&cfg);
         let spec = TokenSpec {
             name: "officer".into(),
@@ -149,6 +156,7 @@ async fn no_page_answers_without_a_session() {
         "/console/",
         "/console/add",
         "/console/item?name=admin",
+        "/console/engines",
         "/console",
     ] {
         let r = c.get(path, None).await;
@@ -461,4 +469,122 @@ async fn hundreds_of_entries_are_paged_searched_and_sorted() {
     let sorted = page("?sort=requests").await;
     let first_row = sorted.split("<tr data-search=").nth(1).unwrap();
     assert!(first_row.contains("client-250"), "{first_row}");
+}
+
+/// One row of the Engines table, as the page renders it.
+fn engine_row(
+    label: &str,
+    state: &str,
+    sessions: &str,
+    weight: u32,
+    tenants: &str,
+    check: &str,
+) -> String {
+    format!(
+        "<tr><td><code>{label}</code></td><td class=\"engine-{state}\">{state}</td>\
+         <td>{sessions}</td><td>{weight}</td><td>{tenants}</td><td>{check}</td></tr>"
+    )
+}
+
+#[tokio::test]
+async fn the_engines_page_shows_each_engine_and_a_dead_one_as_down() {
+    // Nothing listens on port 1: its checks fail, and three in a row take it down.
+    let dead = "http://127.0.0.1:1";
+    let c = Console::start_with(|cfg| {
+        cfg.upstreams.push(format!(
+            "<Upstream MaxSessions=\"3\" Weight=\"2\" Tenants=\"acme,beta\">{dead}</Upstream>"
+        ));
+        cfg.gateway_extra = "<UpstreamSettings><HealthCheckIntervalMs>100</HealthCheckIntervalMs>\
+                             </UpstreamSettings>"
+            .into();
+    })
+    .await;
+    let live = c.gateway().snapshot.load().upstreams.all()[0]
+        .label
+        .to_string();
+    let (_, cookie, _) = c.sign_in(ADMIN).await;
+    let cookie = cookie.unwrap();
+    let list = c
+        .get("/console/", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        list.contains("<a href=\"/console/engines\">Engines</a>"),
+        "{list}"
+    );
+
+    let want_dead = engine_row(dead, "down", "0 / 3", 2, "acme, beta", "fail");
+    let want_live = engine_row(&live, "up", "0 / 10", 1, "default group", "pass");
+    let last = std::cell::RefCell::new(String::new());
+    let shown = eventually(Duration::from_secs(10), || async {
+        let r = c.get("/console/engines", Some(&cookie)).await;
+        assert_eq!(r.status().as_u16(), 200);
+        let page = r.text().await.unwrap();
+        let both = page.contains(&want_dead) && page.contains(&want_live);
+        *last.borrow_mut() = page;
+        both
+    })
+    .await;
+    let page = last.into_inner();
+    assert!(shown, "{page}");
+    assert!(
+        page.contains("<h1>Engines <span class=\"muted\">(2)</span></h1>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            "Engines up: <strong id=\"up\">1</strong> of 2. \
+         Requests waiting in the queue: <strong id=\"queue\">0</strong>."
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            "Active health checks: on, GET <code>/api/v3.0/basesdate</code> every 100 ms."
+        ),
+        "{page}"
+    );
+    // The live engine is listed first, as in the config.
+    assert!(page.find(&want_live) < page.find(&want_dead), "{page}");
+    assert!(
+        !page.contains("<script>")
+            && !page.contains("<form method=\"post\" action=\"/console/action\"")
+    );
+}
+
+#[tokio::test]
+async fn the_engines_page_never_shows_an_upstream_password() {
+    let c = Console::start_with(|cfg| {
+        cfg.gateway_extra =
+            "<UpstreamSettings><HealthCheckIntervalMs>0</HealthCheckIntervalMs></UpstreamSettings>"
+                .into();
+    })
+    .await;
+    let live = c.gateway().snapshot.load().upstreams.all()[0]
+        .label
+        .to_string();
+    // An upstream with user info is refused: the engines in force stay, and stay as they were.
+    let mut cfg = Cfg::new(
+        "http://scanner:hunter2@127.0.0.1:1",
+        &[Tok::new("admin", ADMIN, true)],
+    );
+    cfg.gateway_extra =
+        "<UpstreamSettings><HealthCheckIntervalMs>0</HealthCheckIntervalMs></UpstreamSettings>"
+            .into();
+    write_atomic(&c.gw.config.path, &cfg.xml());
+    assert!(c.gateway().reload().is_err());
+    let (_, cookie, _) = c.sign_in(ADMIN).await;
+    let r = c.get("/console/engines", cookie.as_deref()).await;
+    assert_eq!(r.status().as_u16(), 200);
+    let page = r.text().await.unwrap();
+    let want = engine_row(&live, "up", "0 / 10", 1, "default group", "checks off");
+    assert!(page.contains(&want), "{page}");
+    assert!(page.contains(
+        "Active health checks: off (HealthCheckIntervalMs is 0); failed requests still eject an engine."
+    ), "{page}");
+    for leaked in ["hunter2", "scanner", "127.0.0.1:1<"] {
+        assert!(!page.contains(leaked), "{leaked} in {page}");
+    }
 }

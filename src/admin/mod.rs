@@ -6,8 +6,8 @@
 //!   checks, run by the upstream set itself: [`crate::proxy::upstream::health`]) and the gateway is
 //!   not draining; 503 with a JSON reason otherwise.
 //! - `/metrics`: the Prometheus registry (OpenMetrics text).
-//! - `/console/`: the web console for tokens and connections ([`console`]), behind its own
-//!   sign-in with an Administrator token.
+//! - `/console/`: the web console for tokens and connections, and its Engines page
+//!   ([`console`]), behind its own sign-in with an Administrator token.
 //! - `/config`: the generation, the last reload's result and error, the token names with their
 //!   states, and each engine's state, sessions in flight and cap. Never a Value or the key: the gateway holds neither in a form it
 //!   could show (the token store keeps digests, and this page does not print them). Off loopback it

@@ -9,11 +9,14 @@
 //!   once signed in, the session's CSRF token. GET never changes anything.
 //! - Changes go through [`crate::auth::token_ops`] and [`crate::auth::connections::ops`], the
 //!   functions the CLI calls; the gateway picks the new file up by its usual reload.
+//! - The Engines page ([`engines`]) shows each scan engine's state, in flight and queue; it only
+//!   reads.
 //! - Each action is one line on the `scangate::audit` log target: who, what, which item, from
 //!   which IP. Never a token.
 
 mod actions;
 pub mod charts;
+pub mod engines;
 mod listing;
 pub mod pages;
 pub mod session;
@@ -117,6 +120,9 @@ pub async fn handle(
                 "/console" | "/console/" => listing::list_page(gw, &f, &query, now).await,
                 "/console/add" => html(StatusCode::OK, pages::add(&f, &f.csrf(), None)),
                 "/console/item" => listing::item_page(gw, &f, &query, now).await,
+                "/console/engines" => {
+                    html(StatusCode::OK, engines::page(&f, &engines::engines(gw)))
+                }
                 _ => html(
                     StatusCode::NOT_FOUND,
                     pages::message(&f, "Not found", "No such page."),

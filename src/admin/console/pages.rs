@@ -62,6 +62,7 @@ pub fn page(title: &str, frame: &Frame<'_>, body: Markup) -> Markup {
                     @if let Some((session, csrf)) = &frame.session {
                         a href="/console/" { "All tokens" }
                         a href="/console/add" { "Add" }
+                        a href="/console/engines" { "Engines" }
                         form.inline method="post" action="/console/logout" {
                             input type="hidden" name="csrf" value=(csrf);
                             span.muted { "Signed in as " (session.name) " " }
