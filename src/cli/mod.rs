@@ -65,19 +65,11 @@ pub enum CliError {
     /// The key file is unreadable or malformed.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// `token add` found no key file, but Values made with some key are already in the config: a
-    /// new key would make every one of those tokens fail.
-    #[error(
-        "{}: token key file is missing, but the config already holds {tokens} token(s) hashed \
-         with a key; restore that key file rather than create a new one",
-        path.display()
-    )]
-    KeyMissing {
-        /// The key file.
-        path: PathBuf,
-        /// How many Tokens the config holds.
-        tokens: usize,
-    },
+    /// `token add` found no key file, but Values made with some key are already in the config
+    /// (the library's [`TokenOpError::KeyMissing`](crate::auth::token_ops::TokenOpError), whose
+    /// message this shows).
+    #[error(transparent)]
+    KeyMissing(crate::auth::token_ops::TokenOpError),
     /// A connection operation failed in a way of its own (a missing key file that Values and
     /// signatures depend on).
     #[error(transparent)]

@@ -137,7 +137,7 @@ fn cli_error(e: TokenOpError) -> CliError {
         TokenOpError::Edit(e) => CliError::Edit(e),
         TokenOpError::Load(e) => CliError::Load(e),
         TokenOpError::Key(e) => CliError::Key(e),
-        TokenOpError::KeyMissing { path, tokens } => CliError::KeyMissing { path, tokens },
+        e @ TokenOpError::KeyMissing { .. } => CliError::KeyMissing(e),
     }
 }
 
