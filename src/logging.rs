@@ -127,7 +127,18 @@ impl Buffer {
 
     /// Adds a line; returns the chunk to hand over once the buffer holds `chunk` bytes.
     fn push(&mut self, line: &[u8], chunk: usize, now: Instant) -> Option<Vec<u8>> {
-        self.lines.extend_from_slice(line);
+        self.push_with(|lines| lines.extend_from_slice(line), chunk, now)
+    }
+
+    /// Adds the line that `format` appends; returns the chunk to hand over once the buffer holds
+    /// `chunk` bytes.
+    fn push_with(
+        &mut self,
+        format: impl FnOnce(&mut Vec<u8>),
+        chunk: usize,
+        now: Instant,
+    ) -> Option<Vec<u8>> {
+        format(&mut self.lines);
         self.since.get_or_insert(now);
         (self.lines.len() >= chunk).then(|| self.take())
     }
@@ -199,6 +210,56 @@ pub fn flush_this_thread(all: bool) {
     }
 }
 
+/// The shape of the process's log lines, as `main` configured `tracing_subscriber::fmt`: lines
+/// that bypass tracing ([`write_with`]) must look exactly like the ones that go through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFormat {
+    /// fmt's default "full" format without colours: `TIMESTAMP  LEVEL target: key=value …`.
+    Text,
+    /// fmt's JSON format with the event's fields flattened into the object.
+    Json,
+}
+
+/// The format [`init`] was given, when lines may be written around tracing. Unset (tests that
+/// run the gateway in-process, or a terminal that gets colours) means every line goes through
+/// tracing.
+static DIRECT: OnceLock<LineFormat> = OnceLock::new();
+
+/// The format in which a hot-path line (the access line) may be formatted straight into the
+/// calling thread's buffer by [`write_with`], instead of going through tracing's general-purpose
+/// event machinery; `None` when it must go through tracing.
+pub fn direct_format() -> Option<LineFormat> {
+    DIRECT.get().copied()
+}
+
+/// Appends one line that `format` writes (a whole line, with its newline) to the calling
+/// thread's buffer, or hands it straight to the writer thread from a thread that does not buffer.
+/// The same path as [`PipeWriter`], without the intermediate copy. Without the pipe (no
+/// [`init`]), the line goes to stderr.
+pub fn write_with(format: impl FnOnce(&mut Vec<u8>)) {
+    let Some(pipe) = PIPE.get() else {
+        let mut line = Vec::new();
+        format(&mut line);
+        let _ = io::stderr().write_all(&line);
+        return;
+    };
+    let now = Instant::now();
+    let handed = LOCAL.with(|local| {
+        let mut local = local.borrow_mut();
+        match local.buffer.as_mut() {
+            Some(buffer) => buffer.push_with(format, CHUNK, now),
+            None => {
+                let mut line = Vec::new();
+                format(&mut line);
+                Some(line)
+            }
+        }
+    });
+    if let Some(chunk) = handed {
+        pipe.send(chunk);
+    }
+}
+
 /// What `tracing_subscriber::fmt` writes each formatted event to: the calling thread's buffer, or
 /// straight to the pipe.
 #[derive(Debug, Clone, Copy, Default)]
@@ -253,11 +314,16 @@ impl Drop for Flusher {
 
 /// Starts the writer thread on stderr and returns what `tracing_subscriber::fmt` should write to,
 /// with the [`Flusher`] for `main` to hold. If the thread cannot start, lines go to stderr
-/// directly, as before.
-pub fn init() -> (PipeWriter, Flusher) {
+/// directly, as before. `direct` is the format fmt was configured with, when hot-path lines may
+/// be formatted around tracing in that same format ([`write_with`]); `None` when fmt writes
+/// something [`LineFormat`] does not reproduce (colours).
+pub fn init(direct: Option<LineFormat>) -> (PipeWriter, Flusher) {
     if PIPE.get().is_none() {
         if let Ok(pipe) = Pipe::start(Box::new(io::stderr()), QUEUE, waits().clone()) {
             let _ = PIPE.set(pipe);
+            if let Some(format) = direct {
+                let _ = DIRECT.set(format);
+            }
         }
     }
     (PipeWriter, Flusher(()))
@@ -345,6 +411,18 @@ mod tests {
         assert!(!pipe.sync(Duration::from_millis(50)));
         drop(shut);
         assert!(pipe.sync(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_line_formatted_in_place_is_buffered_like_a_copied_one() {
+        let t0 = Instant::now();
+        let mut buffer = Buffer::new();
+        let line = |text: &'static [u8]| move |lines: &mut Vec<u8>| lines.extend_from_slice(text);
+        assert_eq!(buffer.push_with(line(b"one\n"), 8, t0), None);
+        assert!(buffer.due(Duration::from_secs(1), t0 + Duration::from_secs(1)));
+        let chunk = buffer.push_with(line(b"two\n"), 8, t0 + Duration::from_millis(1));
+        assert_eq!(chunk.as_deref(), Some(&b"one\ntwo\n"[..]));
+        assert!(!buffer.due(Duration::ZERO, t0 + Duration::from_secs(9)));
     }
 
     #[test]

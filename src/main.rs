@@ -118,7 +118,14 @@ fn init_tracing(format: LogFormat) -> scangate::logging::Flusher {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // No colour codes when stderr is a pipe or a container log.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (writer, flusher) = scangate::logging::init();
+    // The access line is formatted straight into the serving thread's buffer in fmt's own shape
+    // (see `scangate::logging::write_with`), except with colours, which only a terminal gets.
+    let direct = match format {
+        LogFormat::Json => Some(scangate::logging::LineFormat::Json),
+        LogFormat::Text if !ansi => Some(scangate::logging::LineFormat::Text),
+        LogFormat::Text => None,
+    };
+    let (writer, flusher) = scangate::logging::init(direct);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)

@@ -79,9 +79,21 @@ async fn logs_of_a_run_never_contain_a_token_or_the_key() {
         logs.contains("config reload failed"),
         "reload error not logged:\n{logs}"
     );
+    // The default text format: the access line of the one good request, in fmt's shape.
+    let ok: Vec<&str> = (logs.lines())
+        .filter(|l| l.contains("  INFO scangate::access: client=127.0.0.1:"))
+        .filter(|l| l.contains(r#" path="/api/v3.0/version" status=200 "#))
+        .collect();
+    assert_eq!(ok.len(), 1, "one access line of the 200:\n{logs}");
     assert!(
-        logs.contains("probe"),
-        "token name missing from access log:\n{logs}"
+        ok[0].contains(r#" token="probe" upstream="http://127.0.0.1:"#),
+        "{}",
+        ok[0]
+    );
+    assert!(
+        ok[0].starts_with("20") && ok[0].as_bytes()[26] == b'Z',
+        "{}",
+        ok[0]
     );
     for secret in [TOKEN, OTHER, &base64_key()] {
         assert!(!logs.contains(secret), "secret {secret:?} found in logs");

@@ -2,7 +2,6 @@
 //! access-log line and the request's metrics. Done at the end rather than when the head is sent,
 //! so the duration and `bytes_out` cover the whole body.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -14,6 +13,7 @@ use http::{Method, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
+use super::access_line::AccessLine;
 use super::body::{ProxyBody, UploadState};
 use crate::auth::principal::Principal;
 use crate::metrics::UpstreamErrorKind;
@@ -102,33 +102,20 @@ impl Access {
             self.bytes_out,
         );
         metrics.duration.observe(elapsed);
-        // The token's Name, never the token; the path without its query.
-        tracing::info!(
-            target: "scangate::access",
-            client = %Client(self.client),
-            method = %self.method,
-            path = self.uri.path(),
-            status = self.status,
-            duration_ms = elapsed.as_micros() as f64 / 1000.0,
+        AccessLine {
+            client: self.client,
+            method: &self.method,
+            path: self.uri.path(),
+            status: self.status,
+            duration_ms: elapsed.as_micros() as f64 / 1000.0,
             bytes_in,
-            bytes_out = self.bytes_out,
-            token = self.principal.as_ref().map(Principal::name),
-            reason = self.reason,
-            upstream = self.upstream.as_deref(),
-            queued_ms = self.queued.map(|q| q.as_micros() as f64 / 1000.0),
-        );
-    }
-}
-
-/// `ip:port`, or `unix` for a unix-socket client; formatted straight into the log line.
-struct Client(Option<SocketAddr>);
-
-impl fmt::Display for Client {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(addr) => addr.fmt(f),
-            None => f.write_str("unix"),
+            bytes_out: self.bytes_out,
+            token: self.principal.as_ref().map(Principal::name),
+            reason: self.reason,
+            upstream: self.upstream.as_deref(),
+            queued_ms: self.queued.map(|q| q.as_micros() as f64 / 1000.0),
         }
+        .log();
     }
 }
 

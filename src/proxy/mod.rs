@@ -6,6 +6,7 @@
 //! and the one mapping from failures to statuses ([`error`]).
 
 pub mod access;
+pub mod access_line;
 pub mod body;
 pub mod client_cap;
 pub mod conn;
