@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Instructions per request of scangate builds, counted by callgrind: a before/after figure that
+the noise of a shared 2-core machine does not move.
+
+Each binary serves the load bench's config (nginx backend, N tokens, one worker) under
+`valgrind --tool=callgrind`, twice: once for `--requests` requests and once for four times as
+many, sent by oha with keep-alive. The difference of the two totals divided by the difference of
+the request counts is the marginal cost of one request, with start-up, config parsing and exit
+cancelled out. It counts user-space instructions only (no system calls, no cache misses), so it
+ranks code changes, not wall-clock speed.
+
+    python3 benches/load/callgrind.py --binary before=/path/a --binary after=/path/b \
+        [--log on --log off] [--tokens 10000] [--requests 500]
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # noqa: E402
+import procs  # noqa: E402
+
+LOGS = {"on": "info", "off": "info,scangate::access=off"}
+
+
+def instructions(out_file):
+    """The total `Ir` of a callgrind output file."""
+    with open(out_file) as f:
+        for line in f:
+            m = re.match(r"^(?:summary|totals):\s+(\d+)", line)
+            if m:
+                return int(m.group(1))
+    raise RuntimeError(f"no totals in {out_file}")
+
+
+def one_run(work, binary, log, tokens_part, backend, requests, conns):
+    port = procs.free_port()
+    cfg = os.path.join(work, f"callgrind-{port}.xml")
+    with open(cfg, "w") as f:
+        f.write(peers.scangate_xml(f"http://127.0.0.1:{port}", backend, tokens_part,
+                                   admin_port=procs.free_port()))
+    out = os.path.join(work, f"callgrind-{port}.out")
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+            binary, "--log-format", "json", "serve", "--config", cfg, "--threads", "1"]
+    env = dict(os.environ, RUST_LOG=LOGS[log])
+    srv = procs.Server(f"callgrind-{port}", argv, os.path.join(work, f"callgrind-{port}.log"),
+                       env=env, cwd=work)
+    url = f"http://127.0.0.1:{port}"
+    token = peers.tokens(args.tokens)[peers.stable_index(args.tokens)][1]
+    procs.wait_ready(srv, url + peers.SCAN_PATH, token, 300)
+    subprocess.run(
+        ["oha", "--no-tui", "--output-format", "json", "-n", str(requests), "-c", str(conns),
+         "-m", "POST", "-d", peers.SCAN_BODY, "-T", "application/json",
+         "-H", f"Authorization: Bearer {token}", url + peers.SCAN_PATH],
+        capture_output=True, check=True, timeout=1800,
+    )
+    srv.signal(signal.SIGTERM)
+    srv.proc.wait(timeout=300)
+    return instructions(out)
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="scangate-callgrind-",
+                            dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    os.chmod(work, 0o755)
+    try:
+        peers.write_key(work)
+        tokens_part = peers.write_token_files(work, args.tokens)["scangate"]
+        conf = os.path.join(work, "backend.conf")
+        dav = os.path.join(work, "dav")
+        os.makedirs(os.path.join(dav, ".tmp"), exist_ok=True)
+        port = procs.free_port()
+        with open(conf, "w") as f:
+            f.write(peers.nginx_backend(work, port, dav, 1))
+        procs.Server("backend", ["nginx", "-c", conf, "-p", work, "-e",
+                                 os.path.join(work, "backend.error.log")],
+                     os.path.join(work, "backend.log"))
+        backend = f"http://127.0.0.1:{port}"
+        time.sleep(0.5)
+        small, large = args.requests, 4 * args.requests
+        rows = []
+        for log in args.log:
+            for name, binary in args.binary:
+                a = one_run(work, binary, log, tokens_part, backend, small, args.conns)
+                b = one_run(work, binary, log, tokens_part, backend, large, args.conns)
+                per = (b - a) / (large - small)
+                rows.append((name, log, per))
+                print(f"{name} log {log}: {a} Ir at {small}, {b} Ir at {large}: "
+                      f"{per:,.0f} Ir per request", flush=True)
+        first = rows[0][2]
+        print("\n| binary | access log | instructions per request | vs first |")
+        print("|---|---|---:|---:|")
+        for name, log, per in rows:
+            print(f"| {name} | {log} | {per:,.0f} | {per / first:.3f} × |")
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def binary_arg(text):
+    name, _, path = text.partition("=")
+    if not path:
+        raise argparse.ArgumentTypeError("NAME=PATH")
+    return name, os.path.abspath(path)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--binary", type=binary_arg, action="append", required=True)
+    p.add_argument("--log", choices=sorted(LOGS), action="append")
+    p.add_argument("--tokens", type=int, default=10000)
+    p.add_argument("--requests", type=int, default=500, help="the small run; the large is 4 ×")
+    p.add_argument("--conns", type=int, default=4)
+    args = p.parse_args()
+    args.log = args.log or ["on", "off"]
+    main()
