@@ -63,6 +63,10 @@ def one_run(work, binary, log, tokens_part, backend, requests, conns):
     )
     srv.signal(signal.SIGTERM)
     srv.proc.wait(timeout=300)
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+        name = os.path.basename(binary)
+        shutil.copy(out, os.path.join(args.keep, f"{name}-log-{log}-{requests}.callgrind"))
     return instructions(out)
 
 
@@ -118,6 +122,8 @@ if __name__ == "__main__":
     p.add_argument("--tokens", type=int, default=10000)
     p.add_argument("--requests", type=int, default=500, help="the small run; the large is 4 ×")
     p.add_argument("--conns", type=int, default=4)
+    p.add_argument("--keep", metavar="DIR",
+                   help="copy each callgrind output here, for callgrind_annotate")
     args = p.parse_args()
     args.log = args.log or ["on", "off"]
     main()

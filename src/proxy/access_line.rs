@@ -88,42 +88,40 @@ impl AccessLine<'_> {
     }
 
     /// fmt's JSON with flattened fields: time, level, the fields in order (an absent optional
-    /// field is left out), then the target. Strings and numbers go through serde_json, as fmt's
-    /// do, so escaping and float formatting are the same.
+    /// field is left out), then the target. Strings go through serde_json and numbers through the
+    /// itoa and ryu that serde_json uses, as fmt's do, so escaping and formatting are the same.
     fn write_json(&self, buf: &mut Vec<u8>, now: SystemTime) {
         buf.extend_from_slice(b"{\"timestamp\":\"");
         write_timestamp(buf, now);
         // An address (digits, dots, colons, brackets, hex, `%` and a scope number) or `unix`
-        // needs no JSON escaping, so it is displayed straight between the quotes.
-        let _ = write!(
-            buf,
-            "\",\"level\":\"INFO\",\"client\":\"{}\"",
-            Client(self.client)
-        );
-        buf.extend_from_slice(b",\"method\":");
+        // needs no JSON escaping, so it goes straight between the quotes.
+        buf.extend_from_slice(b"\",\"level\":\"INFO\",\"client\":\"");
+        write_client(buf, self.client);
+        buf.extend_from_slice(b"\",\"method\":");
         json_str(buf, self.method.as_str());
         buf.extend_from_slice(b",\"path\":");
         json_str(buf, self.path);
-        let _ = write!(buf, ",\"status\":{},\"duration_ms\":", self.status);
-        json(buf, &self.duration_ms);
-        let _ = write!(
-            buf,
-            ",\"bytes_in\":{},\"bytes_out\":{}",
-            self.bytes_in, self.bytes_out
-        );
+        buf.extend_from_slice(b",\"status\":");
+        integer(buf, self.status);
+        buf.extend_from_slice(b",\"duration_ms\":");
+        float(buf, self.duration_ms);
+        buf.extend_from_slice(b",\"bytes_in\":");
+        integer(buf, self.bytes_in);
+        buf.extend_from_slice(b",\"bytes_out\":");
+        integer(buf, self.bytes_out);
         for (name, value) in [
-            ("token", self.token),
-            ("reason", self.reason),
-            ("upstream", self.upstream),
+            (&b",\"token\":"[..], self.token),
+            (b",\"reason\":", self.reason),
+            (b",\"upstream\":", self.upstream),
         ] {
             if let Some(value) = value {
-                let _ = write!(buf, ",\"{name}\":");
+                buf.extend_from_slice(name);
                 json_str(buf, value);
             }
         }
         if let Some(queued) = self.queued_ms {
             buf.extend_from_slice(b",\"queued_ms\":");
-            json(buf, &queued);
+            float(buf, queued);
         }
         buf.extend_from_slice(b",\"target\":\"scangate::access\"}\n");
     }
@@ -132,31 +130,85 @@ impl AccessLine<'_> {
     /// does, displayed values (client, method) bare, numbers as `Debug` prints them.
     fn write_text(&self, buf: &mut Vec<u8>, now: SystemTime) {
         write_timestamp(buf, now);
-        let _ = write!(
-            buf,
-            "  INFO scangate::access: client={} method={} path={:?} status={} duration_ms={:?} \
-             bytes_in={} bytes_out={}",
-            Client(self.client),
-            self.method,
-            self.path,
-            self.status,
-            self.duration_ms,
-            self.bytes_in,
-            self.bytes_out,
-        );
+        buf.extend_from_slice(b"  INFO scangate::access: client=");
+        write_client(buf, self.client);
+        buf.extend_from_slice(b" method=");
+        buf.extend_from_slice(self.method.as_str().as_bytes());
+        buf.extend_from_slice(b" path=");
+        debug_str(buf, self.path);
+        buf.extend_from_slice(b" status=");
+        integer(buf, self.status);
+        buf.extend_from_slice(b" duration_ms=");
+        float(buf, self.duration_ms);
+        buf.extend_from_slice(b" bytes_in=");
+        integer(buf, self.bytes_in);
+        buf.extend_from_slice(b" bytes_out=");
+        integer(buf, self.bytes_out);
         for (name, value) in [
-            ("token", self.token),
-            ("reason", self.reason),
-            ("upstream", self.upstream),
+            (&b" token="[..], self.token),
+            (b" reason=", self.reason),
+            (b" upstream=", self.upstream),
         ] {
             if let Some(value) = value {
-                let _ = write!(buf, " {name}={value:?}");
+                buf.extend_from_slice(name);
+                debug_str(buf, value);
             }
         }
         if let Some(queued) = self.queued_ms {
-            let _ = write!(buf, " queued_ms={queued:?}");
+            buf.extend_from_slice(b" queued_ms=");
+            float(buf, queued);
         }
         buf.push(b'\n');
+    }
+}
+
+/// The client as [`Client`] displays it. An IPv4 address (nearly every client) is written digit
+/// by digit; the rest through `Display`.
+fn write_client(buf: &mut Vec<u8>, client: Option<SocketAddr>) {
+    match client {
+        Some(SocketAddr::V4(v4)) => {
+            let [a, b, c, d] = v4.ip().octets();
+            for (i, octet) in [a, b, c, d].into_iter().enumerate() {
+                if i > 0 {
+                    buf.push(b'.');
+                }
+                integer(buf, octet);
+            }
+            buf.push(b':');
+            integer(buf, v4.port());
+        }
+        other => {
+            let _ = write!(buf, "{}", Client(other));
+        }
+    }
+}
+
+/// An integer in decimal, as `Display`, `Debug` and serde_json write it.
+fn integer(buf: &mut Vec<u8>, value: impl itoa::Integer) {
+    buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// A finite float as serde_json writes it (ryu) and, for the values a duration in milliseconds
+/// takes (0 and 0.001 to 10^15), as `Debug` prints it; `null` for one that is not finite, as
+/// serde_json writes it (a duration never is).
+fn float(buf: &mut Vec<u8>, value: f64) {
+    if value.is_finite() {
+        buf.extend_from_slice(ryu::Buffer::new().format_finite(value).as_bytes());
+    } else {
+        buf.extend_from_slice(b"null");
+    }
+}
+
+/// A string quoted and escaped as `Debug` does. Printable ASCII without quotes or backslashes
+/// (a path, a name, an upstream URL nearly always) is copied as it is.
+fn debug_str(buf: &mut Vec<u8>, value: &str) {
+    let plain = (value.bytes()).all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+    if plain {
+        buf.push(b'"');
+        buf.extend_from_slice(value.as_bytes());
+        buf.push(b'"');
+    } else {
+        let _ = write!(buf, "{value:?}");
     }
 }
 
@@ -174,11 +226,6 @@ impl fmt::Display for Client {
 
 /// A JSON string, escaped as serde_json escapes it (fmt's JSON goes through serde_json too).
 fn json_str(buf: &mut Vec<u8>, value: &str) {
-    let _ = serde_json::to_writer(&mut *buf, value);
-}
-
-/// A JSON number (or `null`, for a value that is not finite) as serde_json writes it.
-fn json(buf: &mut Vec<u8>, value: &f64) {
     let _ = serde_json::to_writer(&mut *buf, value);
 }
 
@@ -200,7 +247,12 @@ pub fn write_timestamp(buf: &mut Vec<u8>, now: SystemTime) {
         prefix
     });
     buf.extend_from_slice(&prefix);
-    let _ = write!(buf, ".{:06}Z", since.subsec_micros());
+    let micros = since.subsec_micros();
+    let mut digits = *b".000000Z";
+    for (i, slot) in digits[1..7].iter_mut().enumerate() {
+        *slot = b'0' + (micros / 10u32.pow(5 - i as u32) % 10) as u8;
+    }
+    buf.extend_from_slice(&digits);
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` for a time in seconds since the epoch (years 1970–9999).

@@ -168,3 +168,51 @@ fn timestamps_are_utc_dates_with_microseconds() {
     assert_eq!(at(1_798_761_599, 1), "2026-12-31T23:59:59.000001Z");
     assert_eq!(at(86_399, 0), "1970-01-01T23:59:59.000000Z");
 }
+
+#[test]
+fn durations_print_as_debug_and_serde_json_print_them() {
+    // Every duration the access line can hold is a whole number of microseconds, in ms.
+    let micros = (0..20_000u64)
+        .chain((0..40).map(|i| 7u64.pow(i / 2) + i as u64))
+        .chain([u32::MAX as u64, 86_400_000_000, 999_999_999_999_999]);
+    for us in micros {
+        let ms = us as f64 / 1000.0;
+        let mut ours = Vec::new();
+        float(&mut ours, ms);
+        let ours = String::from_utf8(ours).unwrap();
+        assert_eq!(ours, format!("{ms:?}"), "{us} µs");
+        assert_eq!(ours, serde_json::to_string(&ms).unwrap(), "{us} µs");
+    }
+    let mut nan = Vec::new();
+    float(&mut nan, f64::NAN);
+    assert_eq!(nan, b"null");
+}
+
+#[test]
+fn strings_are_quoted_as_debug_quotes_them() {
+    for s in [
+        "",
+        "plain/path-1.2_~",
+        "quote\"",
+        "back\\slash",
+        "tab\t",
+        "ünï",
+        "\u{7f}",
+        "a b",
+    ] {
+        let mut ours = Vec::new();
+        debug_str(&mut ours, s);
+        assert_eq!(String::from_utf8(ours).unwrap(), format!("{s:?}"));
+    }
+    for addr in [
+        "10.0.0.1:0",
+        "255.255.255.255:65535",
+        "[::1]:8",
+        "[fe80::1%7]:9",
+    ] {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let mut ours = Vec::new();
+        write_client(&mut ours, Some(addr));
+        assert_eq!(String::from_utf8(ours).unwrap(), addr.to_string());
+    }
+}
