@@ -418,3 +418,86 @@ async fn a_state_file_that_is_not_sqlite_is_a_startup_error_naming_it() {
         "never reset"
     );
 }
+
+/// One keep-alive connection that switches credentials: the per-connection memo of the last
+/// access token must never answer for another token, whatever its shape.
+#[tokio::test]
+async fn one_connection_switching_between_access_static_forged_and_unknown_tokens() {
+    // A user-chosen static token shaped like a JWT: its signature fails, so it is looked up as
+    // a static token after all.
+    const JWT_SHAPED: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+    let up = Upstream::start(Behaviour::Ok).await;
+    let cfg = Cfg::new(
+        &up.url(),
+        &[
+            Tok::new("static", STATIC, true),
+            Tok::new("jwt-shaped", JWT_SHAPED, true),
+        ],
+    );
+    let config = ConfigDir::new(&cfg);
+    std::fs::write(&config.path, xml(&cfg, &connection(true, now_secs() - 60))).unwrap();
+    let gw = TestGateway::start_in(config, false).await;
+    let (_, json) = exchange(&gw, &console_token()).await;
+    let access = json["access_token"].as_str().unwrap().to_owned();
+    let mut resigned = access.clone().into_bytes();
+    let last = resigned.len() - 3;
+    resigned[last] = if resigned[last] == b'A' { b'B' } else { b'A' };
+    let resigned = String::from_utf8(resigned).unwrap();
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let call = |token: String| {
+        let c = c.clone();
+        let url = gw.url("/api/v3.0/scanmemory");
+        async move {
+            let r = c
+                .post(url)
+                .bearer_auth(token)
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let challenge = (r.headers().get("www-authenticate"))
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            (r.status().as_u16(), challenge)
+        }
+    };
+    let plain = r#"Bearer realm="test-realm""#.to_owned();
+    let steps = [
+        (access.clone(), 200, "siem"),
+        (resigned.clone(), 401, "invalid"),
+        (access.clone(), 200, "siem"),
+        (JWT_SHAPED.to_owned(), 200, "jwt-shaped"),
+        (access.clone(), 200, "siem"),
+        (STATIC.to_owned(), 200, "static"),
+        ("eyJ-not-a-jwt".to_owned(), 401, "unknown"),
+        (
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.b3RoZXI".to_owned(),
+            401,
+            "invalid",
+        ),
+        (access.clone(), 200, "siem"),
+    ];
+    let mut names = Vec::new();
+    for (i, (token, status, expect)) in steps.iter().enumerate() {
+        let (got, challenge) = call(token.clone()).await;
+        assert_eq!(got, *status, "step {i}");
+        match *expect {
+            "invalid" => assert_eq!(challenge, INVALID_TOKEN, "step {i}"),
+            "unknown" => assert_eq!(challenge, plain, "step {i}"),
+            name => names.push(name),
+        }
+    }
+    let seen: Vec<String> = (up.seen().iter())
+        .map(|r| {
+            r.headers["x-scangate-token-name"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(seen, names);
+}

@@ -10,7 +10,8 @@ cancelled out. It counts user-space instructions only (no system calls, no cache
 ranks code changes, not wall-clock speed.
 
     python3 benches/load/callgrind.py --binary before=/path/a --binary after=/path/b \
-        [--log on --log off] [--tokens 10000] [--requests 500]
+        [--log on --log off] [--credential static --credential access] [--tokens 10000] \
+        [--requests 500]
 """
 
 import argparse
@@ -24,6 +25,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compare  # noqa: E402
+import json  # noqa: E402
 import peers  # noqa: E402
 import procs  # noqa: E402
 
@@ -40,7 +43,24 @@ def instructions(out_file):
     raise RuntimeError(f"no totals in {out_file}")
 
 
-def one_run(work, binary, log, tokens_part, backend, requests, conns):
+def access_token(work, binary, cfg, url):
+    """Adds an API connection to the running gateway's config and exchanges its refresh token
+    (the first exchange waits for the folder watch to apply the edit); returns the access token."""
+    added = json.loads(subprocess.check_output(
+        [binary, "connection", "add", "--config", cfg, "--name", "bench", "--role",
+         "SecurityOfficer", "--json"], cwd=work, stderr=subprocess.DEVNULL))
+    confirm = f"{url}/api/v1/{added['client_id']}/session/confirm"
+    deadline = time.monotonic() + 300
+    while True:
+        status, pair = compare.exchange(confirm, added["refresh_token"])
+        if status == 200:
+            return pair["access_token"]
+        if status != 401 or time.monotonic() > deadline:
+            raise RuntimeError(f"exchange answered {status}: {pair}")
+        time.sleep(0.5)
+
+
+def one_run(work, binary, log, credential, tokens_part, backend, requests, conns):
     port = procs.free_port()
     cfg = os.path.join(work, f"callgrind-{port}.xml")
     with open(cfg, "w") as f:
@@ -55,6 +75,8 @@ def one_run(work, binary, log, tokens_part, backend, requests, conns):
     url = f"http://127.0.0.1:{port}"
     token = peers.tokens(args.tokens)[peers.stable_index(args.tokens)][1]
     procs.wait_ready(srv, url + peers.SCAN_PATH, token, 300)
+    if credential == "access":
+        token = access_token(work, binary, cfg, url)
     subprocess.run(
         ["oha", "--no-tui", "--output-format", "json", "-n", str(requests), "-c", str(conns),
          "-m", "POST", "-d", peers.SCAN_BODY, "-T", "application/json",
@@ -66,7 +88,8 @@ def one_run(work, binary, log, tokens_part, backend, requests, conns):
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
         name = os.path.basename(binary)
-        shutil.copy(out, os.path.join(args.keep, f"{name}-log-{log}-{requests}.callgrind"))
+        shutil.copy(out, os.path.join(
+            args.keep, f"{name}-log-{log}-{credential}-{requests}.callgrind"))
     return instructions(out)
 
 
@@ -90,19 +113,22 @@ def main():
         time.sleep(0.5)
         small, large = args.requests, 4 * args.requests
         rows = []
-        for log in args.log:
-            for name, binary in args.binary:
-                a = one_run(work, binary, log, tokens_part, backend, small, args.conns)
-                b = one_run(work, binary, log, tokens_part, backend, large, args.conns)
-                per = (b - a) / (large - small)
-                rows.append((name, log, per))
-                print(f"{name} log {log}: {a} Ir at {small}, {b} Ir at {large}: "
-                      f"{per:,.0f} Ir per request", flush=True)
-        first = rows[0][2]
-        print("\n| binary | access log | instructions per request | vs first |")
-        print("|---|---|---:|---:|")
-        for name, log, per in rows:
-            print(f"| {name} | {log} | {per:,.0f} | {per / first:.3f} × |")
+        for credential in args.credential:
+            for log in args.log:
+                for name, binary in args.binary:
+                    a = one_run(work, binary, log, credential, tokens_part, backend, small,
+                                args.conns)
+                    b = one_run(work, binary, log, credential, tokens_part, backend, large,
+                                args.conns)
+                    per = (b - a) / (large - small)
+                    rows.append((name, log, credential, per))
+                    print(f"{name} log {log} {credential} token: {a} Ir at {small}, {b} Ir at "
+                          f"{large}: {per:,.0f} Ir per request", flush=True)
+        first = rows[0][3]
+        print("\n| binary | access log | credential | instructions per request | vs first |")
+        print("|---|---|---|---:|---:|")
+        for name, log, credential, per in rows:
+            print(f"| {name} | {log} | {credential} | {per:,.0f} | {per / first:.3f} × |")
     finally:
         procs.stop_all()
         shutil.rmtree(work, ignore_errors=True)
@@ -119,6 +145,8 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--binary", type=binary_arg, action="append", required=True)
     p.add_argument("--log", choices=sorted(LOGS), action="append")
+    p.add_argument("--credential", choices=["static", "access"], action="append",
+                   help="a static token, or an API connection's access token (default: static)")
     p.add_argument("--tokens", type=int, default=10000)
     p.add_argument("--requests", type=int, default=500, help="the small run; the large is 4 ×")
     p.add_argument("--conns", type=int, default=4)
@@ -126,4 +154,5 @@ if __name__ == "__main__":
                    help="copy each callgrind output here, for callgrind_annotate")
     args = p.parse_args()
     args.log = args.log or ["on", "off"]
+    args.credential = args.credential or ["static"]
     main()

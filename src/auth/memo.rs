@@ -76,27 +76,39 @@ impl DigestMemo {
     /// `now`: from the memo when this connection's last access token was the same, else verified
     /// and remembered. Failures are not remembered. The caller still checks `exp` and the
     /// connection, since remembered claims were verified earlier.
+    ///
+    /// `None` when the token is not shaped like a JWT at all ([`jwt::looks_like_jwt`]), which is
+    /// checked only when the memo misses: a remembered token passed that test when it was
+    /// verified, and the scan of a 300-byte token cost more than the rest of the hit.
     pub fn access_claims(
         &self,
         keys: &JwtKeys,
         generation: u64,
         token: &[u8],
         now: u64,
-    ) -> Result<Arc<Claims>, JwtError> {
+    ) -> Option<Result<Arc<Claims>, JwtError>> {
         let tag = tag(token);
         if let Some(v) = lock(&self.access).as_ref() {
             if v.generation == generation && bool::from(v.tag.ct_eq(&tag)) {
-                return Ok(Arc::clone(&v.claims));
+                return Some(Ok(Arc::clone(&v.claims)));
             }
         }
-        let text = std::str::from_utf8(token).map_err(|_| JwtError::Malformed)?;
-        let claims = Arc::new(jwt::verify(keys, Kind::Access, text, now)?);
+        if !jwt::looks_like_jwt(token) {
+            return None;
+        }
+        let verified = std::str::from_utf8(token)
+            .map_err(|_| JwtError::Malformed)
+            .and_then(|text| jwt::verify(keys, Kind::Access, text, now));
+        let claims = match verified {
+            Ok(claims) => Arc::new(claims),
+            Err(e) => return Some(Err(e)),
+        };
         *lock(&self.access) = Some(Verified {
             generation,
             tag,
             claims: Arc::clone(&claims),
         });
-        Ok(claims)
+        Some(Ok(claims))
     }
 }
 
@@ -144,5 +156,63 @@ mod tests {
         let first = memo.digest(&key, 5, b"sg_one");
         assert_eq!(memo.digest(&other_key, 5, b"sg_one"), first);
         assert_ne!(first, other_key.digest(b"sg_one"));
+    }
+
+    #[test]
+    fn access_claims_are_remembered_per_token_and_a_non_jwt_is_none() {
+        const NOW: u64 = 1_800_000_000;
+        let keys = JwtKeys::derive(&TokenKey::from_bytes(&[7; 32]));
+        let claims = |sub: &str| Claims {
+            sub: sub.into(),
+            iat: NOW - 10,
+            exp: NOW + 3600,
+            jti: jwt::new_id(),
+            fam: jwt::new_id(),
+            fit: NOW - 100,
+        };
+        let one = jwt::mint(&keys, Kind::Access, &claims("c_one"));
+        let two = jwt::mint(&keys, Kind::Access, &claims("c_two"));
+        let memo = DigestMemo::default();
+        let sub = |r: Option<Result<Arc<Claims>, JwtError>>| r.map(|r| r.map(|c| c.sub.clone()));
+        assert_eq!(
+            sub(memo.access_claims(&keys, 1, one.as_bytes(), NOW)),
+            Some(Ok("c_one".into()))
+        );
+        // Remembered: a hit needs no key that verifies it (so it cannot have been verified again).
+        let other = JwtKeys::derive(&TokenKey::from_bytes(&[8; 32]));
+        assert_eq!(
+            sub(memo.access_claims(&other, 1, one.as_bytes(), NOW)),
+            Some(Ok("c_one".into()))
+        );
+        // A new generation, or another token, is verified afresh.
+        assert_eq!(
+            sub(memo.access_claims(&other, 2, one.as_bytes(), NOW)),
+            Some(Err(JwtError::BadSignature))
+        );
+        assert_eq!(
+            sub(memo.access_claims(&keys, 2, two.as_bytes(), NOW)),
+            Some(Ok("c_two".into()))
+        );
+        // Not shaped like a JWT: not one, whatever was remembered before.
+        for not_jwt in [
+            &b"eyJ.only-two"[..],
+            b"eyJhbGciOi.x.y.z",
+            b"sg_static",
+            b"eyJ a.b.c",
+        ] {
+            assert_eq!(sub(memo.access_claims(&keys, 2, not_jwt, NOW)), None);
+        }
+        // Shaped like one but forged: a failure, not remembered.
+        let mut forged = two.clone().into_bytes();
+        let last = forged.len() - 2;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        assert!(matches!(
+            memo.access_claims(&keys, 2, &forged, NOW),
+            Some(Err(_))
+        ));
+        assert_eq!(
+            sub(memo.access_claims(&keys, 2, &forged, NOW)).map(|r| r.is_ok()),
+            Some(false)
+        );
     }
 }

@@ -19,7 +19,7 @@ use super::headers::{
 };
 use super::scanfile;
 use crate::auth::header::{extract, AuthFailure};
-use crate::auth::jwt::{self, JwtError};
+use crate::auth::jwt::JwtError;
 use crate::auth::memo::DigestMemo;
 use crate::auth::policy::{self, Decision, Grant};
 use crate::auth::principal::Principal;
@@ -208,17 +208,21 @@ fn authenticate(
     // An access token of an API connection: checked by signature, expiry and the live
     // connection view, never the session store. A static token shaped like a JWT (a user may
     // choose one) fails the signature and is looked up as a static token after all.
+    // Every JWT starts with `eyJ` (`{"` in base64); the memo, then the whole shape test, decide
+    // the rest.
     let jwt_failure = match (&snap.jwt, gw.connections.is_empty()) {
-        (Some(keys), false) if jwt::looks_like_jwt(token) => {
+        (Some(keys), false) if token.starts_with(b"eyJ") => {
             let now = now_secs();
             match memo.access_claims(keys, snap.generation, token, now) {
-                Ok(claims) => {
+                Some(Ok(claims)) => {
                     let record = gw.connections.admit(&claims, now)?;
                     return Ok(Some(Principal::Connection(record)));
                 }
-                Err(JwtError::Expired) => return Err(AuthFailure::Expired),
-                Err(JwtError::WrongKind) => return Err(AuthFailure::InvalidToken),
-                Err(_) => Some(AuthFailure::InvalidToken),
+                Some(Err(JwtError::Expired)) => return Err(AuthFailure::Expired),
+                // Any other failure, a refresh token sent as an access token included, may
+                // still be a static token a user chose in the shape of a JWT.
+                Some(Err(_)) => Some(AuthFailure::InvalidToken),
+                None => None,
             }
         }
         _ => None,
