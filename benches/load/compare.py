@@ -284,7 +284,8 @@ class Bench:
                 raise RuntimeError(f"exchange answered {status}: {pair}")
             time.sleep(0.1)
         access = pair["access_token"]
-        procs.wait_ready(srv, url, access, 10)
+        # A SecurityOfficer may not GET "/" (403): wait on the scan path.
+        procs.wait_ready(srv, url + peers.SCAN_PATH, access, 10)
         targets = [("static token", srv, url), ("access token", srv, url)]
         log(f"\n== connections: access token against static token, {n} tokens, 1 worker")
         results = self.run_rounds(targets, {"static token": static, "access token": access},

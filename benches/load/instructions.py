@@ -6,7 +6,14 @@ backend (10k tokens, the load bench's config and token), gets a warm-up, has its
 takes `--requests` POSTs from oha at c=64 over keep-alive connections, and is dumped. The figure is
 the instructions counted (all threads, user space only) divided by the 2xx responses.
 
-    python3 benches/load/instructions.py target/release/scangate /tmp/scangate-before
+    python3 benches/load/instructions.py target/release/scangate /tmp/scangate-before \
+        [--log off --log on] [--credential static --credential access] [--keep DIR]
+
+`--log on` runs with the access log on (`RUST_LOG=info`, JSON lines to a file), `off` (the
+default) with `info,scangate::access=off`. `--credential access` adds an API connection to the
+running gateway, exchanges its refresh token and sends the access token instead of a static
+token. Every combination of binary, log and credential is one row. `--keep DIR` keeps each dump
+for `callgrind_annotate`.
 
 It is evidence for before/after comparisons of the request path, not a replacement for
 compare.sh: it counts no kernel time and no cache misses.
@@ -16,6 +23,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,22 +55,46 @@ def total_instructions(path):
     raise RuntimeError(f"{path}: no totals line")
 
 
-def measure(binary, work, backend_url, token, requests):
+LOGS = {"off": "info,scangate::access=off", "on": "info"}
+
+
+def access_token(binary, work, cfg, base_url):
+    """Adds an API connection to the running gateway's config and exchanges its refresh token
+    (the first exchange waits for the folder watch to apply the edit); returns the access token."""
+    import compare  # noqa: E402  (only this option needs it)
+    added = json.loads(subprocess.check_output(
+        [binary, "connection", "add", "--config", cfg, "--name", "bench", "--role",
+         "SecurityOfficer", "--json"], cwd=work, stderr=subprocess.DEVNULL))
+    confirm = f"{base_url}/api/v1/{added['client_id']}/session/confirm"
+    deadline = time.monotonic() + 300
+    while True:
+        status, pair = compare.exchange(confirm, added["refresh_token"])
+        if status == 200:
+            return pair["access_token"]
+        if status != 401 or time.monotonic() > deadline:
+            raise RuntimeError(f"exchange answered {status}: {pair}")
+        time.sleep(0.5)
+
+
+def measure(binary, work, backend_url, token, requests, log="off", credential="static",
+            keep=None):
     port = procs.free_port()
     cfg = os.path.join(work, f"scangate-{port}.xml")
     with open(cfg, "w") as f:
         f.write(peers.scangate_xml(f"http://127.0.0.1:{port}", backend_url,
                                    os.path.join(work, f"tokens-{TOKENS}.xml-part")))
     out = os.path.join(work, f"callgrind-{port}.out")
-    env = dict(os.environ, RUST_LOG="info,scangate::access=off")
+    env = dict(os.environ, RUST_LOG=LOGS[log])
     srv = procs.Server(
         os.path.basename(binary),
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-         binary, "serve", "--threads", "1", "--config", cfg],
+         binary, "--log-format", "json", "serve", "--threads", "1", "--config", cfg],
         os.path.join(work, f"scangate-{port}.log"), env=env, cwd=work,
     )
     url = f"http://127.0.0.1:{port}{peers.SCAN_PATH}"
     procs.wait_ready(srv, url, token, timeout=300)
+    if credential == "access":
+        token = access_token(binary, work, cfg, f"http://127.0.0.1:{port}")
     oha(url, token, 2000, peers.SCAN_BODY)
     subprocess.run(["callgrind_control", "-z", str(srv.pid)], check=True, capture_output=True)
     good, codes = oha(url, token, requests, peers.SCAN_BODY)
@@ -72,6 +104,10 @@ def measure(binary, work, backend_url, token, requests):
     dumps = sorted(glob.glob(out + ".*"), key=os.path.getmtime)
     if not dumps or good == 0:
         raise RuntimeError(f"{binary}: no dump or no 2xx ({codes})\n{srv.tail()}")
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        name = f"{os.path.basename(binary)}-log-{log}-{credential}.callgrind"
+        shutil.copy(dumps[-1], os.path.join(keep, name))
     return total_instructions(dumps[-1]), good
 
 
@@ -79,6 +115,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("binaries", nargs="+")
     ap.add_argument("--requests", type=int, default=20_000)
+    ap.add_argument("--log", choices=sorted(LOGS), action="append")
+    ap.add_argument("--credential", choices=["static", "access"], action="append")
+    ap.add_argument("--keep", metavar="DIR", help="copy each dump here, for callgrind_annotate")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="scangate-instr-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     os.chmod(work, 0o755)
@@ -94,11 +133,15 @@ def main():
     procs.Server("backend", ["nginx", "-c", conf, "-p", work, "-e", os.path.join(work, "backend.error.log")],
                  os.path.join(work, "backend.log"))
     backend_url = f"http://127.0.0.1:{bport}"
-    print(f"| binary | 2xx requests | instructions | instructions per request |")
-    print(f"|---|---:|---:|---:|")
-    for binary in args.binaries:
-        ir, good = measure(os.path.abspath(binary), work, backend_url, token, args.requests)
-        print(f"| `{binary}` | {good} | {ir:,} | {ir // good:,} |", flush=True)
+    print("| binary | access log | credential | 2xx requests | instructions | instructions per request |")
+    print("|---|---|---|---:|---:|---:|")
+    for credential in args.credential or ["static"]:
+        for log in args.log or ["off"]:
+            for binary in args.binaries:
+                ir, good = measure(os.path.abspath(binary), work, backend_url, token,
+                                   args.requests, log, credential, args.keep)
+                print(f"| `{binary}` | {log} | {credential} | {good} | {ir:,} | {ir // good:,} |",
+                      flush=True)
     procs.stop_all()
     subprocess.run(["rm", "-rf", work])
 
