@@ -114,21 +114,22 @@ class Bench:
 
     # ---- measuring ---------------------------------------------------------------------------
 
-    def run_rounds(self, targets, token, load_cpus, tls=False, seconds=None):
+    def run_rounds(self, targets, token, load_cpus, tls=False, seconds=None, keepalive=True):
         """Warms every target up, then runs oha on each in turn, round after round. `token` is
-        one token for all, or a dict of target name → token."""
+        one token for all, or a dict of target name → token. Without `keepalive`, each request
+        is a new connection."""
         seconds = seconds or self.args.seconds
         tok = token.get if isinstance(token, dict) else (lambda _name: token)
         results = {name: [] for name, _, _ in targets}
         for name, srv, url in targets:
             procs.oha(url + peers.SCAN_PATH, tok(name), 2, self.args.conns, load_cpus,
-                      peers.SCAN_BODY, tls)
+                      peers.SCAN_BODY, tls, keepalive)
         for rnd in range(self.args.rounds):
             for name, srv, url in targets:
                 time.sleep(0.5)
                 u0, s0 = srv.cpu_times()
                 res = procs.oha(url + peers.SCAN_PATH, tok(name), seconds, self.args.conns,
-                                load_cpus, peers.SCAN_BODY, tls)
+                                load_cpus, peers.SCAN_BODY, tls, keepalive)
                 u1, s1 = srv.cpu_times()
                 run = report.summarise(res, (u1 - u0, s1 - s0))
                 results[name].append(run)
@@ -449,23 +450,43 @@ class Bench:
             note = ("**scangate skipped: it did not serve `https://`** (TLS termination not in "
                     "this build?). Its log:\n\n```\n" + str(e)[-1500:] + "\n```\n\n")
             log(note)
+        if self.args.baseline:
+            srv, url = self.start_scangate("scangate-baseline-tls", burl, n, 1, proxy_cpus,
+                                           tls=tls, binary=self.args.baseline)
+            started.append(("scangate-baseline", srv, url))
         started.append(("nginx", *self.start_nginx("nginx-tls", burl, n, 1, proxy_cpus, tls)))
         started.append(("haproxy", *self.start_haproxy("haproxy-tls", burl, n, 1, proxy_cpus,
                                                         tls)))
-        for _, s, u in started[-2:]:
-            procs.wait_ready(s, u, token, 120)
-        log("\n== https")
-        results = self.run_rounds(started, token, load_cpus, tls=True)
+        for name, s, u in started:
+            if name != "scangate":  # already up
+                procs.wait_ready(s, u, token, 120)
+        targets = started
+        if self.args.only:
+            targets = [t for t in started if t[0] in self.args.only.split(",")]
+        order = [t[0] for t in targets]
+        others = [t for t in ["scangate-baseline", "nginx", "haproxy"] if t in order]
+        log("\n== https, keep-alive")
+        results = self.run_rounds(targets, token, load_cpus, tls=True)
+        # A new connection, so a full TLS 1.3 handshake, per request.
+        log("\n== https, a handshake per request")
+        handshakes = self.run_rounds(targets, token, load_cpus, tls=True, keepalive=False)
         self.stop(*[s for _, s, _ in started], backend)
-        order = [t[0] for t in started]
-        text = (note + f"Same EC P-256 self-signed certificate for all three, {n} tokens, "
-                f"1 worker each, oha keeps its {self.args.conns} connections.\n\n"
+        text = (note + f"Same EC P-256 self-signed certificate for all, {n} tokens, 1 worker "
+                f"each. Keep-alive: oha keeps its {self.args.conns} connections.\n\n"
                 + report.table(results, order) + "\n\n"
-                + report.ratios(results, "scangate", ["nginx", "haproxy"]))
+                + report.ratios(results, "scangate", others) + "\n\n"
+                + f"A new connection and a full handshake per request (oha "
+                f"`--disable-keepalive`, c={self.args.conns}):\n\n"
+                + report.table(handshakes, order) + "\n\n"
+                + report.ratios(handshakes, "scangate", others))
         self.section("HTTPS", text)
         r = report.ratio(results, "scangate", "nginx", "rps")
         self.targets.check("HTTPS good req/s", "≥ 1.0 × nginx",
                            "skipped: scangate refused https" if r is None else f"{r:.3f} × nginx",
+                           None if r is None else r >= 1.0)
+        r = report.ratio(handshakes, "scangate", "nginx", "rps")
+        self.targets.check("new TLS handshakes per second", "≥ 1.0 × nginx",
+                           "not measured" if r is None else f"{r:.3f} × nginx",
                            None if r is None else r >= 1.0)
 
     def reload(self):

@@ -189,8 +189,9 @@ def wait_ready(server, url, token, timeout):
     raise RuntimeError(f"{server.name} not ready after {timeout}s:\n{server.tail()}")
 
 
-def oha(url, token, seconds, conns, cpus, body, insecure=False):
-    """One oha run. Returns oha's JSON summary."""
+def oha(url, token, seconds, conns, cpus, body, insecure=False, keepalive=True):
+    """One oha run. Returns oha's JSON summary. Without `keepalive`, every request opens a new
+    connection (and, over TLS, makes a full handshake)."""
     argv = [
         "oha", "--no-tui", "--output-format", "json",
         "-z", f"{seconds}s", "-c", str(conns),
@@ -199,6 +200,8 @@ def oha(url, token, seconds, conns, cpus, body, insecure=False):
     ]
     if insecure:
         argv.append("--insecure")
+    if not keepalive:
+        argv.append("--disable-keepalive")
     argv.append(url)
     out = subprocess.run(
         pinned(argv, cpus), capture_output=True, check=True, timeout=seconds + 60

@@ -31,14 +31,23 @@ pub enum TlsError {
     },
 }
 
+/// The crypto provider of every rustls config the gateway builds: ring, or aws-lc-rs with the
+/// `aws-lc` feature.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    #[cfg(feature = "aws-lc")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(not(feature = "aws-lc"))]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
+}
+
 /// Builds the server config from the PEM files.
 pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = read_certs(&files.cert)?;
     let key = read_key(&files.key)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .expect("ring supports TLS 1.2 and 1.3")
+        .expect("both providers support TLS 1.2 and 1.3")
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Key {

@@ -1,13 +1,11 @@
 //! The rustls client config for `https://` upstreams: system roots plus `UpstreamCaFile`.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
+
+use crate::proxy::tls::provider;
 
 use super::UpstreamError;
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
 
 /// System roots are read once per process: they do not change under a running gateway.
 fn system_roots() -> &'static [rustls::pki_types::CertificateDer<'static>] {
@@ -31,7 +29,7 @@ pub(super) fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig,
     }
     Ok(rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
+        .expect("both providers support the default protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
@@ -40,7 +38,7 @@ pub(super) fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig,
 pub(super) fn plain_tls_placeholder() -> rustls::ClientConfig {
     rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
+        .expect("both providers support the default protocol versions")
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth()
 }
