@@ -233,6 +233,7 @@ async fn eicar_through_a_and_clean_data_through_b_are_counted_per_token_and_audi
     fields.sort_by_key(|(k, _)| *k);
     let expected = serde_json::json!({
         "level": "WARN",
+        "message": "scan",
         "target": "scangate::audit",
         "credential": "alpha",
         "kind": "token",

@@ -205,6 +205,7 @@ fn line(d: &Detection) {
                 result = d.result.as_str(),
                 detection = d.detection.as_deref(),
                 reason = d.reason.as_deref(),
+                "scan"
             )
         };
     }
