@@ -37,7 +37,7 @@ impl Filter {
 
     fn keeps(&self, d: &Detection) -> bool {
         (self.credential.is_empty() || *d.credential == *self.credential)
-            && (self.tenant.is_empty() || d.tenants.iter().any(|t| *t == self.tenant))
+            && (self.tenant.is_empty() || d.tenants.contains(&self.tenant))
     }
 }
 
