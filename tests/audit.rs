@@ -181,7 +181,14 @@ async fn eicar_through_a_and_clean_data_through_b_are_counted_per_token_and_audi
             .0,
         200
     );
-    // Not a scan call: not counted at all.
+    // A CORS preflight to a scan path, and a call that is not a scan: not counted at all.
+    let r = client()
+        .request(reqwest::Method::OPTIONS, format!("{url}/api/v3.0/scanmemory"))
+        .bearer_auth(TOKEN_B)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let r = client()
         .get(format!("{url}/api/v3.0/version"))
         .bearer_auth(TOKEN_B)

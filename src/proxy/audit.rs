@@ -45,9 +45,12 @@ impl std::fmt::Debug for ScanAudit {
     }
 }
 
-/// The scan call to audit, when the audit is on and `path` is one.
-pub fn scan_call(settings: &AuditSettings, path: &str) -> Option<ScanCall> {
-    settings.enabled.then(|| ScanCall::of(path)).flatten()
+/// The scan call to audit, when the audit is on and this is one: a POST (an OPTIONS preflight to
+/// a scan path is no scan).
+pub fn scan_call(settings: &AuditSettings, method: &Method, path: &str) -> Option<ScanCall> {
+    (settings.enabled && method == Method::POST)
+        .then(|| ScanCall::of(path))
+        .flatten()
 }
 
 impl ScanAudit {
