@@ -183,7 +183,10 @@ async fn eicar_through_a_and_clean_data_through_b_are_counted_per_token_and_audi
     );
     // A CORS preflight to a scan path, and a call that is not a scan: not counted at all.
     let r = client()
-        .request(reqwest::Method::OPTIONS, format!("{url}/api/v3.0/scanmemory"))
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{url}/api/v3.0/scanmemory"),
+        )
         .bearer_auth(TOKEN_B)
         .send()
         .await

@@ -315,7 +315,10 @@ async fn detections_page_in_a_real_browser() {
     let ready = format!("http://127.0.0.1:{admin_port}/readyz");
     assert!(
         eventually(Duration::from_secs(10), || async {
-            http.get(&ready).send().await.is_ok_and(|r| r.status() == 200)
+            http.get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
         })
         .await,
         "serve did not get ready"
@@ -341,21 +344,39 @@ async fn detections_page_in_a_real_browser() {
     click(&c, "header a[href='/console/detections']").await;
     wait_for(&c, "#detections").await;
     let counts = text_of(&c, "#counts").await;
-    assert!(counts.contains("mail") && counts.contains("web"), "{counts}");
+    assert!(
+        counts.contains("mail") && counts.contains("web"),
+        "{counts}"
+    );
     let list = text_of(&c, "#detections").await;
-    assert!(list.contains("mail.eml") && list.contains("upload.bin"), "{list}");
+    assert!(
+        list.contains("mail.eml") && list.contains("upload.bin"),
+        "{list}"
+    );
     assert!(list.contains("EICAR-Test-File"), "{list}");
     shot(&c, "detections").await;
 
     fill(&c, "#filter input[name='tenant']", "globex").await;
     click(&c, "#filter button").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !c.current_url().await.unwrap().as_str().contains("tenant=globex") {
-        assert!(std::time::Instant::now() < deadline, "the filter form did not submit");
+    while !c
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("tenant=globex")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the filter form did not submit"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     wait_for(&c, "#detections").await;
     let list = text_of(&c, "#detections").await;
-    assert!(list.contains("upload.bin") && !list.contains("mail.eml"), "{list}");
+    assert!(
+        list.contains("upload.bin") && !list.contains("mail.eml"),
+        "{list}"
+    );
     c.close().await.unwrap();
 }

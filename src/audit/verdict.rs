@@ -7,7 +7,9 @@
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use std::borrow::Cow;
+
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::ScanResult;
 
@@ -72,6 +74,16 @@ impl Sniffer {
         }
     }
 
+    /// The protocol the answer is read in.
+    pub fn wire(&self) -> Wire {
+        self.wire
+    }
+
+    /// Nothing has been fed yet.
+    pub fn is_empty(&self) -> bool {
+        self.head.is_empty()
+    }
+
     /// Takes note of one data frame. Returns true once nothing more is needed (the cap is
     /// reached), so the caller can stop feeding.
     pub fn feed(&mut self, data: &[u8]) -> bool {
@@ -114,28 +126,90 @@ impl Sniffer {
 }
 
 /// The top-level fields of a v3 answer that matter, captured as the parser meets them so that a
-/// head cut off after them still yields them.
+/// head cut off after them still yields them. Borrowed from the head unless the JSON escaped them.
 #[derive(Debug, Default)]
-struct Fields {
-    scan_result: Option<String>,
-    detection: Option<String>,
-    reason: Option<String>,
-    object: Option<String>,
-    name: Option<String>,
-    url: Option<String>,
+struct Fields<'de> {
+    scan_result: Option<Cow<'de, str>>,
+    detection: Option<Cow<'de, str>>,
+    reason: Option<Cow<'de, str>>,
+    object: Option<Cow<'de, str>>,
+    name: Option<Cow<'de, str>>,
+    url: Option<Cow<'de, str>>,
     error: bool,
 }
 
-struct Capture<'a>(&'a mut Fields);
+/// A top-level key, matched without allocating.
+enum Key {
+    ScanResult,
+    Detection,
+    Reason,
+    Object,
+    Name,
+    Url,
+    Error,
+    Other,
+}
 
-impl<'de> DeserializeSeed<'de> for Capture<'_> {
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    "scanResult" => Key::ScanResult,
+                    "detectionName" => Key::Detection,
+                    "reason" => Key::Reason,
+                    "object" => Key::Object,
+                    "name" => Key::Name,
+                    "url" => Key::Url,
+                    "error" => Key::Error,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A string value, borrowed from the input when it holds no escape.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text<'de>, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(TextVisitor)
+    }
+}
+
+struct Capture<'a, 'de>(&'a mut Fields<'de>);
+
+impl<'de> DeserializeSeed<'de> for Capture<'_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for Capture<'_> {
+impl<'de> Visitor<'de> for Capture<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -143,29 +217,25 @@ impl<'de> Visitor<'de> for Capture<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let slot = match &*key {
-                "scanResult" => &mut self.0.scan_result,
-                "detectionName" => &mut self.0.detection,
-                "reason" => &mut self.0.reason,
-                "object" => &mut self.0.object,
-                "name" => &mut self.0.name,
-                "url" => &mut self.0.url,
-                "error" => {
-                    self.0.error = true;
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
-                _ => {
+        while let Some(key) = map.next_key::<Key>()? {
+            let slot = match key {
+                Key::ScanResult => &mut self.0.scan_result,
+                Key::Detection => &mut self.0.detection,
+                Key::Reason => &mut self.0.reason,
+                Key::Object => &mut self.0.object,
+                Key::Name => &mut self.0.name,
+                Key::Url => &mut self.0.url,
+                Key::Error | Key::Other => {
+                    self.0.error |= matches!(key, Key::Error);
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
             };
             // A second `scanResult` is not the engine's: keep the first, as a client reading
             // top-down would.
-            let value = map.next_value::<Option<String>>()?;
+            let value = map.next_value::<Option<Text<'de>>>()?;
             if slot.is_none() {
-                *slot = value.map(bounded);
+                *slot = value.map(|t| t.0);
             }
         }
         Ok(())
@@ -173,11 +243,11 @@ impl<'de> Visitor<'de> for Capture<'_> {
 }
 
 /// `text`, cut to [`MAX_FIELD_CHARS`] characters.
-fn bounded(mut text: String) -> String {
-    if let Some((i, _)) = text.char_indices().nth(MAX_FIELD_CHARS) {
-        text.truncate(i);
+fn bounded(text: &str) -> String {
+    match text.char_indices().nth(MAX_FIELD_CHARS) {
+        Some((i, _)) => text[..i].to_owned(),
+        None => text.to_owned(),
     }
-    text
 }
 
 /// A v3 answer. A head that ends mid-document counts only when the answer was longer than the cap
@@ -203,6 +273,10 @@ fn read_json(head: &[u8], capped: bool) -> Verdict {
         return Verdict::only(result);
     };
     let (result, folded_reason) = ScanResult::from_word(&word);
+    if !result.is_detection() && result != ScanResult::NonScanned {
+        // Nothing to write a line about: the common, clean case allocates nothing.
+        return Verdict::only(result);
+    }
     let object = match (fields.name, fields.url, fields.object) {
         (Some(name), _, _) => Some(name),
         (None, Some(url), _) => Some(url),
@@ -210,13 +284,14 @@ fn read_json(head: &[u8], capped: bool) -> Verdict {
         _ => None,
     };
     Verdict {
-        detection: fields.detection.filter(|_| result.is_detection()),
-        reason: fields
-            .reason
+        detection: (fields.detection)
+            .filter(|_| result.is_detection())
+            .map(|d| bounded(&d)),
+        reason: (fields.reason.map(|r| bounded(&r)))
             .or(folded_reason)
             .filter(|_| result == ScanResult::NonScanned),
         result,
-        object,
+        object: object.map(|o| bounded(&o)),
     }
 }
 
@@ -236,7 +311,7 @@ fn read_text(head: &[u8]) -> Verdict {
             let (result, _) = ScanResult::from_word(word);
             return Verdict {
                 result,
-                detection: Some(bounded(rest.to_owned())),
+                detection: Some(bounded(rest)),
                 reason: None,
                 object: None,
             };

@@ -264,7 +264,8 @@ pub struct AuditSettings {
     pub redact_objects: bool,
     /// `GatewayStatistics`: scangate answers `GET /api/v3.0/getstatistics` itself, with the
     /// engine's counters restricted to the caller's own scans, so one tenant does not see another's
-    /// numbers. Default 0 (forwarded to the engine, as before). Needs `Enabled` 1.
+    /// numbers. Default 0 (forwarded to the engine, as before). Needs `Enabled` 1. The counters
+    /// count the scans made while it is on.
     pub gateway_statistics: bool,
     /// `RecentDetections`: how many detections the console keeps in memory (0 to 100000).
     /// Default 1000. The log is the durable record.

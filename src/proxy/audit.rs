@@ -33,6 +33,7 @@ pub struct ScanAudit {
     upload: Arc<UploadState>,
     log_non_scanned: bool,
     redact_objects: bool,
+    gateway_statistics: bool,
     recent_detections: usize,
 }
 
@@ -79,6 +80,7 @@ impl ScanAudit {
             upload,
             log_non_scanned: a.log_non_scanned,
             redact_objects: a.redact_objects,
+            gateway_statistics: a.gateway_statistics,
             recent_detections: a.recent_detections,
         }
     }
@@ -110,7 +112,9 @@ impl ScanAudit {
             None => &metrics.anonymous,
         };
         meter.scan_result(verdict.result);
-        if let Some(p) = &self.principal {
+        // The per-credential getstatistics counters are kept while they are served: measuring a
+        // v3 object means parsing the request body.
+        if let (Some(p), true) = (&self.principal, self.gateway_statistics) {
             let bytes = self.object_bytes();
             p.stats().scans.record(self.call.op, verdict.result, bytes);
         }
@@ -242,10 +246,20 @@ pub struct Sniff {
 }
 
 impl Sniff {
-    /// One data frame on its way to the client.
-    pub fn frame(&mut self, data: &[u8]) {
+    /// One data frame on its way to the client; `last` when the body ends with it.
+    pub fn frame(&mut self, data: &[u8], last: bool) {
+        if last && self.reading && self.sniffer.is_empty() {
+            // The whole answer in one frame, the usual case: read it where it lies, no copy.
+            if let Some(audit) = self.audit.take() {
+                audit.record(Sniffer::verdict_of(self.sniffer.wire(), data));
+            }
+            return;
+        }
         if self.reading && self.sniffer.feed(data) {
             self.reading = false;
+        }
+        if last {
+            self.end(true);
         }
     }
 

@@ -251,12 +251,12 @@ impl Body for ProxyBody {
                 match &polled {
                     Poll::Pending => {}
                     Poll::Ready(Some(Ok(frame))) => {
-                        if let Some(data) = frame.data_ref() {
-                            sniff.frame(data);
-                        }
                         // hyper may drop a body that says it ended without polling it again.
-                        if body.is_end_stream() {
-                            sniff.end(true);
+                        let last = body.is_end_stream();
+                        match frame.data_ref() {
+                            Some(data) => sniff.frame(data, last),
+                            None if last => sniff.end(true),
+                            None => {}
                         }
                     }
                     Poll::Ready(Some(Err(_))) => sniff.end(false),

@@ -125,7 +125,11 @@ async fn proxy(
     let (mut parts, body) = req.into_parts();
     let has_body = !http_body::Body::is_end_stream(&body);
     // A scan call's answer is audited (read as it streams back); nothing else is.
-    let scan_call = audit::scan_call(&snap.settings.gateway.audit, &parts.method, parts.uri.path());
+    let scan_call = audit::scan_call(
+        &snap.settings.gateway.audit,
+        &parts.method,
+        parts.uri.path(),
+    );
     // Request filter 5: a scanfile object must lie under ScanningPaths. Only scanfile, and a scan
     // small enough to keep for a retry (RetryBufferBytes), are read whole; every other body streams.
     let keep = forward::keeps_body(snap, &parts, declared_length_of(&parts.headers));
