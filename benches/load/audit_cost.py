@@ -95,6 +95,7 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--keep", action="store_true", help="keep the work folder and its callgrind dumps (for callgrind_annotate)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="scangate-audit-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     os.chmod(work, 0o755)
@@ -118,12 +119,15 @@ def main():
     for rnd in range(1, args.rounds + 1):
         for audit in (0, 1):
             ir, good = measure(os.path.abspath(args.binary), work, backend_url, token, args.requests, audit)
+            if args.keep:
+                print(f"dumps: {sorted(glob.glob(os.path.join(work, 'callgrind-*.out.*')), key=os.path.getmtime)[-1]}")
             per[audit].append(ir / good)
             print(f"| {rnd} | {'on' if audit else 'off'} | {good} | {ir:,} | {ir // good:,} |", flush=True)
     off, on = min(per[0]), min(per[1])
     print(f"\nbest per request: off {off:,.0f}, on {on:,.0f}; on / off = {on / off:.4f} ({(on / off - 1) * 100:+.2f} %)")
     procs.stop_all()
-    subprocess.run(["rm", "-rf", work])
+    if not args.keep:
+        subprocess.run(["rm", "-rf", work])
 
 
 if __name__ == "__main__":

@@ -157,7 +157,9 @@ async fn proxy(
             (streamed, None, None)
         }
     };
-    let multipart = scan_call.is_some() && headers::is_multipart(&parts.headers);
+    // Only a v1 body can be v2 multipart.
+    let v1 = scan_call.is_some_and(|c| c.wire() == crate::audit::Wire::Text);
+    let multipart = v1 && headers::is_multipart(&parts.headers);
 
     // Upstream request: same method, path, query and body; gateway-owned headers (the engine's
     // `Host` is set once one is chosen).
