@@ -21,19 +21,30 @@ use crate::state::{Gateway, Snapshot};
 
 /// What the audit of one scan needs besides the answer, gathered by the handler.
 pub struct ScanAudit {
+    /// Where the counters, the metrics and the console's ring live.
     gw: Arc<Gateway>,
+    /// Which scan call, which fixes how the answer is read.
     call: ScanCall,
+    /// Who scanned; `None` with UseAccessToken 0.
     principal: Option<Principal>,
+    /// The client's address; `None` on a unix socket.
     client: Option<SocketAddr>,
+    /// The engine that answered (the second after a retry).
     engine: Option<Arc<str>>,
     /// The request body, when scangate read it whole anyway (`ScanningPaths`, a kept retry): the
     /// object is read from it only if a line is written.
     held: Option<Bytes>,
+    /// A v2 multipart body, whose object is not read.
     multipart: bool,
+    /// The upload's byte count, for `processed_data`.
     upload: Arc<UploadState>,
+    /// `LogNonScanned`, as the request found it.
     log_non_scanned: bool,
+    /// `RedactObjects`, as the request found it.
     redact_objects: bool,
+    /// `GatewayStatistics`, as the request found it.
     gateway_statistics: bool,
+    /// `RecentDetections`, as the request found it.
     recent_detections: usize,
 }
 
