@@ -13,6 +13,9 @@
 //! - [`state`]: the reloadable snapshot (arc-swap) plus the token store, and the reload function;
 //!   [`heap`] gives the pages a large load freed back to the OS.
 //! - [`metrics`]: the Prometheus registry and the per-token handles the request path bumps.
+//! - [`audit`]: the scan audit's vocabulary: scan calls, verdicts read from an answer's head, the
+//!   objects scans name, per-credential statistics and the console's detections ring (wired into
+//!   the request path by `proxy::audit`).
 //! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`, `/config`, the web console
 //!   under `/console/`).
 //! - [`emulator`]: a KAV-protocol scan-engine emulator for demos, tests and benchmarks.
@@ -23,6 +26,7 @@
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -115,6 +115,8 @@ pub struct Gateway {
     last_reload: Mutex<ReloadReport>,
     /// Notified after each applied reload, so the health checker checks new engines at once.
     pub reloaded: tokio::sync::Notify,
+    /// The latest detections and per-credential counts for the console (see [`crate::audit`]).
+    pub recent: crate::audit::Recent,
 }
 
 /// The outcome of the last load or reload attempt, as `/config` shows it.
@@ -171,6 +173,7 @@ impl Gateway {
                 error: None,
             }),
             reloaded: tokio::sync::Notify::new(),
+            recent: crate::audit::Recent::default(),
         }))
     }
 

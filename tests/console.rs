@@ -2,7 +2,8 @@
 //! refuses anything but an Administrator with one message and is rate limited, cross-origin and
 //! CSRF-less POSTs get 403, forged and expired cookies are refused, markup in a Name is text, and
 //! an added token works at the gateway within 3 s and gets 401 once disabled from the console,
-//! and the Engines page shows each engine's state and figures, never an upstream's password.
+//! the Engines page shows each engine's state and figures, never an upstream's password, and the
+//! Detections page lists the latest detections, filtered by credential and tenant.
 
 mod common;
 
@@ -587,4 +588,109 @@ async fn the_engines_page_never_shows_an_upstream_password() {
     for leaked in ["hunter2", "scanner", "127.0.0.1:1<"] {
         assert!(!page.contains(leaked), "{leaked} in {page}");
     }
+}
+
+fn detection(name: &str, tenants: &[&str], object: &str, at: u64) -> scangate::audit::Detection {
+    scangate::audit::Detection {
+        at,
+        credential: Arc::from(name),
+        kind: "token",
+        tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
+        client: Some("192.0.2.7:5000".parse().unwrap()),
+        engine: Some(Arc::from("http://engine:9999")),
+        call: "scanfile",
+        version: "v3.0",
+        object: Some(object.to_owned()),
+        result: scangate::audit::ScanResult::Detect,
+        detection: Some("EICAR-Test-File".into()),
+        reason: None,
+    }
+}
+
+#[tokio::test]
+async fn the_detections_page_lists_the_latest_filtered_by_credential_and_tenant() {
+    let c = Console::start().await;
+    let (_, cookie, _) = c.sign_in(ADMIN).await;
+    let cookie = cookie.unwrap();
+    let empty = c.get("/console/detections", Some(&cookie)).await;
+    assert_eq!(empty.status(), 200);
+    let empty = empty.text().await.unwrap();
+    assert!(
+        empty.contains("<a href=\"/console/detections\">Detections</a>"),
+        "{empty}"
+    );
+    assert!(
+        empty.contains("No detections in the last 24 hours."),
+        "{empty}"
+    );
+    assert!(
+        empty.contains("<p id=\"none\">No detections kept.</p>"),
+        "{empty}"
+    );
+
+    let now = scangate::config::validate::connections::now_secs();
+    let recent = &c.gateway().recent;
+    recent.push(detection("mail", &["acme"], "/scan/a.doc", now - 60), 1000);
+    recent.push(detection("mail", &["acme"], "/scan/b.doc", now - 30), 1000);
+    recent.push(
+        detection("web", &["globex"], "/scan/<script>x</script>", now),
+        1000,
+    );
+
+    let page = c
+        .get("/console/detections", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(
+            "<tr><td><a href=\"/console/detections?credential=mail\">mail</a></td><td>2</td></tr>\
+             <tr><td><a href=\"/console/detections?credential=web\">web</a></td><td>1</td></tr>"
+        ),
+        "{page}"
+    );
+    // Newest first; what the engine or client named is escaped, never markup.
+    let (web, b, a) = (
+        page.find("/scan/&lt;script&gt;"),
+        page.find("/scan/b.doc"),
+        page.find("/scan/a.doc"),
+    );
+    assert!(web.is_some() && web < b && b < a, "{page}");
+    assert!(!page.contains("<script>x"), "{page}");
+    assert!(page.contains("<td>192.0.2.7:5000</td>"), "{page}");
+    assert!(
+        page.contains("<td class=\"result-detect\">detect</td><td>EICAR-Test-File</td>"),
+        "{page}"
+    );
+
+    let by_name = c
+        .get("/console/detections?credential=mail", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(by_name.contains("/scan/a.doc") && by_name.contains("/scan/b.doc"));
+    assert!(!by_name.contains("/scan/&lt;script"), "{by_name}");
+    let by_tenant = c
+        .get("/console/detections?tenant=globex", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(by_tenant.contains("/scan/&lt;script") && !by_tenant.contains("/scan/a.doc"));
+    let none = c
+        .get("/console/detections?tenant=nobody", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        none.contains("<p id=\"none\">No detections kept that match.</p>"),
+        "{none}"
+    );
+
+    // Signed out: no list.
+    let r = c.get("/console/detections", None).await;
+    assert_eq!(r.status(), 303);
 }

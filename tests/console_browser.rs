@@ -1,6 +1,7 @@
 //! The web console in a real headless Chromium over WebDriver, against a real `scangate serve`:
 //! sign in, add a token and use it at the gateway within 3 s, disable it and see 401, add an API
-//! connection and exchange its refresh token, read-only mode, sign out.
+//! connection and exchange its refresh token, read-only mode, sign out; and the Detections page
+//! after EICAR scans through the gateway, with its tenant filter.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`. Without them the test says why and passes,
 //! unless `SCANGATE_REQUIRE_BROWSER=1` (CI), where it fails. With `SCANGATE_SCREENSHOTS=DIR` it
@@ -280,4 +281,102 @@ async fn console_in_a_real_browser() {
             audit.join("\n")
         );
     }
+}
+
+/// The Detections page in Chromium: EICAR scanned through the gateway (the emulator as engine)
+/// shows up under its credential, and the tenant filter form narrows the list.
+#[tokio::test]
+async fn detections_page_in_a_real_browser() {
+    let required = std::env::var("SCANGATE_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let (_driver, c) = match browser().await {
+        Ok(b) => b,
+        Err(why) if !required => {
+            eprintln!("skipped: {why} (set SCANGATE_REQUIRE_BROWSER=1 to fail instead)");
+            return;
+        }
+        Err(why) => panic!("{why}"),
+    };
+    const MAIL: &str = "sg_BrowserMail-1";
+    const WEB: &str = "sg_BrowserWeb-1";
+    let engine_port = free_port();
+    let _engine = Scangate::spawn(&["emulator", "--listen", &format!("127.0.0.1:{engine_port}")]);
+    let (port, admin_port) = (free_port(), free_port());
+    let toks = [
+        Tok::new("admin", ADMIN, true),
+        Tok::new("mail", MAIL, true).with_tenants(&["acme"]),
+        Tok::new("web", WEB, true).with_tenants(&["globex"]),
+    ];
+    let mut cfg = Cfg::new(&format!("http://127.0.0.1:{engine_port}"), &toks);
+    cfg.admin = format!("127.0.0.1:{admin_port}");
+    cfg.connection = format!("http://127.0.0.1:{port}");
+    let dir = ConfigDir::new(&cfg);
+    let _serve = Scangate::spawn(&["serve", "--config", dir.path.to_str().unwrap()]);
+    let http = client();
+    let ready = format!("http://127.0.0.1:{admin_port}/readyz");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            http.get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await,
+        "serve did not get ready"
+    );
+    use base64::Engine as _;
+    let eicar = base64::engine::general_purpose::STANDARD.encode(scangate::emulator::EICAR);
+    for (token, name) in [(MAIL, "mail.eml"), (WEB, "upload.bin")] {
+        let r = http
+            .post(format!("http://127.0.0.1:{port}/api/v3.1/scanmemory"))
+            .bearer_auth(token)
+            .body(format!(r#"{{"object":"{eicar}","name":"{name}"}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    let console = format!("http://127.0.0.1:{admin_port}/console");
+    c.goto(&format!("{console}/login")).await.unwrap();
+    fill(&c, "#token", ADMIN).await;
+    click(&c, "#sign-in").await;
+    wait_for(&c, "#tokens").await;
+    click(&c, "header a[href='/console/detections']").await;
+    wait_for(&c, "#detections").await;
+    let counts = text_of(&c, "#counts").await;
+    assert!(
+        counts.contains("mail") && counts.contains("web"),
+        "{counts}"
+    );
+    let list = text_of(&c, "#detections").await;
+    assert!(
+        list.contains("mail.eml") && list.contains("upload.bin"),
+        "{list}"
+    );
+    assert!(list.contains("EICAR-Test-File"), "{list}");
+    shot(&c, "detections").await;
+
+    fill(&c, "#filter input[name='tenant']", "globex").await;
+    click(&c, "#filter button").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !c
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("tenant=globex")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the filter form did not submit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_for(&c, "#detections").await;
+    let list = text_of(&c, "#detections").await;
+    assert!(
+        list.contains("upload.bin") && !list.contains("mail.eml"),
+        "{list}"
+    );
+    c.close().await.unwrap();
 }

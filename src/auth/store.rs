@@ -86,6 +86,8 @@ pub struct TokenStats {
     pub last_used: AtomicU64,
     /// Its finished requests per minute over the last hour, for the console's charts.
     pub minutes: MinuteSeries,
+    /// The engine's statistics counters restricted to its own scans (see [`crate::audit`]).
+    pub scans: crate::audit::ScanCounters,
 }
 
 /// A token's [`TokenStats`], allocated on first use: most of a large token set never sends a request

@@ -244,6 +244,44 @@ pub struct GatewaySettings {
     pub scanning_paths: Option<Vec<PathBuf>>,
     /// `Sessions`: token lifetimes and the session store for API connections.
     pub sessions: SessionSettings,
+    /// `Audit`: reading the engine's verdicts, the audit log and per-credential statistics.
+    pub audit: AuditSettings,
+}
+
+/// `GatewaySettings/Audit` (issue 18). Reload applies every field to requests that start after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// `Enabled`: read the verdict of every scan call as its answer streams past, count it per
+    /// credential and write an audit line per detection. Default 1: it costs a few hundred
+    /// nanoseconds per scan and is why scangate sits where it does; 0 makes scan answers pass
+    /// untouched, like any other.
+    pub enabled: bool,
+    /// `LogNonScanned`: an audit line for NON_SCANNED verdicts too (password-protected or corrupted
+    /// objects, which may hide what a scan would find). Default 0: on mail relays they are common.
+    pub log_non_scanned: bool,
+    /// `RedactObjects`: leave the object (path, URL host, name) out of audit lines and the console,
+    /// where those are personal data or secret. Default 0.
+    pub redact_objects: bool,
+    /// `GatewayStatistics`: scangate answers `GET /api/v3.0/getstatistics` itself, with the
+    /// engine's counters restricted to the caller's own scans, so one tenant does not see another's
+    /// numbers. Default 0 (forwarded to the engine, as before). Needs `Enabled` 1. The counters
+    /// count the scans made while it is on.
+    pub gateway_statistics: bool,
+    /// `RecentDetections`: how many detections the console keeps in memory (0 to 100000).
+    /// Default 1000. The log is the durable record.
+    pub recent_detections: usize,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            enabled: true,
+            log_non_scanned: false,
+            redact_objects: false,
+            gateway_statistics: false,
+            recent_detections: 1000,
+        }
+    }
 }
 
 /// `GatewaySettings/Sessions`. Reload applies the lifetimes to tokens issued after it; the store

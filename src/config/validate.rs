@@ -9,6 +9,7 @@
 //! Validation never stops at the first error. A bad value is reported and replaced by its default so
 //! the rest of the file is still checked; any error at all makes [`parse`] fail.
 
+mod audit;
 mod auth;
 pub mod connections;
 mod engines;

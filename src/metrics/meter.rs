@@ -7,7 +7,8 @@ use arc_swap::ArcSwap;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use super::{LabelText, RequestLabels, TokenLabels, STATUS_CLASSES};
+use super::{LabelText, RequestLabels, ScanLabels, TokenLabels, STATUS_CLASSES};
+use crate::audit::ScanResult;
 
 /// The families a [`TokenMeter`] creates its series in (cheap clones of the registered ones).
 #[derive(Clone, Debug)]
@@ -15,6 +16,8 @@ pub(crate) struct TokenFamilies {
     pub(crate) requests: Family<RequestLabels, Counter>,
     pub(crate) request_bytes: Family<TokenLabels, Counter>,
     pub(crate) response_bytes: Family<TokenLabels, Counter>,
+    pub(crate) scan_results: Family<ScanLabels, Counter>,
+    pub(crate) detections: Family<TokenLabels, Counter>,
 }
 
 /// One token's series. Created once per token name and kept across reloads and rotations with the
@@ -28,6 +31,10 @@ pub struct TokenMeter {
     rows: ArcSwap<Vec<Arc<UpstreamRow>>>,
     grow: Mutex<()>,
     families: TokenFamilies,
+    /// `scangate_scan_results_total`, one counter per result, created when first counted.
+    scan_results: [OnceLock<Counter>; ScanResult::ALL.len()],
+    /// `scangate_detections_total`, created with the first detection.
+    detections: OnceLock<Counter>,
 }
 
 /// `scangate_requests_total` for one (token, upstream): one counter per status class, each created
@@ -52,7 +59,48 @@ impl TokenMeter {
             rows: ArcSwap::from_pointee(Vec::new()),
             grow: Mutex::new(()),
             families: families.clone(),
+            scan_results: Default::default(),
+            detections: OnceLock::new(),
         }
+    }
+
+    /// Counts one scan answer by its result, and a detection when something was found.
+    pub fn scan_result(&self, result: ScanResult) {
+        self.scan_results[result.index()]
+            .get_or_init(|| {
+                let labels = ScanLabels {
+                    token: self.token.clone(),
+                    result: result.as_str(),
+                };
+                self.families.scan_results.get_or_create(&labels).clone()
+            })
+            .inc();
+        if result.is_detection() {
+            self.detections
+                .get_or_init(|| {
+                    let labels = TokenLabels {
+                        token: self.token.clone(),
+                    };
+                    self.families.detections.get_or_create(&labels).clone()
+                })
+                .inc();
+        }
+    }
+
+    /// Removes this token's scan series (when its name leaves the config).
+    pub(crate) fn forget_scans(&self) {
+        for (i, counter) in self.scan_results.iter().enumerate() {
+            if counter.get().is_some() {
+                self.families.scan_results.remove(&ScanLabels {
+                    token: self.token.clone(),
+                    result: ScanResult::ALL[i].as_str(),
+                });
+            }
+        }
+        let labels = TokenLabels {
+            token: self.token.clone(),
+        };
+        self.families.detections.remove(&labels);
     }
 
     /// Counts one finished request: its status on `upstream` (`None` when none was chosen) and its

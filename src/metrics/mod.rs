@@ -131,6 +131,13 @@ pub(crate) struct TokenLabels {
     pub(crate) token: LabelText,
 }
 
+/// `scangate_scan_results_total`: `result` is one of [`crate::audit::ScanResult`]'s fixed labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ScanLabels {
+    pub(crate) token: LabelText,
+    pub(crate) result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamErrorLabels {
     upstream: LabelText,
@@ -207,6 +214,8 @@ impl Metrics {
             requests: Family::default(),
             request_bytes: Family::default(),
             response_bytes: Family::default(),
+            scan_results: Family::default(),
+            detections: Family::default(),
         };
         registry.register(
             "requests",
@@ -291,6 +300,16 @@ impl Metrics {
             "response_body_bytes",
             "Response body bytes sent to clients, by token Name",
             families.response_bytes.clone(),
+        );
+        registry.register(
+            "scan_results",
+            "Scan answers read by the audit, by token Name (empty when no valid token) and result: clean, detect, disinfected, deleted, non_scanned, server_error, unknown (a result word the reference does not list), error (the engine refused the request) or unparsed (no verdict could be read)",
+            families.scan_results.clone(),
+        );
+        registry.register(
+            "detections",
+            "Scans in which the engine found something (DETECT, DISINFECTED or DELETED), by token Name",
+            families.detections.clone(),
         );
         registry.register(
             "log_writer_waits",
@@ -416,6 +435,7 @@ impl Metrics {
     /// Drops every series of a token whose name left the config.
     pub fn forget_token(&self, meter: &TokenMeter) {
         meter.forget_rows(|_| false);
+        meter.forget_scans();
         let labels = TokenLabels {
             token: meter.token.clone(),
         };
@@ -484,6 +504,35 @@ mod tests {
             !text.contains("3xx"),
             "classes that never happened are not exported"
         );
+    }
+
+    #[test]
+    fn scan_results_are_counted_per_token_with_bounded_labels() {
+        use crate::audit::ScanResult;
+        let m = Metrics::new();
+        let a = m.token_meter("a");
+        let b = m.token_meter("b");
+        a.scan_result(ScanResult::Detect);
+        a.scan_result(ScanResult::Detect);
+        a.scan_result(ScanResult::Unparsed);
+        b.scan_result(ScanResult::Clean);
+        let text = m.encode();
+        assert!(text.contains(r#"scangate_scan_results_total{token="a",result="detect"} 2"#));
+        assert!(text.contains(r#"scangate_scan_results_total{token="a",result="unparsed"} 1"#));
+        assert!(text.contains(r#"scangate_scan_results_total{token="b",result="clean"} 1"#));
+        assert!(text.contains(r#"scangate_detections_total{token="a"} 2"#));
+        assert!(
+            !text.contains(r#"scangate_detections_total{token="b"}"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"result="clean"} 0"#),
+            "only results that happened"
+        );
+        m.forget_token(&a);
+        let text = m.encode();
+        assert!(!text.contains(r#"token="a""#), "{text}");
+        assert!(text.contains(r#"token="b""#));
     }
 
     #[test]

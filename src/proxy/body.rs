@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
+use super::audit::Sniff;
 use super::upstream::UpstreamBody;
 use tokio::time::{Instant, Sleep};
 
@@ -203,6 +204,9 @@ pin_project! {
     pub enum ProxyBody {
         /// Streamed from the upstream as it arrives.
         Upstream { #[pin] body: UpstreamBody },
+        /// Streamed from the upstream as it arrives, its verdict read on the way (a scan call's
+        /// answer, see [`super::audit`]). Each frame goes on as soon as it came.
+        Sniffed { #[pin] body: UpstreamBody, sniff: Box<Sniff> },
         /// A gateway-made body (errors, admin pages).
         Full { data: Option<Bytes> },
     }
@@ -221,6 +225,15 @@ impl ProxyBody {
     pub fn upstream(body: UpstreamBody) -> ProxyBody {
         ProxyBody::Upstream { body }
     }
+
+    /// This body with `sniff` reading the verdict from it. Only an upstream body has one; any other
+    /// is returned as it is, and `sniff` records that no verdict was read.
+    pub fn sniffed(self, sniff: Box<Sniff>) -> ProxyBody {
+        match self {
+            ProxyBody::Upstream { body } => ProxyBody::Sniffed { body, sniff },
+            other => other,
+        }
+    }
 }
 
 impl Body for ProxyBody {
@@ -233,20 +246,38 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.project() {
             ProxyBodyProj::Upstream { body } => body.poll_frame(cx),
+            ProxyBodyProj::Sniffed { mut body, sniff } => {
+                let polled = body.as_mut().poll_frame(cx);
+                match &polled {
+                    Poll::Pending => {}
+                    Poll::Ready(Some(Ok(frame))) => {
+                        // hyper may drop a body that says it ended without polling it again.
+                        let last = body.is_end_stream();
+                        match frame.data_ref() {
+                            Some(data) => sniff.frame(data, last),
+                            None if last => sniff.end(true),
+                            None => {}
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => sniff.end(false),
+                    Poll::Ready(None) => sniff.end(true),
+                }
+                polled
+            }
             ProxyBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Upstream { body } => body.is_end_stream(),
+            ProxyBody::Upstream { body } | ProxyBody::Sniffed { body, .. } => body.is_end_stream(),
             ProxyBody::Full { data } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Upstream { body } => body.size_hint(),
+            ProxyBody::Upstream { body } | ProxyBody::Sniffed { body, .. } => body.size_hint(),
             ProxyBody::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }

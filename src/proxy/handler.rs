@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::access::{Access, LoggedBody};
+use super::audit::{self, ScanAudit};
 use super::body::{GuardedBody, ProxyBody};
 use super::error::GatewayError;
 use super::exchange;
@@ -107,6 +108,12 @@ async fn proxy(
     if let Some(p) = &access.principal {
         p.stats().requests.fetch_add(1, Ordering::Relaxed);
     }
+    // Request filter 3b: with GatewayStatistics, a caller's getstatistics is its own scans only.
+    let principal = access.principal.as_ref();
+    if let Some(resp) = audit::statistics(snap, req.method(), req.uri().path(), principal) {
+        access.reason = Some("statistics");
+        return Ok(resp);
+    }
     // Request filter 4: a declared body over the limit is refused before any upstream work.
     if let Some(len) = declared_length(&req) {
         if len > snap.max_request_bytes {
@@ -117,30 +124,42 @@ async fn proxy(
     let upload = Arc::clone(&access.upload);
     let (mut parts, body) = req.into_parts();
     let has_body = !http_body::Body::is_end_stream(&body);
+    // A scan call's answer is audited (read as it streams back); nothing else is.
+    let scan_call = audit::scan_call(
+        &snap.settings.gateway.audit,
+        &parts.method,
+        parts.uri.path(),
+    );
     // Request filter 5: a scanfile object must lie under ScanningPaths. Only scanfile, and a scan
     // small enough to keep for a retry (RetryBufferBytes), are read whole; every other body streams.
     let keep = forward::keeps_body(snap, &parts, declared_length_of(&parts.headers));
-    let (body, kept) = match (scan_check, scan_paths) {
+    let (body, kept, held) = match (scan_check, scan_paths) {
         (Some(api), Some(allowed)) => {
             let max = snap.max_request_bytes;
             let bytes = scanfile::check(&parts, body, api, allowed, max, deadline).await?;
             let kept = keep.then(|| bytes.clone());
-            (GuardedBody::read(bytes, Arc::clone(&upload)), kept)
+            let held = scan_call.map(|_| bytes.clone());
+            (GuardedBody::read(bytes, Arc::clone(&upload)), kept, held)
         }
         _ if keep => {
             let limit = snap.settings.gateway.upstream.retry_buffer_bytes;
             let bytes = forward::keep(body, limit, deadline).await?;
+            let held = scan_call.map(|_| bytes.clone());
             (
                 GuardedBody::read(bytes.clone(), Arc::clone(&upload)),
                 Some(bytes),
+                held,
             )
         }
         _ => {
             let max = snap.max_request_bytes;
             let streamed = GuardedBody::new(body, max, deadline, Arc::clone(&upload));
-            (streamed, None)
+            (streamed, None, None)
         }
     };
+    // Only a v1 body can be v2 multipart.
+    let v1 = scan_call.is_some_and(|c| c.wire() == crate::audit::Wire::Text);
+    let multipart = v1 && headers::is_multipart(&parts.headers);
 
     // Upstream request: same method, path, query and body; gateway-owned headers (the engine's
     // `Host` is set once one is chosen).
@@ -187,10 +206,28 @@ async fn proxy(
     )
     .await?;
 
-    // Response filter: hop-by-hop headers never cross the gateway.
+    // Response filter: hop-by-hop headers never cross the gateway; a scan's verdict is read on
+    // its way to the client.
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, ProxyBody::upstream(body)))
+    let mut body = ProxyBody::upstream(body);
+    if let Some(call) = scan_call {
+        let engine = access.upstream.clone();
+        let principal = access.principal.clone();
+        let audit = ScanAudit::new(
+            gw,
+            snap,
+            call,
+            principal,
+            downstream.peer,
+            engine,
+            held,
+            multipart,
+            upload,
+        );
+        body = audit.watch(parts.status, body);
+    }
+    Ok(Response::from_parts(parts, body))
 }
 
 /// Runs the auth decision: `Ok(None)` when auth is off, `Ok(Some)` for a valid credential.

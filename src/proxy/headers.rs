@@ -180,6 +180,13 @@ pub fn add_forwarded(headers: &mut HeaderMap, fwd: Forwarded, host: Option<Heade
     }
 }
 
+/// Whether the request's Content-Type is `multipart/*` (KAV protocol v2 bodies).
+pub fn is_multipart(headers: &HeaderMap) -> bool {
+    (headers.get(header::CONTENT_TYPE))
+        .and_then(|v| v.as_bytes().get(..10))
+        .is_some_and(|kind| kind.eq_ignore_ascii_case(b"multipart/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

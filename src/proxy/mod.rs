@@ -1,12 +1,14 @@
 //! The gateway proper: listener and connections ([`server`]), each connection's idle deadline and
 //! drain ([`conn`]), its write deadline ([`send_timeout`]) and the per-address cap
 //! ([`client_cap`]), the request path ([`handler`]) with its `scanfile` path check
-//! ([`scanfile`]), bodies ([`body`]), the access log and request metrics ([`access`]), header
+//! ([`scanfile`]), bodies ([`body`]), the access log and request metrics ([`access`]), the scan
+//! audit (verdicts per credential, the audit log, per-credential statistics: [`audit`]), header
 //! rules ([`headers`]), the scan engines ([`upstream`]: selection, sessions and queue, health),
 //! and the one mapping from failures to statuses ([`error`]).
 
 pub mod access;
 pub mod access_line;
+pub mod audit;
 pub mod body;
 pub mod client_cap;
 pub mod conn;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use http::{header, request, Method};
+use http::{request, Method};
 use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -31,9 +31,7 @@ pub async fn check(
     if bytes.is_empty() && parts.method == Method::OPTIONS {
         return Ok(bytes);
     }
-    let multipart = (parts.headers.get(header::CONTENT_TYPE))
-        .and_then(|v| v.as_bytes().get(..10))
-        .is_some_and(|kind| kind.eq_ignore_ascii_case(b"multipart/"));
+    let multipart = super::headers::is_multipart(&parts.headers);
     match scan_path::body_allowed(allowed, api, &bytes, multipart) {
         true => Ok(bytes),
         false => Err(GatewayError::ScanPathRefused),

@@ -106,6 +106,11 @@ impl Scangate {
         }
     }
 
+    /// The child's process ID (for /proc).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` (as `kill -SIGNAL` names it: TERM, INT, HUP) without waiting.
     pub fn signal(&self, signal: &str) {
         let sent = Command::new("kill")

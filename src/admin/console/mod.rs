@@ -11,11 +11,14 @@
 //!   functions the CLI calls; the gateway picks the new file up by its usual reload.
 //! - The Engines page ([`engines`]) shows each scan engine's state, in flight and queue; it only
 //!   reads.
+//! - The Detections page ([`detections`]) lists the latest detections the scan audit kept, by
+//!   credential and tenant; it only reads.
 //! - Each action is one line on the `scangate::audit` log target: who, what, which item, from
 //!   which IP. Never a token.
 
 mod actions;
 pub mod charts;
+pub mod detections;
 pub mod engines;
 mod listing;
 pub mod pages;
@@ -122,6 +125,9 @@ pub async fn handle(
                 "/console/item" => listing::item_page(gw, &f, &query, now).await,
                 "/console/engines" => {
                     html(StatusCode::OK, engines::page(&f, &engines::engines(gw)))
+                }
+                "/console/detections" => {
+                    html(StatusCode::OK, detections::page(&f, gw, &query, now))
                 }
                 _ => html(
                     StatusCode::NOT_FOUND,

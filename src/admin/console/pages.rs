@@ -63,6 +63,7 @@ pub fn page(title: &str, frame: &Frame<'_>, body: Markup) -> Markup {
                         a href="/console/" { "All tokens" }
                         a href="/console/add" { "Add" }
                         a href="/console/engines" { "Engines" }
+                        a href="/console/detections" { "Detections" }
                         form.inline method="post" action="/console/logout" {
                             input type="hidden" name="csrf" value=(csrf);
                             span.muted { "Signed in as " (session.name) " " }

@@ -24,6 +24,7 @@ const KNOWN: &[&str] = &[
     "ScanningPaths",
     "Sessions",
     "UpstreamSettings",
+    "Audit",
 ];
 
 /// Scan Engine's "uint" is 32 bits; scangate's numbers use the same range.
@@ -91,6 +92,7 @@ pub(super) fn gateway(ctx: &mut Ctx, el: &Element<'_>, max_sessions: usize) -> G
         upstream,
         scanning_paths: (g.one("ScanningPaths")).map(|el| scanning_paths(ctx, el, &g.path())),
         sessions: super::connections::sessions(ctx, g.one("Sessions"), &g.path()),
+        audit: super::audit::audit(ctx, g.one("Audit"), &g.path()),
     }
 }
 
