@@ -7,12 +7,14 @@ takes `--requests` POSTs from oha at c=64 over keep-alive connections, and is du
 the instructions counted (all threads, user space only) divided by the 2xx responses.
 
     python3 benches/load/instructions.py target/release/scangate /tmp/scangate-before \
-        [--log off --log on] [--credential static --credential access] [--keep DIR]
+        [--log off --log on] [--credential static --credential access] [--audit off --audit on] \
+        [--keep DIR]
 
 `--log on` runs with the access log on (`RUST_LOG=info`, JSON lines to a file), `off` (the
 default) with `info,scangate::access=off`. `--credential access` adds an API connection to the
 running gateway, exchanges its refresh token and sends the access token instead of a static
-token. Every combination of binary, log and credential is one row. `--keep DIR` keeps each dump
+token. `--audit off|on` sets `GatewaySettings/Audit/Enabled`. Every combination of binary, log,
+credential and audit is one row. `--keep DIR` keeps each dump
 for `callgrind_annotate`.
 
 It is evidence for before/after comparisons of the request path, not a replacement for
@@ -77,12 +79,17 @@ def access_token(binary, work, cfg, base_url):
 
 
 def measure(binary, work, backend_url, token, requests, log="off", credential="static",
-            keep=None):
+            keep=None, audit=None):
     port = procs.free_port()
     cfg = os.path.join(work, f"scangate-{port}.xml")
+    xml = peers.scangate_xml(f"http://127.0.0.1:{port}", backend_url,
+                             os.path.join(work, f"tokens-{TOKENS}.xml-part"))
+    if audit is not None:
+        enabled = 1 if audit == "on" else 0
+        xml = xml.replace("</GatewaySettings>",
+                          f"<Audit><Enabled>{enabled}</Enabled></Audit></GatewaySettings>")
     with open(cfg, "w") as f:
-        f.write(peers.scangate_xml(f"http://127.0.0.1:{port}", backend_url,
-                                   os.path.join(work, f"tokens-{TOKENS}.xml-part")))
+        f.write(xml)
     out = os.path.join(work, f"callgrind-{port}.out")
     env = dict(os.environ, RUST_LOG=LOGS[log])
     srv = procs.Server(
@@ -106,7 +113,7 @@ def measure(binary, work, backend_url, token, requests, log="off", credential="s
         raise RuntimeError(f"{binary}: no dump or no 2xx ({codes})\n{srv.tail()}")
     if keep:
         os.makedirs(keep, exist_ok=True)
-        name = f"{os.path.basename(binary)}-log-{log}-{credential}.callgrind"
+        name = f"{os.path.basename(binary)}-log-{log}-{credential}-audit-{audit}.callgrind"
         shutil.copy(dumps[-1], os.path.join(keep, name))
     return total_instructions(dumps[-1]), good
 
@@ -117,6 +124,8 @@ def main():
     ap.add_argument("--requests", type=int, default=20_000)
     ap.add_argument("--log", choices=sorted(LOGS), action="append")
     ap.add_argument("--credential", choices=["static", "access"], action="append")
+    ap.add_argument("--audit", choices=["on", "off"], action="append",
+                    help="GatewaySettings/Audit/Enabled (default: the config's default, on)")
     ap.add_argument("--keep", metavar="DIR", help="copy each dump here, for callgrind_annotate")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="scangate-instr-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
@@ -133,15 +142,17 @@ def main():
     procs.Server("backend", ["nginx", "-c", conf, "-p", work, "-e", os.path.join(work, "backend.error.log")],
                  os.path.join(work, "backend.log"))
     backend_url = f"http://127.0.0.1:{bport}"
-    print("| binary | access log | credential | 2xx requests | instructions | instructions per request |")
-    print("|---|---|---|---:|---:|---:|")
+    print("| binary | access log | credential | audit | 2xx requests | instructions | "
+          "instructions per request |")
+    print("|---|---|---|---|---:|---:|---:|")
     for credential in args.credential or ["static"]:
         for log in args.log or ["off"]:
-            for binary in args.binaries:
-                ir, good = measure(os.path.abspath(binary), work, backend_url, token,
-                                   args.requests, log, credential, args.keep)
-                print(f"| `{binary}` | {log} | {credential} | {good} | {ir:,} | {ir // good:,} |",
-                      flush=True)
+            for audit in args.audit or [None]:
+                for binary in args.binaries:
+                    ir, good = measure(os.path.abspath(binary), work, backend_url, token,
+                                       args.requests, log, credential, args.keep, audit)
+                    print(f"| `{binary}` | {log} | {credential} | {audit or 'default'} | {good} | "
+                          f"{ir:,} | {ir // good:,} |", flush=True)
     procs.stop_all()
     subprocess.run(["rm", "-rf", work])
 
