@@ -422,6 +422,7 @@ mod tests {
             role: None,
             tenants: vec![],
             allow_scan_file: None,
+            limits: None,
         }
     }
 
