@@ -14,6 +14,7 @@ use http::HeaderName;
 
 use crate::auth::connections::Connections;
 use crate::auth::jwt::JwtKeys;
+use crate::auth::quota::QuotaLedger;
 use crate::auth::sessions::{
     DeadFamily, RedisStore, SessionStore, SqliteStore, StoreError, StoreEvents,
 };
@@ -115,6 +116,11 @@ pub struct Gateway {
     last_reload: Mutex<ReloadReport>,
     /// Notified after each applied reload, so the health checker checks new engines at once.
     pub reloaded: tokio::sync::Notify,
+    /// Every principal's quota counts, flushed to the session store once a second.
+    pub quotas: QuotaLedger,
+    /// This replica's name in replica-scope quota keys: `SCANGATE_REPLICA`, else the host name,
+    /// so a restarted replica finds its own counts again.
+    pub replica: String,
 }
 
 /// The outcome of the last load or reload attempt, as `/config` shows it.
@@ -146,13 +152,20 @@ impl Gateway {
         let hash = loaded.content_hash;
         let mut snapshot = build_snapshot(loaded, 1, None)?;
         let tokens = TokenStore::new();
+        let quotas = has_quotas(&snapshot.settings);
         let counts = tokens.apply(&take_tokens(&mut snapshot));
         crate::heap::release_free_pages();
         let metrics = Metrics::new();
         metrics.config_in_force(1, counts.enabled, counts.disabled);
         let sessions = OnceLock::new();
         let connections = Arc::new(Connections::default());
-        open_sessions(&sessions, &connections, &metrics, &snapshot.settings)?;
+        open_sessions(
+            &sessions,
+            &connections,
+            &metrics,
+            &snapshot.settings,
+            quotas,
+        )?;
         connections.apply(&take_connections(&mut snapshot), |_| {});
         Ok(Arc::new(Gateway {
             config_path: path.to_owned(),
@@ -171,6 +184,8 @@ impl Gateway {
                 error: None,
             }),
             reloaded: tokio::sync::Notify::new(),
+            quotas: QuotaLedger::default(),
+            replica: replica_name(),
         }))
     }
 
@@ -232,6 +247,7 @@ impl Gateway {
         let mut snapshot = build_snapshot(loaded, generation, Some(&previous))?;
         warn_restart_needed(&previous.settings, &snapshot.settings);
 
+        let quotas = has_quotas(&snapshot.settings);
         // Tokens first, then the snapshot: a new token works as soon as the new key is in force, and
         // when the key changes every digest changes with it, so both land in one reload anyway.
         let counts = self.tokens.apply_with(&take_tokens(&mut snapshot), |gone| {
@@ -244,6 +260,7 @@ impl Gateway {
             &self.connections,
             &self.metrics,
             &snapshot.settings,
+            quotas,
         )?;
         self.connections
             .apply(&take_connections(&mut snapshot), |gone| {
@@ -345,7 +362,24 @@ fn take_connections(snapshot: &mut Snapshot) -> Vec<config::ConnectionEntry> {
     std::mem::take(&mut snapshot.settings.auth.connections)
 }
 
-/// Opens the session store the first time the config has a Connection, and loads the families
+/// Whether any principal has a quota, which the session store counts.
+fn has_quotas(settings: &Settings) -> bool {
+    let quota = |l: &Option<Arc<config::Limits>>| l.as_ref().is_some_and(|l| !l.has_no_quota());
+    settings.auth.tokens.iter().any(|t| quota(&t.limits))
+        || settings.auth.connections.iter().any(|c| quota(&c.limits))
+}
+
+/// `SCANGATE_REPLICA`, else the host name, else `local`.
+fn replica_name() -> String {
+    std::env::var("SCANGATE_REPLICA")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "local".to_owned())
+}
+
+/// Opens the session store the first time the config has a Connection or a quota, and loads the families
 /// a reuse killed before the last restart, so none of their tokens works again. A SQLite store
 /// that cannot be opened fails the load: exchanges cannot be single use without it. A Redis store
 /// connects in the background instead: the data plane must start while Redis is down, and its
@@ -355,8 +389,9 @@ fn open_sessions(
     connections: &Arc<Connections>,
     metrics: &Metrics,
     settings: &Settings,
+    quotas: bool,
 ) -> Result<(), StoreError> {
-    if settings.auth.connections.is_empty() || slot.get().is_some() {
+    if (settings.auth.connections.is_empty() && !quotas) || slot.get().is_some() {
         return Ok(());
     }
     let health = metrics.session_store_health();
@@ -408,9 +443,22 @@ impl StoreEvents for SessionEvents {
 }
 
 impl Gateway {
-    /// The session store, once the config has a Connection.
+    /// The session store, once the config has a Connection or a quota.
     pub fn sessions(&self) -> Option<&Arc<dyn SessionStore>> {
         self.sessions.get()
+    }
+
+    /// Sends the pending quota counts to the session store and takes the totals back (see
+    /// [`crate::auth::quota`]); then updates the quota series.
+    pub async fn flush_quotas(&self) {
+        let Some(store) = self.sessions() else {
+            return;
+        };
+        let ok = crate::auth::quota::flush(&self.quotas, &**store, &self.replica).await;
+        self.metrics.limits.store_up.set(i64::from(ok));
+        for cell in self.quotas.live() {
+            self.metrics.limits.quota_used(cell.name(), cell.used());
+        }
     }
 }
 
