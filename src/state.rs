@@ -14,6 +14,7 @@ use http::HeaderName;
 
 use crate::auth::connections::Connections;
 use crate::auth::jwt::JwtKeys;
+use crate::auth::limits::LimitState;
 use crate::auth::quota::QuotaLedger;
 use crate::auth::sessions::{
     DeadFamily, RedisStore, SessionStore, SqliteStore, StoreError, StoreEvents,
@@ -167,6 +168,11 @@ impl Gateway {
             quotas,
         )?;
         connections.apply(&take_connections(&mut snapshot), |_| {});
+        let ledger = QuotaLedger::default();
+        let replica = replica_name();
+        if quotas {
+            load_quotas(&tokens, &connections, &ledger, sessions.get(), &replica);
+        }
         Ok(Arc::new(Gateway {
             config_path: path.to_owned(),
             tokens,
@@ -184,8 +190,8 @@ impl Gateway {
                 error: None,
             }),
             reloaded: tokio::sync::Notify::new(),
-            quotas: QuotaLedger::default(),
-            replica: replica_name(),
+            quotas: ledger,
+            replica,
         }))
     }
 
@@ -268,6 +274,15 @@ impl Gateway {
                     self.metrics.forget_token(meter);
                 }
             });
+        if quotas {
+            load_quotas(
+                &self.tokens,
+                &self.connections,
+                &self.quotas,
+                self.sessions.get(),
+                &self.replica,
+            );
+        }
         // The parse's garbage is freed by now; hand its pages back before the next one.
         crate::heap::release_free_pages();
         self.forget_removed_upstreams(&previous, &snapshot);
@@ -367,6 +382,42 @@ fn has_quotas(settings: &Settings) -> bool {
     let quota = |l: &Option<Arc<config::Limits>>| l.as_ref().is_some_and(|l| !l.has_no_quota());
     settings.auth.tokens.iter().any(|t| quota(&t.limits))
         || settings.auth.connections.iter().any(|c| quota(&c.limits))
+}
+
+/// Reads the stored quota counts of every principal with a quota that has none in memory yet, so
+/// a restarted gateway (or a principal given a quota by a reload) starts from what was counted.
+/// Runs at start-up and on a reload's blocking thread, never on the request path. A store that
+/// does not answer leaves the counts to the periodic flush.
+fn load_quotas(
+    tokens: &TokenStore,
+    connections: &Connections,
+    ledger: &QuotaLedger,
+    store: Option<&Arc<dyn SessionStore>>,
+    replica: &str,
+) {
+    let Some(store) = store else {
+        return;
+    };
+    let now = crate::config::validate::connections::now_secs();
+    let mut fresh = false;
+    let mut prime = |name: &str, limits: Option<&Arc<config::Limits>>, state: &LimitState| {
+        if let Some(limits) = limits.filter(|l| !l.has_no_quota()) {
+            if state.quota().is_none() {
+                state.quota_cell(ledger, name, limits).prime(limits, now);
+                fresh = true;
+            }
+        }
+    };
+    for t in tokens.records() {
+        prime(&t.name, t.limits.as_ref(), &t.stats.limits);
+    }
+    for c in connections.records() {
+        prime(&c.name, c.limits.as_ref(), &c.stats.limits);
+    }
+    if fresh {
+        let flushed = crate::auth::quota::flush(ledger, &**store, replica);
+        let _ = crate::auth::sessions::block_on(Box::pin(async move { Ok(flushed.await) }));
+    }
 }
 
 /// `SCANGATE_REPLICA`, else the host name, else `local`.

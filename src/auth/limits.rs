@@ -57,6 +57,12 @@ impl LimitState {
         self.quota.get()
     }
 
+    /// The quota cell of the principal `name`, registered with `ledger` on first use.
+    pub fn quota_cell(&self, ledger: &QuotaLedger, name: &str, limits: &Limits) -> &Arc<QuotaCell> {
+        self.quota
+            .get_or_init(|| ledger.register(name, limits.scope))
+    }
+
     /// The bucket for `rate`: the one in place when it was built for the same rate, else a new,
     /// full one. Two first requests at once may both build one; the last stored wins.
     fn bucket(&self, rate: Rate) -> Arc<Bucket> {
@@ -173,9 +179,7 @@ pub fn check(
     let quota = match limits.has_no_quota() {
         true => None,
         false => {
-            let cell = state
-                .quota
-                .get_or_init(|| ledger.register(principal.name(), limits.scope));
+            let cell = state.quota_cell(ledger, principal.name(), limits);
             cell.peek(limits, now).map_err(|retry_after_secs| Denied {
                 kind: LimitKind::Quota,
                 retry_after_secs,

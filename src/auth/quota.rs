@@ -32,6 +32,9 @@ pub struct QuotaLedger {
     cells: Mutex<Vec<Weak<QuotaCell>>>,
     /// Whether the last flush reached the store (for the log line on a change).
     store_up: Mutex<Option<bool>>,
+    /// One flush at a time (the periodic one, the one at shutdown, a reload's load): two at once
+    /// would both send the same pending counts.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl QuotaLedger {
@@ -153,6 +156,14 @@ impl QuotaCell {
         }
     }
 
+    /// Opens the windows of `now` without counting, so the next flush loads the stored totals
+    /// (a restarted replica reads its counts before its first request).
+    pub fn prime(&self, limits: &Limits, now: u64) {
+        let mut w = self.window.lock().expect("quota lock");
+        w.scope = limits.scope;
+        w.roll(now);
+    }
+
     /// Counts a finished request's uploaded bytes against today.
     pub fn add_bytes(&self, bytes: u64, now: u64) {
         let mut w = self.window.lock().expect("quota lock");
@@ -188,6 +199,7 @@ fn key(name: &str, period: &str, scope: LimitScope, replica: &str) -> String {
 /// Sends every cell's pending counts to `store` and takes the totals back. Returns whether the
 /// store took them all. A failed cell keeps its counts for the next flush.
 pub async fn flush(ledger: &QuotaLedger, store: &dyn SessionStore, replica: &str) -> bool {
+    let _one = ledger.flushing.lock().await;
     let mut ok = true;
     for cell in ledger.live() {
         let (scope, day, month, day_req, day_bytes, month_req) = {
@@ -215,15 +227,15 @@ pub async fn flush(ledger: &QuotaLedger, store: &dyn SessionStore, replica: &str
         let mut w = cell.window.lock().expect("quota lock");
         if w.day == day {
             if let Ok((requests, bytes)) = &day_done {
-                w.day_requests.pending -= day_req;
-                w.day_bytes.pending -= day_bytes;
+                w.day_requests.pending = w.day_requests.pending.saturating_sub(day_req);
+                w.day_bytes.pending = w.day_bytes.pending.saturating_sub(day_bytes);
                 w.day_requests.stored = *requests;
                 w.day_bytes.stored = *bytes;
             }
         }
         if w.month == month {
             if let Ok((requests, _)) = &month_done {
-                w.month_requests.pending -= month_req;
+                w.month_requests.pending = w.month_requests.pending.saturating_sub(month_req);
                 w.month_requests.stored = *requests;
             }
         }
