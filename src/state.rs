@@ -415,7 +415,7 @@ fn load_quotas(
         prime(&c.name, c.limits.as_ref(), &c.stats.limits);
     }
     if fresh {
-        let flushed = crate::auth::quota::flush(ledger, &**store, replica);
+        let flushed = crate::auth::quota::flush(ledger, &**store, replica, true);
         let _ = crate::auth::sessions::block_on(Box::pin(async move { Ok(flushed.await) }));
     }
 }
@@ -500,15 +500,18 @@ impl Gateway {
     }
 
     /// Sends the pending quota counts to the session store and takes the totals back (see
-    /// [`crate::auth::quota`]); then updates the quota series.
-    pub async fn flush_quotas(&self) {
+    /// [`crate::auth::quota`]): every count when `all`, else the busy cluster-scope ones. Then
+    /// updates the quota series.
+    pub async fn flush_quotas(&self, all: bool) {
         let Some(store) = self.sessions() else {
             return;
         };
-        let ok = crate::auth::quota::flush(&self.quotas, &**store, &self.replica).await;
+        let ok = crate::auth::quota::flush(&self.quotas, &**store, &self.replica, all).await;
         self.metrics.limits.store_up.set(i64::from(ok));
-        for cell in self.quotas.live() {
-            self.metrics.limits.quota_used(cell.name(), cell.used());
+        if all {
+            for cell in self.quotas.live() {
+                self.metrics.limits.quota_used(cell.name(), cell.used());
+            }
         }
     }
 }

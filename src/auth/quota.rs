@@ -2,13 +2,15 @@
 //!
 //! The request path never waits on the store. Each principal's [`QuotaCell`] counts in memory what
 //! this replica admitted since the last flush (`pending`) on top of the total the store last
-//! reported (`stored`, which includes what other replicas flushed). Every [`FLUSH_INTERVAL`],
-//! [`flush`] adds the pending counts to the store in one call per principal and takes the new
-//! totals back. So:
+//! reported (`stored`, which includes what other replicas flushed). [`flush`] adds the pending
+//! counts to the store (one call per count and principal) and takes the new totals back: every
+//! [`CLUSTER_FLUSH_INTERVAL`] for a cluster-scope principal that has counted since the last
+//! flush, every [`FLUSH_INTERVAL`] for every principal. So:
 //! - a restart loses at most the last interval's counts (the final flush at shutdown sends them);
-//! - in cluster scope, N replicas may together overshoot a quota by at most what N − 1 of them
-//!   admit in one interval (interval × rate per replica), since each sees the others' counts one
-//!   flush late;
+//! - in cluster scope a replica sees the others' counts at most two short intervals late (theirs,
+//!   then its own), so N replicas together may overshoot a quota by at most
+//!   N × rate × 2 × [`CLUSTER_FLUSH_INTERVAL`] (rate: the requests per second one replica admits
+//!   for the principal, bounded by its `RequestsPerSecond` + `Burst` if it has one);
 //! - a store that is down keeps the counts local (logged once, `scangate_quota_store_up` 0) and
 //!   they are sent when it is back; requests with valid tokens never fail for it.
 
@@ -20,8 +22,12 @@ use compact_str::CompactString;
 use super::sessions::SessionStore;
 use crate::config::{LimitScope, Limits};
 
-/// How often pending counts go to the store. Also the accuracy bound of cluster scope.
+/// How often every count goes to the store (and the totals come back).
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often a cluster-scope count that changed goes to the store: the accuracy of cluster scope.
+/// One Redis call per count and busy principal and replica this often, never one per request.
+pub const CLUSTER_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 const DAY: u64 = 86_400;
 
@@ -196,15 +202,22 @@ fn key(name: &str, period: &str, scope: LimitScope, replica: &str) -> String {
     }
 }
 
-/// Sends every cell's pending counts to `store` and takes the totals back. Returns whether the
-/// store took them all. A failed cell keeps its counts for the next flush.
-pub async fn flush(ledger: &QuotaLedger, store: &dyn SessionStore, replica: &str) -> bool {
+/// Sends the cells' pending counts to `store` and takes the totals back: every cell when `all`,
+/// else the cluster-scope cells that counted since the last flush. Returns whether the store took
+/// them all. A failed cell keeps its counts for the next flush.
+pub async fn flush(
+    ledger: &QuotaLedger,
+    store: &dyn SessionStore,
+    replica: &str,
+    all: bool,
+) -> bool {
     let _one = ledger.flushing.lock().await;
     let mut ok = true;
     for cell in ledger.live() {
         let (scope, day, month, day_req, day_bytes, month_req) = {
             let w = cell.window.lock().expect("quota lock");
-            if w.day == 0 {
+            let busy = w.day_requests.pending + w.day_bytes.pending + w.month_requests.pending > 0;
+            if w.day == 0 || !(all || (w.scope == LimitScope::Cluster && busy)) {
                 continue;
             }
             (

@@ -148,7 +148,7 @@ pub async fn run_workers(
         finished += 1;
     }
     // The last counts, so a restart loses none.
-    gw.flush_quotas().await;
+    gw.flush_quotas(true).await;
     result
 }
 
@@ -171,23 +171,26 @@ pub async fn run(
     let _quotas = QuotaFlusher::start(&gw);
     let served = serve_on(listener, Arc::clone(&gw), shutdown, drain, limits).await;
     // The last counts, so a restart loses none.
-    gw.flush_quotas().await;
+    gw.flush_quotas(true).await;
     served
 }
 
-/// Sends quota counts to the session store every [`quota::FLUSH_INTERVAL`] while the listener
-/// serves.
+/// Sends quota counts to the session store while the listener serves: the busy cluster-scope
+/// ones every [`quota::CLUSTER_FLUSH_INTERVAL`], all of them every [`quota::FLUSH_INTERVAL`].
 struct QuotaFlusher(tokio::task::JoinHandle<()>);
 
 impl QuotaFlusher {
     fn start(gw: &Arc<Gateway>) -> QuotaFlusher {
         let gw = Arc::clone(gw);
         QuotaFlusher(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(quota::FLUSH_INTERVAL);
+            let mut tick = tokio::time::interval(quota::CLUSTER_FLUSH_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
+            let every = (quota::FLUSH_INTERVAL.as_millis()
+                / quota::CLUSTER_FLUSH_INTERVAL.as_millis())
+            .max(1);
+            for n in 0u128.. {
                 tick.tick().await;
-                gw.flush_quotas().await;
+                gw.flush_quotas(n % every == 0).await;
             }
         }))
     }
