@@ -582,6 +582,7 @@ mod tests {
         let file = ConfigFile::open(&path).unwrap();
         let doc = Document::read(file.text(), "t.xml").unwrap();
         let new = NewToken {
+            limits: None,
             name: "n".into(),
             value: value.clone(),
             description: None,

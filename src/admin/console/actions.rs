@@ -63,6 +63,7 @@ pub async fn add(
     let result = tokio::task::spawn_blocking(move || match kind.as_str() {
         "connection" => {
             let spec = Spec {
+                limits: None,
                 name,
                 role: role.unwrap_or(Role::SecurityOfficer),
                 tenants,
@@ -79,6 +80,7 @@ pub async fn add(
         }
         _ => {
             let spec = TokenSpec {
+                limits: None,
                 name,
                 description,
                 enabled: true,
