@@ -42,7 +42,10 @@ fn limits(c: &mut Criterion) {
                  <DailyQuota>1000000000000</DailyQuota></RateLimit>"
             ),
         ),
-        token("Refused-1a", "<RateLimit><RequestsPerSecond>1</RequestsPerSecond></RateLimit>"),
+        token(
+            "Refused-1a",
+            "<RateLimit><RequestsPerSecond>1</RequestsPerSecond></RateLimit>",
+        ),
     ]
     .concat();
     let xml = format!(
