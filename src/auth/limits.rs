@@ -239,3 +239,99 @@ fn refill_secs(rate: Rate, used: u32) -> u64 {
     }
     (u64::from(used)).div_ceil(u64::from(NonZeroU32::get(rate.per_second)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::store::{Lookup, TokenStore};
+    use crate::config::TokenEntry;
+
+    fn entry(name: &str, seed: u8, limits: Option<Limits>) -> TokenEntry {
+        TokenEntry {
+            name: name.into(),
+            digest: [seed; 64],
+            description: None,
+            enabled: true,
+            role: None,
+            tenants: vec![],
+            allow_scan_file: None,
+            limits: limits.map(Arc::new),
+        }
+    }
+
+    fn rate(per_second: u32, burst: u32) -> Limits {
+        Limits {
+            rate: Some(Rate {
+                per_second: NonZeroU32::new(per_second).unwrap(),
+                burst: NonZeroU32::new(burst).unwrap(),
+            }),
+            daily_quota: Some(1000),
+            ..Limits::default()
+        }
+    }
+
+    fn principal(store: &TokenStore, seed: u8) -> Principal {
+        match store.lookup(&[seed; 64]) {
+            Lookup::Valid(r) => Principal::Token(r),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn admitted(store: &TokenStore, seed: u8, ledger: &QuotaLedger, n: usize) -> usize {
+        let p = principal(store, seed);
+        let limits = Arc::clone(p.limits().unwrap());
+        (0..n)
+            .filter(|_| check(&p, &limits, ledger, 1_800_000_000).is_ok())
+            .count()
+    }
+
+    #[test]
+    fn the_bucket_is_kept_unless_the_rate_changes_and_freed_with_its_principal() {
+        let store = TokenStore::new();
+        let ledger = QuotaLedger::default();
+        store.apply(&[entry("a", 1, Some(rate(1, 3)))]);
+        assert_eq!(admitted(&store, 1, &ledger, 10), 3);
+
+        // A quota edit and a rotation keep the (empty) bucket...
+        let mut edited = rate(1, 3);
+        edited.daily_quota = Some(2000);
+        store.apply(&[entry("a", 1, Some(edited.clone()))]);
+        assert_eq!(admitted(&store, 1, &ledger, 10), 0);
+        store.apply(&[entry("a", 2, Some(edited))]);
+        assert_eq!(admitted(&store, 2, &ledger, 10), 0);
+        // ...a new rate gets a new, full one.
+        store.apply(&[entry("a", 2, Some(rate(1, 4)))]);
+        assert_eq!(admitted(&store, 2, &ledger, 10), 4);
+        assert_eq!(ledger.live().len(), 1);
+
+        // Removed: its state goes with its record.
+        store.apply(&[entry("b", 3, None)]);
+        assert!(ledger.live().is_empty());
+        assert!(principal(&store, 3).limits().is_none());
+    }
+
+    #[test]
+    fn a_refused_request_holds_no_concurrency_slot() {
+        let store = TokenStore::new();
+        let ledger = QuotaLedger::default();
+        let limits = Limits {
+            max_concurrent: NonZeroU32::new(1),
+            ..rate(1, 1)
+        };
+        store.apply(&[entry("a", 1, Some(limits.clone()))]);
+        let p = principal(&store, 1);
+        let first = check(&p, &limits, &ledger, 1_800_000_000).unwrap();
+        let refused = check(&p, &limits, &ledger, 1_800_000_000).unwrap_err();
+        assert_eq!(refused.kind, LimitKind::Concurrency);
+        assert_eq!(p.stats().limits.in_flight(), 1);
+        drop(first);
+        assert_eq!(p.stats().limits.in_flight(), 0);
+        // Rate-refused: the slot it took is handed back.
+        let refused = check(&p, &limits, &ledger, 1_800_000_000).unwrap_err();
+        assert_eq!(
+            (refused.kind, refused.retry_after_secs),
+            (LimitKind::Rate, 1)
+        );
+        assert_eq!(p.stats().limits.in_flight(), 0);
+    }
+}
