@@ -254,3 +254,73 @@ fn stored_requests(db: &std::path::Path) -> Option<u64> {
     .flatten()
     .map(|n| n as u64)
 }
+
+/// The built binary's JSON access log names each refusal's reason, and no line holds a token.
+#[tokio::test]
+async fn the_access_log_gives_each_limit_reason_and_never_a_token() {
+    use common::process::{free_port, Scangate};
+    const RATE: &str = "sg_Rate-Limited-9";
+    const QUOTA: &str = "sg_Quota-Limited-9";
+    const CONC: &str = "sg_Conc-Limited-9";
+    let up = Upstream::start(Behaviour::Delay(Duration::from_millis(400))).await;
+    let port = free_port();
+    let mut cfg = Cfg::new(
+        &up.url(),
+        &[
+            Tok::new("rate", RATE, true)
+                .with_extra("<RateLimit><RequestsPerSecond>1</RequestsPerSecond></RateLimit>"),
+            Tok::new("quota", QUOTA, true)
+                .with_extra("<RateLimit><DailyQuota>1</DailyQuota></RateLimit>"),
+            Tok::new("conc", CONC, true)
+                .with_extra("<RateLimit><MaxConcurrent>1</MaxConcurrent></RateLimit>"),
+        ],
+    );
+    cfg.connection = format!("http://127.0.0.1:{port}");
+    let dir = ConfigDir::new(&cfg);
+    let child = Scangate::spawn(&[
+        "--log-format",
+        "json",
+        "serve",
+        "--config",
+        dir.path.to_str().unwrap(),
+    ]);
+    let url = format!("http://127.0.0.1:{port}/api/v3.0/version");
+    let c = client();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            status_with(&c, &url, "nope").await == 401
+        })
+        .await
+    );
+    for token in [RATE, QUOTA] {
+        assert_eq!(status_with(&c, &url, token).await, 200);
+        assert_eq!(status_with(&c, &url, token).await, 429);
+    }
+    let (a, b) = tokio::join!(status_with(&c, &url, CONC), status_with(&c, &url, CONC));
+    let mut both = [a, b];
+    both.sort();
+    assert_eq!(both, [200, 429]);
+
+    let (status, logs) = child.stop("TERM");
+    assert_eq!(status.code(), Some(0), "logs:\n{logs}");
+    let mut reasons: Vec<(String, String)> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "scangate::access" && v["status"] == 429)
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            (s("token"), s("reason"))
+        })
+        .collect();
+    reasons.sort();
+    let want = [
+        ("conc", "concurrency_limited"),
+        ("quota", "quota_exceeded"),
+        ("rate", "rate_limited"),
+    ]
+    .map(|(t, r)| (t.to_owned(), r.to_owned()));
+    assert_eq!(reasons, want, "logs:\n{logs}");
+    for token in [RATE, QUOTA, CONC] {
+        assert!(!logs.contains(token), "token in logs");
+    }
+}
