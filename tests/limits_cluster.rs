@@ -139,3 +139,52 @@ async fn a_redis_outage_keeps_serving_and_counts_on_the_replica() {
     redis.restart();
     assert!(eventually(Duration::from_secs(10), || async { up_metric(&a, 1) }).await);
 }
+
+/// The figure for benches/RESULTS.md (run by hand, it takes 5 s of load): cluster-scope accuracy
+/// with 4 clients per replica as fast as they go.
+/// `cargo nextest run --test limits_cluster --run-ignored only --no-capture`
+#[tokio::test]
+#[ignore]
+async fn cluster_quota_accuracy_under_load() {
+    if skip() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let up = Upstream::start(Behaviour::Ok).await;
+    let (quota, rate, burst) = (1000, 500, 50);
+    let limit = format!(
+        "<RateLimit><RequestsPerSecond>{rate}</RequestsPerSecond><Burst>{burst}</Burst>\
+         <DailyQuota>{quota}</DailyQuota><LimitScope>cluster</LimitScope></RateLimit>"
+    );
+    let (a, b) = replicas(&redis, &up, &limit).await;
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut drivers = Vec::new();
+    for url in [a.url("/api/v3.0/version"), b.url("/api/v3.0/version")] {
+        for _ in 0..4 {
+            let (url, admitted, sent) = (url.clone(), admitted.clone(), sent.clone());
+            drivers.push(tokio::spawn(async move {
+                let c = client();
+                while started.elapsed() < Duration::from_secs(5) {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    if status_with(&c, &url, LIM).await == 200 {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+    }
+    for d in drivers {
+        d.await.unwrap();
+    }
+    let total = admitted.load(Ordering::Relaxed);
+    let bound = quota + 2 * (burst + rate * 2 / 10);
+    eprintln!(
+        "cluster quota {quota}, 2 replicas at <= {rate}/s burst {burst}, 8 clients for 5 s: \
+         sent {}, admitted {total} (overshoot {}; documented bound {bound})",
+        sent.load(Ordering::Relaxed),
+        total.saturating_sub(quota)
+    );
+    assert!((quota..=bound).contains(&total), "admitted {total}");
+}
