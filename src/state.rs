@@ -395,7 +395,9 @@ fn load_quotas(
     store: Option<&Arc<dyn SessionStore>>,
     replica: &str,
 ) {
-    let Some(store) = store else {
+    // A shared store that is not in sync (Redis down or resyncing) is left to the periodic
+    // flush: a reload must not wait out its timeouts.
+    let Some(store) = store.filter(|s| s.in_sync()) else {
         return;
     };
     let now = crate::config::validate::connections::now_secs();

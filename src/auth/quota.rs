@@ -253,10 +253,11 @@ pub async fn flush(
             }
         }
         if let Some(e) = day_done.err().or(month_done.err()) {
-            if ok {
-                tracing::debug!(error = %e, "quota flush failed");
-            }
+            tracing::debug!(error = %e, "quota flush failed");
+            // The store is down: the other cells keep their counts for the next round rather
+            // than each wait out the store's timeout now.
             ok = false;
+            break;
         }
     }
     let mut was = ledger.store_up.lock().expect("quota ledger lock");
