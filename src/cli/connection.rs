@@ -281,6 +281,7 @@ fn table(rows: &[Listed]) -> String {
         "TENANTS",
         "STATUS",
         "LAST EXCHANGE",
+        "LIMITS",
         "DESCRIPTION",
     ];
     let cells = rows.iter().map(|r| {
@@ -291,6 +292,7 @@ fn table(rows: &[Listed]) -> String {
             tenants(&r.tenants, r.root_tenant),
             r.status.as_str().to_owned(),
             r.last_exchange.map_or_else(|| "-".to_owned(), format_time),
+            r.limits.clone(),
             r.description.clone().unwrap_or_default(),
         ]
     });
