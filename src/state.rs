@@ -377,6 +377,9 @@ fn take_connections(snapshot: &mut Snapshot) -> Vec<config::ConnectionEntry> {
     std::mem::take(&mut snapshot.settings.auth.connections)
 }
 
+/// How often the quota flusher purges the session store (expired marks and past days' counts).
+const QUOTA_PURGE_EVERY_SECS: u64 = 3600;
+
 /// Whether any principal has a quota, which the session store counts.
 fn has_quotas(settings: &Settings) -> bool {
     let quota = |l: &Option<Arc<config::Limits>>| l.as_ref().is_some_and(|l| !l.has_no_quota());
@@ -513,6 +516,19 @@ impl Gateway {
         if all {
             for cell in self.quotas.live() {
                 self.metrics.limits.quota_used(cell.name(), cell.used());
+            }
+            // Counts of past days go with the store's purge, which otherwise runs only with
+            // exchanges (a config of tokens alone has none).
+            let now = crate::config::validate::connections::now_secs();
+            let last = self.last_purge.load(Ordering::Relaxed);
+            let due = now >= last + QUOTA_PURGE_EVERY_SECS
+                && (self.last_purge)
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok();
+            if due {
+                if let Err(e) = store.purge(now).await {
+                    tracing::warn!(error = %e, "session store purge failed");
+                }
             }
         }
     }
