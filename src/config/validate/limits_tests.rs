@@ -177,3 +177,19 @@ fn cluster_scope_is_accepted_with_a_redis_store() {
     assert_eq!((a.daily_quota, a.scope), (Some(100), LimitScope::Cluster));
     assert_eq!(a.summary(), "100/day, cluster");
 }
+
+#[test]
+fn connections_take_their_own_limits_or_the_defaults() {
+    let connections = "<ApiConnections>\
+        <Connection><Name>own</Name><ClientId>ClientIdOfOwn0001</ClientId><Role>SecurityOfficer</Role>\
+        <Enabled>1</Enabled><RateLimit><DailyQuota>7</DailyQuota></RateLimit></Connection>\
+        <Connection><Name>dflt</Name><ClientId>ClientIdOfDflt0001</ClientId><Role>SecurityOfficer</Role>\
+        <Enabled>1</Enabled></Connection></ApiConnections>";
+    let text = file("", "<Limits><MaxConcurrent>4</MaxConcurrent></Limits>")
+        .replace("</AccessTokens>", &format!("</AccessTokens>{connections}"));
+    let s = ok(&text);
+    let summaries: Vec<String> = (s.auth.connections.iter())
+        .map(|c| c.limits.as_deref().unwrap().summary())
+        .collect();
+    assert_eq!(summaries, ["7/day", "4 concurrent"]);
+}
