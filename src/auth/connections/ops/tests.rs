@@ -379,7 +379,7 @@ async fn list_reads_exchanges_from_the_store_and_warns_when_it_cannot() {
             "name": "siem", "client_id": siem.client_id, "role": "SecurityOfficer",
             "tenants": ["acme"], "root_tenant": true, "description": "SIEM", "enabled": true,
             "status": "active", "last_exchange": format_time(now + 5),
-            "not_before": format_time(now),
+            "not_before": format_time(now), "limits": "-",
         })
     );
     // With no gateway holding the store open (its WAL files gone), it still reads.
