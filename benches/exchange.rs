@@ -52,6 +52,7 @@ fn rotate(
         enabled: true,
         not_before: 0,
         revoked: false,
+        limits: None,
     };
     connections.apply(&[entry], |_| {});
     let lifetimes = SessionSettings::default();

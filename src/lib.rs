@@ -4,11 +4,13 @@
 //! - [`config`]: the kavhttpd.xml-shaped file → typed [`config::Settings`] (`xml` → `validate`), the
 //!   loader, in-place token edits (`edit`) and the reload triggers (`watch`).
 //! - [`auth`]: token minting and digests (`token`), the live token map (`store`), reading the token
-//!   from a request (`header`) and what a role may call (`policy`).
+//!   from a request (`header`), what a role may call (`policy`), and each principal's live limit
+//!   state and quota counts (`limits`, `quota`).
 //! - [`net`]: listeners (TCP, unix) that the gateway, the admin endpoint and the emulator share.
 //! - [`proxy`]: the client listener and connections (`server`), the per-request path (`handler`),
 //!   the scan engines (`upstream`: selection, sessions and queue, health checks, pooled clients),
-//!   retries (`forward`), header rules (`headers`), body guards
+//!   retries (`forward`), the limit phase and its RateLimit fields (`limits`), header rules
+//!   (`headers`), body guards
 //!   (`body`) and the one error → status mapping (`error`).
 //! - [`state`]: the reloadable snapshot (arc-swap) plus the token store, and the reload function;
 //!   [`heap`] gives the pages a large load freed back to the OS.

@@ -14,6 +14,8 @@ use http::HeaderName;
 
 use crate::auth::connections::Connections;
 use crate::auth::jwt::JwtKeys;
+use crate::auth::limits::LimitState;
+use crate::auth::quota::QuotaLedger;
 use crate::auth::sessions::{
     DeadFamily, RedisStore, SessionStore, SqliteStore, StoreError, StoreEvents,
 };
@@ -117,6 +119,11 @@ pub struct Gateway {
     pub reloaded: tokio::sync::Notify,
     /// The latest detections and per-credential counts for the console (see [`crate::audit`]).
     pub recent: crate::audit::Recent,
+    /// Every principal's quota counts, flushed to the session store once a second.
+    pub quotas: QuotaLedger,
+    /// This replica's name in replica-scope quota keys: `SCANGATE_REPLICA`, else the host name,
+    /// so a restarted replica finds its own counts again.
+    pub replica: String,
 }
 
 /// The outcome of the last load or reload attempt, as `/config` shows it.
@@ -148,14 +155,26 @@ impl Gateway {
         let hash = loaded.content_hash;
         let mut snapshot = build_snapshot(loaded, 1, None)?;
         let tokens = TokenStore::new();
+        let quotas = has_quotas(&snapshot.settings);
         let counts = tokens.apply(&take_tokens(&mut snapshot));
         crate::heap::release_free_pages();
         let metrics = Metrics::new();
         metrics.config_in_force(1, counts.enabled, counts.disabled);
         let sessions = OnceLock::new();
         let connections = Arc::new(Connections::default());
-        open_sessions(&sessions, &connections, &metrics, &snapshot.settings)?;
+        open_sessions(
+            &sessions,
+            &connections,
+            &metrics,
+            &snapshot.settings,
+            quotas,
+        )?;
         connections.apply(&take_connections(&mut snapshot), |_| {});
+        let ledger = QuotaLedger::default();
+        let replica = replica_name();
+        if quotas {
+            load_quotas(&tokens, &connections, &ledger, sessions.get(), &replica);
+        }
         Ok(Arc::new(Gateway {
             config_path: path.to_owned(),
             tokens,
@@ -174,6 +193,8 @@ impl Gateway {
             }),
             reloaded: tokio::sync::Notify::new(),
             recent: crate::audit::Recent::default(),
+            quotas: ledger,
+            replica,
         }))
     }
 
@@ -235,6 +256,7 @@ impl Gateway {
         let mut snapshot = build_snapshot(loaded, generation, Some(&previous))?;
         warn_restart_needed(&previous.settings, &snapshot.settings);
 
+        let quotas = has_quotas(&snapshot.settings);
         // Tokens first, then the snapshot: a new token works as soon as the new key is in force, and
         // when the key changes every digest changes with it, so both land in one reload anyway.
         let counts = self.tokens.apply_with(&take_tokens(&mut snapshot), |gone| {
@@ -247,6 +269,7 @@ impl Gateway {
             &self.connections,
             &self.metrics,
             &snapshot.settings,
+            quotas,
         )?;
         self.connections
             .apply(&take_connections(&mut snapshot), |gone| {
@@ -254,6 +277,15 @@ impl Gateway {
                     self.metrics.forget_token(meter);
                 }
             });
+        if quotas {
+            load_quotas(
+                &self.tokens,
+                &self.connections,
+                &self.quotas,
+                self.sessions.get(),
+                &self.replica,
+            );
+        }
         // The parse's garbage is freed by now; hand its pages back before the next one.
         crate::heap::release_free_pages();
         self.forget_removed_upstreams(&previous, &snapshot);
@@ -348,7 +380,65 @@ fn take_connections(snapshot: &mut Snapshot) -> Vec<config::ConnectionEntry> {
     std::mem::take(&mut snapshot.settings.auth.connections)
 }
 
-/// Opens the session store the first time the config has a Connection, and loads the families
+/// How often the quota flusher purges the session store (expired marks and past days' counts).
+const QUOTA_PURGE_EVERY_SECS: u64 = 3600;
+
+/// Whether any principal has a quota, which the session store counts.
+fn has_quotas(settings: &Settings) -> bool {
+    let quota = |l: &Option<Arc<config::Limits>>| l.as_ref().is_some_and(|l| !l.has_no_quota());
+    settings.auth.tokens.iter().any(|t| quota(&t.limits))
+        || settings.auth.connections.iter().any(|c| quota(&c.limits))
+}
+
+/// Reads the stored quota counts of every principal with a quota that has none in memory yet, so
+/// a restarted gateway (or a principal given a quota by a reload) starts from what was counted.
+/// Runs at start-up and on a reload's blocking thread, never on the request path. A store that
+/// does not answer leaves the counts to the periodic flush.
+fn load_quotas(
+    tokens: &TokenStore,
+    connections: &Connections,
+    ledger: &QuotaLedger,
+    store: Option<&Arc<dyn SessionStore>>,
+    replica: &str,
+) {
+    // A shared store that is not in sync (Redis down or resyncing) is left to the periodic
+    // flush: a reload must not wait out its timeouts.
+    let Some(store) = store.filter(|s| s.in_sync()) else {
+        return;
+    };
+    let now = crate::config::validate::connections::now_secs();
+    let mut fresh = false;
+    let mut prime = |name: &str, limits: Option<&Arc<config::Limits>>, state: &LimitState| {
+        if let Some(limits) = limits.filter(|l| !l.has_no_quota()) {
+            if state.quota().is_none() {
+                state.quota_cell(ledger, name, limits).prime(limits, now);
+                fresh = true;
+            }
+        }
+    };
+    for t in tokens.records() {
+        prime(&t.name, t.limits.as_ref(), &t.stats.limits);
+    }
+    for c in connections.records() {
+        prime(&c.name, c.limits.as_ref(), &c.stats.limits);
+    }
+    if fresh {
+        let flushed = crate::auth::quota::flush(ledger, &**store, replica, true);
+        let _ = crate::auth::sessions::block_on(Box::pin(async move { Ok(flushed.await) }));
+    }
+}
+
+/// `SCANGATE_REPLICA`, else the host name, else `local`.
+fn replica_name() -> String {
+    std::env::var("SCANGATE_REPLICA")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "local".to_owned())
+}
+
+/// Opens the session store the first time the config has a Connection or a quota, and loads the families
 /// a reuse killed before the last restart, so none of their tokens works again. A SQLite store
 /// that cannot be opened fails the load: exchanges cannot be single use without it. A Redis store
 /// connects in the background instead: the data plane must start while Redis is down, and its
@@ -358,8 +448,9 @@ fn open_sessions(
     connections: &Arc<Connections>,
     metrics: &Metrics,
     settings: &Settings,
+    quotas: bool,
 ) -> Result<(), StoreError> {
-    if settings.auth.connections.is_empty() || slot.get().is_some() {
+    if (settings.auth.connections.is_empty() && !quotas) || slot.get().is_some() {
         return Ok(());
     }
     let health = metrics.session_store_health();
@@ -411,9 +502,38 @@ impl StoreEvents for SessionEvents {
 }
 
 impl Gateway {
-    /// The session store, once the config has a Connection.
+    /// The session store, once the config has a Connection or a quota.
     pub fn sessions(&self) -> Option<&Arc<dyn SessionStore>> {
         self.sessions.get()
+    }
+
+    /// Sends the pending quota counts to the session store and takes the totals back (see
+    /// [`crate::auth::quota`]): every count when `all`, else the busy cluster-scope ones. Then
+    /// updates the quota series.
+    pub async fn flush_quotas(&self, all: bool) {
+        let Some(store) = self.sessions() else {
+            return;
+        };
+        let ok = crate::auth::quota::flush(&self.quotas, &**store, &self.replica, all).await;
+        self.metrics.limits.store_up.set(i64::from(ok));
+        if all {
+            for cell in self.quotas.live() {
+                self.metrics.limits.quota_used(cell.name(), cell.used());
+            }
+            // Counts of past days go with the store's purge, which otherwise runs only with
+            // exchanges (a config of tokens alone has none).
+            let now = crate::config::validate::connections::now_secs();
+            let last = self.last_purge.load(Ordering::Relaxed);
+            let due = now >= last + QUOTA_PURGE_EVERY_SECS
+                && (self.last_purge)
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok();
+            if due {
+                if let Err(e) = store.purge(now).await {
+                    tracing::warn!(error = %e, "session store purge failed");
+                }
+            }
+        }
     }
 }
 
@@ -483,6 +603,7 @@ mod tests {
         let file = ConfigFile::open(&path).unwrap();
         let doc = Document::read(file.text(), "t.xml").unwrap();
         let new = NewToken {
+            limits: None,
             name: "n".into(),
             value: value.clone(),
             description: None,

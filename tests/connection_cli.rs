@@ -116,7 +116,7 @@ async fn add_exchange_disable_enable_revoke_refresh_against_a_running_gateway() 
         json!([{
             "name": "siem", "client_id": id, "role": "SecurityOfficer", "tenants": ["acme"],
             "root_tenant": true, "description": "SIEM collector", "enabled": status != "disabled",
-            "status": status, "last_exchange": last, "not_before": not_before,
+            "status": status, "last_exchange": last, "not_before": not_before, "limits": "-",
         }])
     };
     let not_before = rows[0]["not_before"].clone();
@@ -419,9 +419,9 @@ fn json_output_has_the_documented_shapes() {
     let run = scangate(p, &["connection", "list"]);
     let id = |i: usize| listed(p)[i]["client_id"].as_str().unwrap().to_owned();
     let expected = format!(
-        "NAME  CLIENT ID               ROLE             TENANTS                    STATUS              LAST EXCHANGE  DESCRIPTION\n\
-         soar  {}  Administrator    -                          pending activation  -\n\
-         siem  {}  SecurityOfficer  acme,Root without tenants  pending activation  -\n",
+        "NAME  CLIENT ID               ROLE             TENANTS                    STATUS              LAST EXCHANGE  LIMITS  DESCRIPTION\n\
+         soar  {}  Administrator    -                          pending activation  -              -\n\
+         siem  {}  SecurityOfficer  acme,Root without tenants  pending activation  -              -\n",
         id(0),
         id(1)
     );

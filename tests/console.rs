@@ -47,6 +47,7 @@ impl Console {
         tweak(&mut cfg);
         let dir = ConfigDir::new(&cfg);
         let spec = TokenSpec {
+            limits: None,
             name: "officer".into(),
             description: None,
             enabled: true,

@@ -75,6 +75,7 @@ fn round_trip_add_list_disable_enable_rotate_remove() {
         json!({
             "name": "ci", "enabled": enabled, "description": "CI runner",
             "role": "SecurityOfficer", "tenants": ["acme"], "fingerprint": fingerprint,
+            "limits": "-",
         })
     };
     let fingerprint = &encode_value(&entry.digest)[..8];

@@ -37,6 +37,7 @@ pub fn store(digests: &[Digest]) -> TokenStore {
             role: None,
             tenants: vec![],
             allow_scan_file: None,
+            limits: None,
         })
         .collect();
     let store = TokenStore::new();

@@ -49,6 +49,8 @@ pub struct ConnectionRecord {
     pub revoked: bool,
     /// Live counters, kept across reloads by name (as a Token's are).
     pub stats: Arc<TokenStats>,
+    /// `RateLimit` or the defaults; `None` = unlimited.
+    pub limits: Option<Arc<crate::config::Limits>>,
 }
 
 impl std::fmt::Debug for ConnectionRecord {
@@ -130,6 +132,7 @@ impl Connections {
                     not_before: e.not_before,
                     revoked: e.revoked,
                     stats,
+                    limits: e.limits.clone(),
                 };
                 (record.client_id.clone(), Arc::new(record))
             })

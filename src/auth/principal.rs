@@ -11,7 +11,7 @@ use http::HeaderValue;
 
 use super::connections::ConnectionRecord;
 use super::store::{TokenRecord, TokenStats};
-use crate::config::Role;
+use crate::config::{Limits, Role};
 
 /// An authenticated caller. Cheap to clone: a pointer to the record the credential resolved to,
 /// which already holds the header values and counters built at reload time.
@@ -71,6 +71,14 @@ impl Principal {
         match self {
             Principal::Token(t) => t.allow_scan_file,
             Principal::Connection(_) => None,
+        }
+    }
+
+    /// The limits in force for it; `None` = unlimited.
+    pub fn limits(&self) -> Option<&Arc<Limits>> {
+        match self {
+            Principal::Token(t) => t.limits.as_ref(),
+            Principal::Connection(c) => c.limits.as_ref(),
         }
     }
 

@@ -20,8 +20,9 @@ use http::HeaderValue;
 use once_cell::race::OnceBox;
 use subtle::ConstantTimeEq;
 
+use super::limits::LimitState;
 use super::token::Digest;
-use crate::config::{Role, TokenEntry};
+use crate::config::{Limits, Role, TokenEntry};
 use crate::metrics::minutes::MinuteSeries;
 use crate::metrics::TokenMeter;
 
@@ -60,6 +61,8 @@ pub struct TokenRecord {
     pub role: Option<Role>,
     /// `AllowScanFile`; `None` = the role decides (see [`crate::auth::policy::Grant`]).
     pub allow_scan_file: Option<bool>,
+    /// `RateLimit` or the defaults; `None` = unlimited (the request path skips the limit phase).
+    pub limits: Option<Arc<Limits>>,
     /// The apply that last found this record in the config: what an apply did not mark, it removes.
     applied: AtomicU32,
 }
@@ -88,6 +91,8 @@ pub struct TokenStats {
     pub minutes: MinuteSeries,
     /// The engine's statistics counters restricted to its own scans (see [`crate::audit`]).
     pub scans: crate::audit::ScanCounters,
+    /// Its rate-limit bucket, in-flight count and quota counts (see [`super::limits`]).
+    pub limits: LimitState,
 }
 
 /// A token's [`TokenStats`], allocated on first use: most of a large token set never sends a request
@@ -140,7 +145,7 @@ pub struct ApplyCounts {
     pub added: usize,
     /// Names that are gone.
     pub removed: usize,
-    /// Names whose value, enabled flag, role, tenants or scanfile grant changed.
+    /// Names whose value, enabled flag, role, tenants, scanfile grant or limits changed.
     pub changed: usize,
     /// Tokens in force after the apply that are enabled.
     pub enabled: usize,
@@ -372,6 +377,7 @@ fn same_record(old: &TokenRecord, entry: &TokenEntry) -> bool {
         && old.role == entry.role
         && old.allow_scan_file == entry.allow_scan_file
         && old.tenants_header == tenants_header(&entry.tenants)
+        && old.limits == entry.limits
 }
 
 fn record_for(entry: &TokenEntry, stats: Option<Arc<TokenStats>>, mark: u32) -> TokenRecord {
@@ -384,6 +390,7 @@ fn record_for(entry: &TokenEntry, stats: Option<Arc<TokenStats>>, mark: u32) -> 
         enabled: entry.enabled,
         role: entry.role,
         allow_scan_file: entry.allow_scan_file,
+        limits: entry.limits.clone(),
         applied: AtomicU32::new(mark),
     }
 }
@@ -424,6 +431,7 @@ mod tests {
             role: None,
             tenants: vec![],
             allow_scan_file: None,
+            limits: None,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::auth::token::{check_plaintext, encode_value, mint, KeyError, TokenKey
 use crate::config::edit::{check_new_name, ConfigFile, Document, EditError, EntryKind, NewToken};
 use crate::config::perms::Access;
 use crate::config::validate::{check_description, check_tenant};
-use crate::config::{load, LoadError, Role};
+use crate::config::{load, Limits, LoadError, Role};
 
 const TOKEN: EntryKind = EntryKind::Token;
 
@@ -32,6 +32,8 @@ pub struct TokenSpec {
     pub role: Option<Role>,
     /// Tenants, sent upstream in X-Scangate-Tenants.
     pub tenants: Vec<String>,
+    /// `RateLimit`: its own limits; `None` writes none (the defaults apply).
+    pub limits: Option<Limits>,
 }
 
 /// Which input was refused, so a caller can name its own field (`--tenant`, a form field).
@@ -172,6 +174,7 @@ pub fn add(
         enabled: spec.enabled,
         role: spec.role,
         tenants: spec.tenants.clone(),
+        limits: spec.limits.clone(),
     };
     let text = doc.add(&new)?;
     let settings = file.validate(&text)?;
@@ -270,6 +273,9 @@ pub struct TokenListed {
     pub tenants: Vec<String>,
     /// The first 8 characters of the Value: enough to tell tokens apart, useless to an attacker.
     pub fingerprint: String,
+    /// The limits in force (its own `RateLimit`, else the defaults), e.g. `5/s burst 5, 1000/day`;
+    /// `-` when unlimited.
+    pub limits: String,
 }
 
 /// Every Token of the config, in file order. Never a token: the file holds digests.
@@ -283,6 +289,10 @@ pub fn list(config: &Path) -> Result<Vec<TokenListed>, TokenOpError> {
             role: t.role.map(Role::as_str),
             tenants: t.tenants.clone(),
             fingerprint: encode_value(&t.digest)[..8].to_owned(),
+            limits: t
+                .limits
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), Limits::summary),
         })
         .collect())
 }

@@ -93,6 +93,9 @@ pub struct AddArgs {
     /// Print {"name","client_id","refresh_token","expires_at"} instead of the bare token.
     #[arg(long)]
     pub json: bool,
+    /// Its own limits (a RateLimit element); none given: the defaults apply.
+    #[command(flatten)]
+    pub limits: super::limits::LimitArgs,
 }
 
 /// Runs one connection subcommand: 0 on success, 1 for an invalid file or key or a failed
@@ -166,6 +169,7 @@ fn add(path: &Path, args: AddArgs) -> Result<(), CliError> {
         tenants: args.tenants,
         root_tenant: args.root_tenant,
         description: args.description,
+        limits: args.limits.limits(),
     };
     let added = ops::add(path, &spec, now_secs()).map_err(cli_error)?;
     if let Some(key) = &added.key_created {
@@ -277,6 +281,7 @@ fn table(rows: &[Listed]) -> String {
         "TENANTS",
         "STATUS",
         "LAST EXCHANGE",
+        "LIMITS",
         "DESCRIPTION",
     ];
     let cells = rows.iter().map(|r| {
@@ -287,6 +292,7 @@ fn table(rows: &[Listed]) -> String {
             tenants(&r.tenants, r.root_tenant),
             r.status.as_str().to_owned(),
             r.last_exchange.map_or_else(|| "-".to_owned(), format_time),
+            r.limits.clone(),
             r.description.clone().unwrap_or_default(),
         ]
     });

@@ -19,6 +19,7 @@ pub mod connection;
 pub mod demo;
 pub mod emulator;
 pub mod healthcheck;
+pub mod limits;
 pub mod process;
 pub mod token;
 

@@ -29,7 +29,8 @@ pub struct TokenArgs {
 pub enum TokenCommand {
     /// Add a token: mint one (or take --token), store its keyed digest, print it once on stdout.
     Add(AddArgs),
-    /// List the tokens: name, state, role, tenants, a fingerprint of the Value, description.
+    /// List the tokens: name, state, role, tenants, limits, a fingerprint of the Value,
+    /// description.
     List {
         /// Print a JSON array instead of a table.
         #[arg(long)]
@@ -93,6 +94,9 @@ pub struct AddArgs {
     /// A tenant, sent upstream in X-Scangate-Tenants; repeat for several.
     #[arg(long = "tenant", value_name = "TENANT")]
     pub tenants: Vec<String>,
+    /// Its own limits (a RateLimit element); none given: the defaults apply.
+    #[command(flatten)]
+    pub limits: super::limits::LimitArgs,
 }
 
 /// Runs one token subcommand: 0 on success, 1 for an invalid file or key or a failed write, 64 for
@@ -195,6 +199,7 @@ fn add(path: &Path, args: AddArgs) -> Result<(), CliError> {
         enabled: !args.disabled,
         role: args.role,
         tenants: args.tenants,
+        limits: args.limits.limits(),
     };
     // Checked before stdin is read, so a bad input fails without waiting for a token.
     ops::check(&spec).map_err(cli_error)?;
@@ -272,6 +277,7 @@ fn table(rows: &[TokenListed]) -> String {
         "ENABLED",
         "ROLE",
         "TENANTS",
+        "LIMITS",
         "FINGERPRINT",
         "DESCRIPTION",
     ];
@@ -285,6 +291,7 @@ fn table(rows: &[TokenListed]) -> String {
             } else {
                 r.tenants.join(",")
             },
+            r.limits.clone(),
             r.fingerprint.clone(),
             r.description.clone().unwrap_or_default(),
         ]

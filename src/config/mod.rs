@@ -11,6 +11,7 @@
 pub mod edit;
 pub mod engines;
 pub mod hygiene;
+pub mod limits;
 pub mod load;
 pub mod perms;
 mod redis_url;
@@ -26,6 +27,7 @@ use compact_str::CompactString;
 use http::HeaderName;
 
 pub use engines::{EngineOptions, UpstreamSettings};
+pub use limits::{LimitScope, Limits, Rate};
 pub use load::{load, LoadError, Loaded};
 pub use redis_url::RedisUrl;
 pub use validate::{ConfigError, ConfigErrors};
@@ -150,6 +152,9 @@ pub struct ConnectionEntry {
     pub not_before: u64,
     /// `Revoked`: set by `connection revoke`, cleared by `connection refresh`; for `list`.
     pub revoked: bool,
+    /// `RateLimit`, or else `GatewaySettings/Limits`: `None` when nothing limits the connection.
+    /// Reload applies it and keeps the live state.
+    pub limits: Option<std::sync::Arc<Limits>>,
 }
 
 /// One `Token` element. Holds only the keyed digest, never a token. Its Debug leaves the digest
@@ -172,6 +177,10 @@ pub struct TokenEntry {
     /// `AllowScanFile` (scangate extension): 1 grants `scanfile`, 0 withholds it; absent, the role
     /// decides (see `auth::policy::Grant`). Reload applies it.
     pub allow_scan_file: Option<bool>,
+    /// `RateLimit` (scangate extension), or else `GatewaySettings/Limits`: `None` when nothing
+    /// limits the token. One `Arc` is shared by every token on the defaults. Reload applies it
+    /// and keeps the live state (bucket, counts).
+    pub limits: Option<std::sync::Arc<Limits>>,
 }
 
 impl std::fmt::Debug for TokenEntry {
@@ -183,6 +192,7 @@ impl std::fmt::Debug for TokenEntry {
             .field("enabled", &self.enabled)
             .field("role", &self.role)
             .field("tenants", &self.tenants)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -246,6 +256,9 @@ pub struct GatewaySettings {
     pub sessions: SessionSettings,
     /// `Audit`: reading the engine's verdicts, the audit log and per-credential statistics.
     pub audit: AuditSettings,
+    /// `Limits`: the limits of every Token and Connection without a `RateLimit` of its own.
+    /// Default: none. Reload applies it.
+    pub limits: Limits,
 }
 
 /// `GatewaySettings/Audit` (issue 18). Reload applies every field to requests that start after it.

@@ -14,6 +14,7 @@ mod auth;
 pub mod connections;
 mod engines;
 mod gateway;
+mod limits;
 mod scan_paths;
 mod server;
 #[cfg(test)]
@@ -119,12 +120,28 @@ fn settings(ctx: &mut Ctx, root: &Element<'_>) -> Option<Settings> {
     let gateway = top
         .required(ctx, "GatewaySettings")
         .map(|el| gateway::gateway(ctx, el, max_sessions));
-    let (server, auth) = server?;
+    let (server, mut auth) = server?;
+    let gateway = gateway?;
+    cluster_needs_redis(ctx, &gateway);
+    limits::apply_defaults(&mut auth, &gateway.limits);
     Some(Settings {
         server: server?,
         auth,
-        gateway: gateway?,
+        gateway,
     })
+}
+
+/// `LimitScope` cluster counts quotas in the shared store: with SQLite there is none to share.
+fn cluster_needs_redis(ctx: &mut Ctx, gateway: &super::GatewaySettings) {
+    if matches!(gateway.sessions.state_store, super::StateStore::Redis(_)) {
+        return;
+    }
+    for (offset, path) in std::mem::take(&mut ctx.cluster_scopes) {
+        let rule =
+            "LimitScope cluster needs a shared store: set GatewaySettings/Sessions/StateStore \
+                    to a redis:// URL, or use replica";
+        ctx.fault(offset, path, rule);
+    }
 }
 
 const TOP: &[&str] = &["ServerSettings", "GatewaySettings"];
@@ -134,6 +151,8 @@ const TOP: &[&str] = &["ServerSettings", "GatewaySettings"];
 struct Ctx<'t> {
     faults: Vec<Fault>,
     text: &'t str,
+    /// Where `LimitScope` says cluster: checked against the state store once it is known.
+    cluster_scopes: Vec<(usize, String)>,
 }
 
 struct Fault {
@@ -147,6 +166,7 @@ impl<'t> Ctx<'t> {
         Ctx {
             faults: Vec::new(),
             text,
+            cluster_scopes: Vec::new(),
         }
     }
 

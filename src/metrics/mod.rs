@@ -9,9 +9,11 @@
 
 mod engines;
 mod histogram;
+mod limits;
 mod meter;
 pub mod minutes;
 mod sessions;
+pub use limits::LimitMetrics;
 pub use sessions::StoreHealth;
 
 use std::sync::Arc;
@@ -198,6 +200,8 @@ pub struct Metrics {
     sessions: sessions::SessionMetrics,
     /// The scan-engine pool: state, sessions, queue, checks, ejections, retries.
     pub engines: EngineMetrics,
+    /// Per-principal limits: refusals, quota used, quota store health.
+    pub limits: LimitMetrics,
 }
 
 impl Default for Metrics {
@@ -318,8 +322,10 @@ impl Metrics {
         );
         let sessions = sessions::SessionMetrics::register(&mut registry);
         let engines = EngineMetrics::register(&mut registry);
+        let limits = LimitMetrics::register(&mut registry);
         Metrics {
             engines,
+            limits,
             sessions,
             anonymous: TokenMeter::new("", &families),
             minutes: minutes::MinuteSeries::default(),
@@ -441,6 +447,7 @@ impl Metrics {
         };
         self.families.request_bytes.remove(&labels);
         self.families.response_bytes.remove(&labels);
+        self.limits.forget(&meter.token);
     }
 
     /// Drops every series of an upstream that left the config, from `meters` and the upstream

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::access_line::AccessLine;
 use super::body::{ProxyBody, UploadState};
+use crate::auth::limits::Admission;
 use crate::auth::principal::Principal;
 use crate::metrics::UpstreamErrorKind;
 use crate::state::Gateway;
@@ -38,6 +39,9 @@ pub struct Access {
     pub upstream: Option<Arc<str>>,
     /// How long the request waited in the queue for an engine session; `None` if it did not.
     pub queued: Option<std::time::Duration>,
+    /// What the limit phase granted a limited principal: its concurrency slot, freed when this
+    /// record goes (the body ended), and the quota its uploaded bytes count against.
+    pub admission: Option<Admission>,
     status: u16,
     bytes_out: u64,
 }
@@ -62,6 +66,7 @@ impl Access {
             reason: None,
             upstream: None,
             queued: None,
+            admission: None,
             status: 0,
             bytes_out: 0,
         }
@@ -91,6 +96,9 @@ impl Access {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         metrics.minutes.record(self.status, now);
+        if let Some(quota) = self.admission.as_ref().and_then(|a| a.quota.as_ref()) {
+            quota.add_bytes(bytes_in, now);
+        }
         if let Some(p) = &self.principal {
             p.stats().minutes.record(self.status, now);
             p.stats().last_used.store(now, Ordering::Relaxed);

@@ -8,6 +8,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use super::body::ProxyBody;
 use crate::auth::header::AuthFailure;
+use crate::auth::limits::{Denied, LimitKind};
 
 /// The `WWW-Authenticate` values of a 401, built once per reload from the realm and scheme.
 #[derive(Debug, Clone)]
@@ -66,6 +67,8 @@ pub enum GatewayError {
     UpstreamTimeout,
     /// The token exchange refused the request (RFC 6749 §5.2 bodies).
     Exchange(ExchangeRefusal),
+    /// 429 with `Retry-After`: the principal is over its rate, concurrency or quota limit.
+    Limited(Denied),
 }
 
 /// How the exchange endpoint refuses.
@@ -98,6 +101,7 @@ impl GatewayError {
             | GatewayError::TooManyConnections
             | GatewayError::EnginesBusy => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Exchange(why) => match why {
                 ExchangeRefusal::InvalidRequest | ExchangeRefusal::InvalidGrant => {
                     StatusCode::BAD_REQUEST
@@ -133,6 +137,11 @@ impl GatewayError {
             }
             GatewayError::EnginesBusy => r#"{"error":"all scan engines busy"}"#,
             GatewayError::UpstreamTimeout => r#"{"error":"upstream timeout"}"#,
+            GatewayError::Limited(denied) => match denied.kind {
+                LimitKind::Rate => r#"{"error":"rate limit exceeded"}"#,
+                LimitKind::Concurrency => r#"{"error":"too many concurrent requests"}"#,
+                LimitKind::Quota => r#"{"error":"quota exceeded"}"#,
+            },
             GatewayError::Exchange(why) => match why {
                 ExchangeRefusal::InvalidRequest | ExchangeRefusal::TooLarge => {
                     r#"{"error":"invalid_request"}"#
@@ -161,6 +170,7 @@ impl GatewayError {
             GatewayError::TooManyConnections => "client_connections",
             GatewayError::EnginesBusy => "engines_busy",
             GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::Limited(denied) => denied.kind.reason(),
             GatewayError::Exchange(why) => match why {
                 ExchangeRefusal::InvalidRequest | ExchangeRefusal::TooLarge => "invalid_request",
                 ExchangeRefusal::InvalidGrant => "invalid_grant",
@@ -225,6 +235,12 @@ impl GatewayError {
             }
             _ => {}
         }
+        if let GatewayError::Limited(denied) = self {
+            h.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(denied.retry_after_secs),
+            );
+        }
         if self == GatewayError::EnginesBusy {
             // Scans take seconds at most: by then a connection has likely come free.
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -269,6 +285,10 @@ mod tests {
             GatewayError::Exchange(ExchangeRefusal::InvalidGrant),
             GatewayError::Exchange(ExchangeRefusal::MethodNotAllowed),
             GatewayError::Exchange(ExchangeRefusal::Unavailable),
+            GatewayError::Limited(Denied {
+                kind: LimitKind::Rate,
+                retry_after_secs: 1,
+            }),
         ];
         for e in all {
             let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
@@ -300,5 +320,43 @@ mod tests {
         let resp = GatewayError::UpstreamTimeout.into_response(&challenge);
         assert_eq!(resp.status(), 504);
         assert!(resp.headers().get(header::WWW_AUTHENTICATE).is_none());
+    }
+
+    #[test]
+    fn a_limit_is_a_429_with_its_message_reason_and_retry_after() {
+        let cases = [
+            (
+                LimitKind::Rate,
+                1,
+                r#"{"error":"rate limit exceeded"}"#,
+                "rate_limited",
+            ),
+            (
+                LimitKind::Concurrency,
+                1,
+                r#"{"error":"too many concurrent requests"}"#,
+                "concurrency_limited",
+            ),
+            (
+                LimitKind::Quota,
+                3600,
+                r#"{"error":"quota exceeded"}"#,
+                "quota_exceeded",
+            ),
+        ];
+        for (kind, secs, body, reason) in cases {
+            let err = GatewayError::Limited(Denied {
+                kind,
+                retry_after_secs: secs,
+            });
+            let resp = err.into_response(&Challenge::new("r", true));
+            assert_eq!(resp.status(), 429);
+            assert_eq!(
+                resp.headers()[header::RETRY_AFTER],
+                secs.to_string().as_str()
+            );
+            assert_eq!(err.body(), body.as_bytes());
+            assert_eq!((err.reason(), err.side()), (reason, "downstream"));
+        }
     }
 }

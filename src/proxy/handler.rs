@@ -18,6 +18,7 @@ use super::forward;
 use super::headers::{
     self, Forwarded, X_SCANGATE_ROOT_TENANT, X_SCANGATE_TENANTS, X_SCANGATE_TOKEN_NAME,
 };
+use super::limits::{limit, LimitHeaders};
 use super::scanfile;
 use crate::auth::header::{extract, AuthFailure};
 use crate::auth::jwt::JwtError;
@@ -58,7 +59,17 @@ pub async fn handle(
         req.method(),
         req.uri(),
     );
-    let resp = match proxy(&gw, &snap, &downstream, req, started, &mut access).await {
+    let mut limit_headers = None;
+    let proxied = proxy(
+        &gw,
+        &snap,
+        &downstream,
+        req,
+        started,
+        &mut access,
+        &mut limit_headers,
+    );
+    let mut resp = match proxied.await {
         Ok(resp) => resp,
         Err(err) => {
             if let GatewayError::Unauthorized(failure) = err {
@@ -68,6 +79,9 @@ pub async fn handle(
             err.into_response(&snap.challenge)
         }
     };
+    if let Some(fields) = limit_headers {
+        fields.apply(resp.headers_mut());
+    }
     Ok(access.respond(resp))
 }
 
@@ -78,6 +92,7 @@ async fn proxy(
     req: Request<Incoming>,
     started: Instant,
     access: &mut Access,
+    limit_headers: &mut Option<LimitHeaders>,
 ) -> Result<Response<ProxyBody>, GatewayError> {
     // Request filter 0: framing. hyper has picked one framing already; a request that declares two
     // is ambiguous to some hop on the path (request smuggling), so it is never forwarded.
@@ -105,16 +120,20 @@ async fn proxy(
         Decision::CheckScanPath(api) => Some(api),
         Decision::Deny => return Err(GatewayError::Forbidden),
     };
+    // Request filter 4: the principal's limits (quota, concurrency, rate), before any body is
+    // read or any upstream work; its concurrency slot rides with the access record and is freed
+    // when the response body ends.
     if let Some(p) = &access.principal {
+        access.admission = limit(gw, p, limit_headers)?;
         p.stats().requests.fetch_add(1, Ordering::Relaxed);
     }
-    // Request filter 3b: with GatewayStatistics, a caller's getstatistics is its own scans only.
+    // Request filter 5: with GatewayStatistics, a caller's getstatistics is its own scans only.
     let principal = access.principal.as_ref();
     if let Some(resp) = audit::statistics(snap, req.method(), req.uri().path(), principal) {
         access.reason = Some("statistics");
         return Ok(resp);
     }
-    // Request filter 4: a declared body over the limit is refused before any upstream work.
+    // Request filter 6: a declared body over the limit is refused before any upstream work.
     if let Some(len) = declared_length(&req) {
         if len > snap.max_request_bytes {
             return Err(GatewayError::PayloadTooLarge);
@@ -130,7 +149,7 @@ async fn proxy(
         &parts.method,
         parts.uri.path(),
     );
-    // Request filter 5: a scanfile object must lie under ScanningPaths. Only scanfile, and a scan
+    // Request filter 7: a scanfile object must lie under ScanningPaths. Only scanfile, and a scan
     // small enough to keep for a retry (RetryBufferBytes), are read whole; every other body streams.
     let keep = forward::keeps_body(snap, &parts, declared_length_of(&parts.headers));
     let (body, kept, held) = match (scan_check, scan_paths) {

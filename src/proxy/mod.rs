@@ -18,6 +18,7 @@ pub mod forward;
 pub mod framing;
 pub mod handler;
 pub mod headers;
+pub mod limits;
 pub mod scanfile;
 pub mod send_timeout;
 pub mod server;

@@ -24,6 +24,7 @@ use super::handler::{handle, Downstream};
 use super::headers;
 use super::send_timeout::{SendTimeout, Written};
 use super::upstream;
+use crate::auth::quota;
 use crate::config::{KeepAlive, ListenAddr};
 use crate::net::Listener;
 use crate::state::Gateway;
@@ -87,6 +88,7 @@ pub async fn run_workers(
 ) -> std::io::Result<()> {
     let limits = SessionLimits::new(&gw);
     let _health = HealthChecks::start(&gw);
+    let _quotas = QuotaFlusher::start(&gw);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let copies = listener.share(workers.max(1))?;
@@ -145,6 +147,8 @@ pub async fn run_workers(
         }
         finished += 1;
     }
+    // The last counts, so a restart loses none.
+    gw.flush_quotas(true).await;
     result
 }
 
@@ -164,7 +168,38 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let limits = SessionLimits::new(&gw);
     let _health = HealthChecks::start(&gw);
-    serve_on(listener, gw, shutdown, drain, limits).await
+    let _quotas = QuotaFlusher::start(&gw);
+    let served = serve_on(listener, Arc::clone(&gw), shutdown, drain, limits).await;
+    // The last counts, so a restart loses none.
+    gw.flush_quotas(true).await;
+    served
+}
+
+/// Sends quota counts to the session store while the listener serves: the busy cluster-scope
+/// ones every [`quota::CLUSTER_FLUSH_INTERVAL`], all of them every [`quota::FLUSH_INTERVAL`].
+struct QuotaFlusher(tokio::task::JoinHandle<()>);
+
+impl QuotaFlusher {
+    fn start(gw: &Arc<Gateway>) -> QuotaFlusher {
+        let gw = Arc::clone(gw);
+        QuotaFlusher(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(quota::CLUSTER_FLUSH_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let every = (quota::FLUSH_INTERVAL.as_millis()
+                / quota::CLUSTER_FLUSH_INTERVAL.as_millis())
+            .max(1);
+            for n in 0u128.. {
+                tick.tick().await;
+                gw.flush_quotas(n % every == 0).await;
+            }
+        }))
+    }
+}
+
+impl Drop for QuotaFlusher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The engines' health checker ([`upstream::health::run`]), for as long as the client listener

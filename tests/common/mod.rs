@@ -165,6 +165,8 @@ pub struct Tok {
     pub enabled: bool,
     /// `Tenants/Tenant`, none by default.
     pub tenants: Vec<String>,
+    /// Extra XML inside the Token (a `RateLimit`), none by default.
+    pub extra: String,
 }
 
 impl Tok {
@@ -174,7 +176,14 @@ impl Tok {
             token: token.into(),
             enabled,
             tenants: Vec::new(),
+            extra: String::new(),
         }
+    }
+
+    /// The same token with `xml` (a `RateLimit` element) inside it.
+    pub fn with_extra(mut self, xml: &str) -> Tok {
+        self.extra = xml.to_owned();
+        self
     }
 
     /// The same token scoped to `tenants`.
@@ -237,10 +246,11 @@ impl Cfg {
                     false => format!("<Tenants>{tenants}</Tenants>"),
                 };
                 format!(
-                    "        <Token><Name>{}</Name><Value>{}</Value><Enabled>{}</Enabled>{tenants}</Token>\n",
+                    "        <Token><Name>{}</Name><Value>{}</Value><Enabled>{}</Enabled>{tenants}{}</Token>\n",
                     t.name,
                     key.value(&t.token),
-                    u8::from(t.enabled)
+                    u8::from(t.enabled),
+                    t.extra
                 )
             })
             .collect();

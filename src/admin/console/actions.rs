@@ -2,6 +2,7 @@
 //! lock, fsync), so they run on a blocking thread.
 
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use http::{Response, StatusCode};
@@ -12,7 +13,7 @@ use super::{audit, audit_refused, html, see_other_to, Form};
 use crate::auth::connections::ops::{self as conn_ops, Spec};
 use crate::auth::token_ops::{self, TokenSpec};
 use crate::config::validate::parse_role;
-use crate::config::Role;
+use crate::config::{LimitScope, Limits, Rate, Role};
 use crate::proxy::body::ProxyBody;
 use crate::state::Gateway;
 
@@ -23,6 +24,44 @@ fn tenant_list(form: &Form) -> Vec<String> {
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// The Add form's limits: `None` when every field is empty (the defaults apply). The bounds and
+/// words are the config's, so the file validation never sees a value the form let through.
+fn form_limits(form: &Form) -> Result<Option<Limits>, String> {
+    let number = |name: &str, label: &str, max: u64| -> Result<Option<u64>, String> {
+        let text = field(form, name).trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        match text.parse::<u64>() {
+            Ok(n) if (1..=max).contains(&n) && text.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(Some(n))
+            }
+            _ => Err(format!(
+                "{label} must be a whole number from 1 to {max}, found {text:?}"
+            )),
+        }
+    };
+    let small =
+        |n: u64| NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+    let rate = number("rate_limit", "Requests per second", 1_000_000)?;
+    let burst = number("burst", "Burst", 1_000_000)?;
+    if burst.is_some() && rate.is_none() {
+        return Err("Burst needs Requests per second".to_owned());
+    }
+    let limits = Limits {
+        rate: rate.map(|r| Rate {
+            per_second: small(r),
+            burst: small(burst.unwrap_or(r)),
+        }),
+        max_concurrent: number("max_concurrent", "Max concurrent", u64::from(u32::MAX))?.map(small),
+        daily_quota: number("daily_quota", "Daily quota", 1_000_000_000_000)?,
+        monthly_quota: number("monthly_quota", "Monthly quota", 1_000_000_000_000)?,
+        daily_quota_bytes: None,
+        scope: LimitScope::Replica,
+    };
+    Ok((!limits.is_empty()).then_some(limits))
 }
 
 fn field<'f>(form: &'f Form, name: &str) -> &'f str {
@@ -56,6 +95,10 @@ pub async fn add(
         },
     };
     let tenants = tenant_list(form);
+    let limits = match form_limits(form) {
+        Ok(limits) => limits,
+        Err(e) => return html(StatusCode::BAD_REQUEST, pages::add(f, &f.csrf(), Some(&e))),
+    };
     let description = Some(field(form, "description").to_owned()).filter(|d| !d.is_empty());
     let path = gw.config_path.clone();
     let kind = field(form, "kind").to_owned();
@@ -63,6 +106,7 @@ pub async fn add(
     let result = tokio::task::spawn_blocking(move || match kind.as_str() {
         "connection" => {
             let spec = Spec {
+                limits,
                 name,
                 role: role.unwrap_or(Role::SecurityOfficer),
                 tenants,
@@ -79,6 +123,7 @@ pub async fn add(
         }
         _ => {
             let spec = TokenSpec {
+                limits,
                 name,
                 description,
                 enabled: true,
@@ -209,6 +254,48 @@ pub async fn act(
         Err(e) => {
             audit_refused(s, &action, &name, ip, &e);
             bad_request(f, &e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> Form {
+        (pairs.iter())
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_add_form_reads_limits_and_refuses_bad_ones_with_the_config_words() {
+        assert_eq!(form_limits(&form(&[("rate_limit", "")])), Ok(None));
+        let got = form_limits(&form(&[
+            ("rate_limit", "5"),
+            ("max_concurrent", "2"),
+            ("daily_quota", "1000"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(got.summary(), "5/s burst 5, 2 concurrent, 1000/day");
+        let cases = [
+            (
+                ("rate_limit", "0"),
+                "Requests per second must be a whole number from 1 to 1000000, found \"0\"",
+            ),
+            (
+                ("max_concurrent", "-2"),
+                "Max concurrent must be a whole number from 1 to 4294967295, found \"-2\"",
+            ),
+            (
+                ("daily_quota", "ten"),
+                "Daily quota must be a whole number from 1 to 1000000000000, found \"ten\"",
+            ),
+            (("burst", "3"), "Burst needs Requests per second"),
+        ];
+        for ((name, value), want) in cases {
+            assert_eq!(form_limits(&form(&[(name, value)])), Err(want.to_owned()));
         }
     }
 }

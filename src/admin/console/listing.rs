@@ -62,6 +62,7 @@ async fn rows(gw: &Arc<Gateway>, now: u64) -> Result<Vec<Row>, String> {
             requests,
             last_used,
             denied,
+            limits: t.limits,
         });
     }
     for c in connections {
@@ -85,6 +86,8 @@ async fn rows(gw: &Arc<Gateway>, now: u64) -> Result<Vec<Row>, String> {
             requests,
             last_used,
             denied,
+            limits: (live.and_then(|r| r.limits.as_deref()))
+                .map_or_else(|| "-".to_owned(), |l| l.summary()),
         });
     }
     Ok(out)

@@ -34,6 +34,8 @@ pub struct Row {
     pub last_used: u64,
     /// 401, 403 and 429 answers in the last hour.
     pub denied: [u64; 3],
+    /// The limits in force (`5/s burst 10, 1000/day`), `-` for none.
+    pub limits: String,
 }
 
 /// What every page frame needs.
@@ -202,6 +204,7 @@ pub fn item(
                 tr { th { "Tenants" } td { (row.tenants) } }
                 tr { th { @if token { "Fingerprint" } @else { "Client ID" } } td { code { (row.fingerprint) } } }
                 tr { th { "Description" } td { (row.description) } }
+                tr { th { "Limits" } td id="limits" { (row.limits) } }
                 tr { th { "Requests" } td { (row.requests) } }
             } }
             @if let Some(chart) = chart { (chart) }
@@ -272,6 +275,14 @@ pub fn add(frame: &Frame<'_>, csrf: &str, error: Option<&str>) -> Markup {
                     label { "Tenants (comma-separated)" br; input type="text" name="tenants" id="tenants"; }
                     label { input type="checkbox" name="root_tenant" value="1"; " Root without tenants (connections)" }
                     label { "Description" br; textarea name="description" id="add-description" maxlength="1000" {} }
+                }
+                fieldset {
+                    legend { "Limits (empty: the defaults of GatewaySettings/Limits)" }
+                    label { "Requests per second" br; input type="number" min="1" max="1000000" name="rate_limit" id="rate_limit"; }
+                    label { "Burst" br; input type="number" min="1" max="1000000" name="burst" id="burst"; }
+                    label { "Max concurrent" br; input type="number" min="1" name="max_concurrent" id="max_concurrent"; }
+                    label { "Daily quota (requests)" br; input type="number" min="1" name="daily_quota" id="daily_quota"; }
+                    label { "Monthly quota (requests)" br; input type="number" min="1" name="monthly_quota" id="monthly_quota"; }
                     button type="submit" id="generate" disabled[off] { "Generate" }
                 }
             }

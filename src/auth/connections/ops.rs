@@ -48,6 +48,8 @@ pub struct Spec {
     pub root_tenant: bool,
     /// Up to 1000 characters; empty or `None` writes none.
     pub description: Option<String>,
+    /// `RateLimit`: its own limits; `None` writes none (the defaults apply).
+    pub limits: Option<crate::config::Limits>,
 }
 
 /// A console refresh token just issued. Shown once, never stored. Serialises to the `--json`
@@ -212,6 +214,7 @@ pub fn add(config: &Path, spec: &Spec, now: u64) -> Result<Added, ConnectionErro
         description: spec.description.clone().filter(|d| !d.is_empty()),
         enabled: true,
         not_before: now,
+        limits: spec.limits.clone(),
     };
     let text = doc.add_connection(&connection)?;
     let settings = file.validate(&text)?;

@@ -229,6 +229,17 @@ pub trait SessionStore: Send + Sync + 'static {
         true
     }
 
+    /// Adds `requests` and `bytes` to the quota count `key` and returns its new totals (across
+    /// every replica that shares the store). The count may go once `expires_at` (unix seconds)
+    /// has passed. Called once per principal per flush interval, never per request.
+    fn add_usage<'a>(
+        &'a self,
+        key: &'a str,
+        requests: u64,
+        bytes: u64,
+        expires_at: u64,
+    ) -> StoreFuture<'a, (u64, u64)>;
+
     /// The store for logs and `/config`, never with a password.
     fn describe(&self) -> String;
 }

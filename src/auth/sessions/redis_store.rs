@@ -60,6 +60,10 @@ const CONSUME: &str = concat!(
 /// A kill on its own (KEYS[1] is unused and the same key as KEYS[2]).
 const KILL: &str = concat!(kill_lua!(), "return 0");
 /// Sorted set of last exchanges.
+/// Adds to a quota count and returns both totals; the count expires after its window.
+const ADD_USAGE: &str = "local r = redis.call('HINCRBY', KEYS[1], 'requests', ARGV[1]) \
+    local b = redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[2]) \
+    redis.call('EXPIREAT', KEYS[1], ARGV[3]) return {r, b}";
 const LAST_EXCHANGE: &str = "scangate:last-exchange";
 
 /// The Redis session store. Cheap to clone: clones share one connection manager.
@@ -336,6 +340,25 @@ impl SessionStore for RedisStore {
             rows.sort();
             Ok(rows)
         })
+    }
+
+    fn add_usage<'a>(
+        &'a self,
+        key: &'a str,
+        requests: u64,
+        bytes: u64,
+        expires_at: u64,
+    ) -> StoreFuture<'a, (u64, u64)> {
+        // One hash per count, hash-tagged alone; both fields and the expiry in one atomic call.
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(ADD_USAGE)
+            .arg(1)
+            .arg(format!("scangate:quota:{{{key}}}"))
+            .arg(requests)
+            .arg(bytes)
+            .arg(expires_at);
+        let totals = self.run::<(u64, u64)>(cmd);
+        Box::pin(totals)
     }
 
     fn purge(&self, now: u64) -> StoreFuture<'_, u64> {

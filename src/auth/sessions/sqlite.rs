@@ -47,6 +47,16 @@ CREATE TABLE last_exchange (
 ) WITHOUT ROWID;
 ";
 
+/// Quota counts by key (`d<day>:<name>…`, `m<month>:<name>…`, see `auth::quota`).
+const QUOTA_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS quota_usage (
+    key      TEXT PRIMARY KEY,
+    requests INTEGER NOT NULL,
+    bytes    INTEGER NOT NULL,
+    expires  INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 /// The SQLite session store. Cheap to clone: clones share one connection.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -108,6 +118,12 @@ impl SqliteStore {
             });
         }
         migrate(&mut conn, path)?;
+        // Quota counts came after schema 1; the table is added without a new version, so an
+        // older scangate still opens the file (it never reads the table).
+        (conn.execute_batch(QUOTA_SCHEMA)).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(SqliteStore::new(path, conn))
     }
 
@@ -262,9 +278,34 @@ impl SessionStore for SqliteStore {
         })
     }
 
+    fn add_usage<'a>(
+        &'a self,
+        key: &'a str,
+        requests: u64,
+        bytes: u64,
+        expires_at: u64,
+    ) -> StoreFuture<'a, (u64, u64)> {
+        let key = key.to_owned();
+        self.run(move |conn| {
+            let (requests, bytes, expires) = (to_sql(requests), to_sql(bytes), to_sql(expires_at));
+            let (r, b): (i64, i64) = conn
+                .prepare_cached(
+                    "INSERT INTO quota_usage (key, requests, bytes, expires) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (key) DO UPDATE SET requests = requests + excluded.requests, \
+                     bytes = bytes + excluded.bytes RETURNING requests, bytes",
+                )?
+                .query_row(params![key, requests, bytes, expires], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
+            Ok((from_sql(r), from_sql(b)))
+        })
+    }
+
     fn purge(&self, now: u64) -> StoreFuture<'_, u64> {
         self.run(move |conn| {
             let now = to_sql(now);
+            conn.prepare_cached("DELETE FROM quota_usage WHERE expires < ?1")?
+                .execute([now])?;
             let marks = conn
                 .prepare_cached("DELETE FROM consumed WHERE exp < ?1")?
                 .execute([now])?;

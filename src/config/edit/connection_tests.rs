@@ -10,6 +10,7 @@ const JAN_1: u64 = 1_767_225_600;
 
 fn connection(name: &str) -> NewConnection {
     NewConnection {
+        limits: None,
         name: name.into(),
         client_id: format!("{:_<22}", name),
         role: Role::SecurityOfficer,

@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::layout::Node;
 use crate::config::validate::connections::{format_time, ROOT_TENANT};
-use crate::config::Role;
+use crate::config::{LimitScope, Limits, Role};
 
 /// The children of a Token in the order scangate writes them (and Scan Engine documents them).
 const TOKEN_ORDER: &[&str] = &["Name", "Value", "Description", "Enabled", "Role", "Tenants"];
@@ -84,6 +84,8 @@ pub struct NewToken {
     pub role: Option<Role>,
     /// `Tenants/Tenant`, in order; none writes no `Tenants`.
     pub tenants: Vec<String>,
+    /// `RateLimit`, if any.
+    pub limits: Option<Limits>,
 }
 
 impl std::fmt::Debug for NewToken {
@@ -118,6 +120,8 @@ pub struct NewConnection {
     pub enabled: bool,
     /// `NotBefore`, unix seconds: the issue time of the first refresh token.
     pub not_before: u64,
+    /// `RateLimit`, if any.
+    pub limits: Option<Limits>,
 }
 
 /// A new element and how to write it where it goes.
@@ -142,6 +146,49 @@ pub(super) fn tenants<'a>(
     }
     (!children.is_empty()).then(|| Node::Parent {
         name: "Tenants",
+        children,
+        inner: deepest.to_owned(),
+        outer: outer.to_owned(),
+    })
+}
+
+/// `RateLimit` with one child per limit set; `None` without limits. An empty `Limits` writes
+/// `<RateLimit/>`, which lifts the defaults for the principal.
+pub(super) fn rate_limit<'a>(
+    limits: Option<&Limits>,
+    deepest: &str,
+    outer: &str,
+) -> Option<Node<'a>> {
+    let limits = limits?;
+    if limits.is_empty() {
+        return Some(Node::Empty("RateLimit"));
+    }
+    let mut children = Vec::new();
+    let mut put = |name: &'a str, value: Option<String>| {
+        if let Some(v) = value {
+            children.push(Node::Leaf(name, v.into()));
+        }
+    };
+    put(
+        "RequestsPerSecond",
+        limits.rate.map(|r| r.per_second.to_string()),
+    );
+    put("Burst", limits.rate.map(|r| r.burst.to_string()));
+    put(
+        "MaxConcurrent",
+        limits.max_concurrent.map(|n| n.to_string()),
+    );
+    put("DailyQuota", limits.daily_quota.map(|n| n.to_string()));
+    put("MonthlyQuota", limits.monthly_quota.map(|n| n.to_string()));
+    put(
+        "DailyQuotaBytes",
+        limits.daily_quota_bytes.map(|n| n.to_string()),
+    );
+    if limits.scope != LimitScope::Replica {
+        put("LimitScope", Some(limits.scope.as_str().to_owned()));
+    }
+    Some(Node::Parent {
+        name: "RateLimit",
         children,
         inner: deepest.to_owned(),
         outer: outer.to_owned(),
@@ -174,6 +221,7 @@ impl NewEntry for NewToken {
             children.push(Node::leaf("Role", role.as_str()));
         }
         children.extend(tenants(&self.tenants, false, deepest, &inner));
+        children.extend(rate_limit(self.limits.as_ref(), deepest, &inner));
         Node::Parent {
             name: "Token",
             children,
@@ -201,6 +249,7 @@ impl NewEntry for NewConnection {
         children.push(Node::leaf("Enabled", flag(self.enabled)));
         children.push(Node::Leaf("NotBefore", format_time(self.not_before).into()));
         children.push(Node::leaf("Revoked", "0"));
+        children.extend(rate_limit(self.limits.as_ref(), deepest, &inner));
         Node::Parent {
             name: "Connection",
             children,

@@ -12,6 +12,7 @@ fn value(token: &str) -> String {
 
 fn new_token(name: &str) -> NewToken {
     NewToken {
+        limits: None,
         name: name.into(),
         value: value(name),
         description: None,

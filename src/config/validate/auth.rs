@@ -3,11 +3,12 @@
 
 use std::borrow::Cow;
 use std::collections::hash_map::{Entry, HashMap};
+use std::sync::Arc;
 
 use http::HeaderName;
 
 use super::connections::connections;
-use super::{has_control, join, trim, Ctx, ElPath, Group, Leaf, Unknown};
+use super::{has_control, join, limits, trim, Ctx, ElPath, Group, Leaf, Unknown};
 use crate::auth::store::{digest_key, DigestKey};
 use crate::auth::token::{decode_value, Digest};
 use crate::config::xml::{is_blank, Element};
@@ -29,6 +30,7 @@ const TOKEN: &[&str] = &[
     "Role",
     "Tenants",
     "AllowScanFile",
+    "RateLimit",
 ];
 
 /// Headers HTTP itself or scangate's forwarding relies on. Carrying the token in one of them would
@@ -163,6 +165,8 @@ fn tokens(ctx: &mut Ctx, el: &Element<'_>, parent: &str, required: bool) -> Vec<
             None => Vec::new(),
         };
         let allow_scan_file = t.flag(ctx, "AllowScanFile");
+        let own_limits = (t.one("RateLimit"))
+            .map(|el| Arc::new(limits::limits(ctx, el, join(&t.path(), "RateLimit"))));
         if let (Some(name), Some(digest), Some(enabled)) = (name, digest, enabled) {
             entries.push(TokenEntry {
                 name: name.text.into(),
@@ -172,6 +176,7 @@ fn tokens(ctx: &mut Ctx, el: &Element<'_>, parent: &str, required: bool) -> Vec<
                 role,
                 tenants,
                 allow_scan_file,
+                limits: own_limits,
             });
         }
     }
@@ -248,6 +253,7 @@ fn plain_token<'a>(
         role,
         tenants: Vec::new(),
         allow_scan_file,
+        limits: None,
     })
 }
 

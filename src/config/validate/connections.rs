@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::auth::{check_description, check_name, check_tenant, parse_role};
-use super::{join, Ctx, ElPath, Group, Leaf, Unknown};
+use super::{join, limits, Ctx, ElPath, Group, Leaf, Unknown};
 use crate::config::xml::Element;
 use crate::config::{ConnectionEntry, RedisUrl, SessionSettings, StateStore, TokenEntry};
 
@@ -24,6 +24,7 @@ const CONNECTION: &[&str] = &[
     "Enabled",
     "NotBefore",
     "Revoked",
+    "RateLimit",
 ];
 
 /// The element that stands for MDR's "Root without tenants" inside `Tenants`.
@@ -104,6 +105,8 @@ pub(super) fn connections(
             None => Some(0),
         };
         let revoked = c.flag(ctx, "Revoked").unwrap_or(false);
+        let own_limits = (c.one("RateLimit"))
+            .map(|el| std::sync::Arc::new(limits::limits(ctx, el, join(&c.path(), "RateLimit"))));
         if let (Some(name), Some(client_id), Some(role), Some(enabled), Some(not_before)) =
             (name, client_id, role, enabled, not_before)
         {
@@ -117,6 +120,7 @@ pub(super) fn connections(
                 enabled,
                 not_before,
                 revoked,
+                limits: own_limits,
             });
         }
     }

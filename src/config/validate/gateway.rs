@@ -8,7 +8,7 @@ use http::Uri;
 
 use super::scan_paths::scanning_paths;
 use super::server::{socket_addr, unix_path};
-use super::{engines, join, Ctx, Group, Leaf, Unknown};
+use super::{engines, join, limits, Ctx, Group, Leaf, Unknown};
 use crate::config::xml::Element;
 use crate::config::{EngineOptions, GatewaySettings, UpstreamAddr};
 
@@ -25,6 +25,7 @@ const KNOWN: &[&str] = &[
     "Sessions",
     "UpstreamSettings",
     "Audit",
+    "Limits",
 ];
 
 /// Scan Engine's "uint" is 32 bits; scangate's numbers use the same range.
@@ -93,6 +94,9 @@ pub(super) fn gateway(ctx: &mut Ctx, el: &Element<'_>, max_sessions: usize) -> G
         scanning_paths: (g.one("ScanningPaths")).map(|el| scanning_paths(ctx, el, &g.path())),
         sessions: super::connections::sessions(ctx, g.one("Sessions"), &g.path()),
         audit: super::audit::audit(ctx, g.one("Audit"), &g.path()),
+        limits: (g.one("Limits"))
+            .map(|el| limits::limits(ctx, el, join(&g.path(), "Limits")))
+            .unwrap_or_default(),
     }
 }
 

@@ -86,6 +86,8 @@ pub struct Listed {
     /// `NotBefore`: families begun before it are dead.
     #[serde(serialize_with = "rfc3339")]
     pub not_before: u64,
+    /// The limits in force (its own `RateLimit`, else the defaults); `-` when unlimited.
+    pub limits: String,
 }
 
 fn role<S: serde::Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
@@ -139,6 +141,8 @@ pub fn list(config: &Path) -> Result<Listing, ConnectionError> {
                 status: status(e, last),
                 last_exchange: last.flatten(),
                 not_before: e.not_before,
+                limits: (e.limits.as_deref())
+                    .map_or_else(|| "-".to_owned(), crate::config::Limits::summary),
             }
         })
         .collect();

@@ -38,6 +38,7 @@ fn folder(with_key: bool) -> (tempfile::TempDir, PathBuf) {
 
 fn spec(name: &str) -> Spec {
     Spec {
+        limits: None,
         name: name.into(),
         role: Role::SecurityOfficer,
         tenants: vec!["acme".into()],
@@ -175,6 +176,7 @@ fn bad_inputs_are_refused_naming_the_field_and_nothing_is_written() {
         ),
         (
             Spec {
+                limits: None,
                 tenants: vec!["a,b".into()],
                 ..spec("x")
             },
@@ -183,6 +185,7 @@ fn bad_inputs_are_refused_naming_the_field_and_nothing_is_written() {
         ),
         (
             Spec {
+                limits: None,
                 tenants: vec!["a".into(), "a".into()],
                 ..spec("x")
             },
@@ -191,6 +194,7 @@ fn bad_inputs_are_refused_naming_the_field_and_nothing_is_written() {
         ),
         (
             Spec {
+                limits: None,
                 description: Some("d".repeat(1001)),
                 ..spec("x")
             },
@@ -199,6 +203,7 @@ fn bad_inputs_are_refused_naming_the_field_and_nothing_is_written() {
         ),
         (
             Spec {
+                limits: None,
                 tenants: vec![String::new()],
                 ..spec("x")
             },
@@ -374,7 +379,7 @@ async fn list_reads_exchanges_from_the_store_and_warns_when_it_cannot() {
             "name": "siem", "client_id": siem.client_id, "role": "SecurityOfficer",
             "tenants": ["acme"], "root_tenant": true, "description": "SIEM", "enabled": true,
             "status": "active", "last_exchange": format_time(now + 5),
-            "not_before": format_time(now),
+            "not_before": format_time(now), "limits": "-",
         })
     );
     // With no gateway holding the store open (its WAL files gone), it still reads.
