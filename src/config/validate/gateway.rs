@@ -28,6 +28,10 @@ const KNOWN: &[&str] = &[
     "Limits",
 ];
 
+// Two branches each added a name here and together passed the old bound: a panic at load time,
+// caught only by tests. Now it does not compile.
+const _: () = assert!(KNOWN.len() <= super::MAX_KNOWN);
+
 /// Scan Engine's "uint" is 32 bits; scangate's numbers use the same range.
 const UINT_MAX: u64 = u32::MAX as u64;
 
