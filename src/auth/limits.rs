@@ -118,6 +118,9 @@ impl LimitKind {
 pub struct Denied {
     /// The limit that refused.
     pub kind: LimitKind,
+    /// Its name in `RateLimit-Policy` (`burst`, `concurrency`, `daily`, `daily-bytes` or
+    /// `monthly`), which the refusal's `RateLimit` field names.
+    pub policy: &'static str,
     /// `Retry-After`, whole seconds, at least 1.
     pub retry_after_secs: u64,
 }
@@ -180,10 +183,12 @@ pub fn check(
         true => None,
         false => {
             let cell = state.quota_cell(ledger, principal.name(), limits);
-            cell.peek(limits, now).map_err(|retry_after_secs| Denied {
-                kind: LimitKind::Quota,
-                retry_after_secs,
-            })?;
+            cell.peek(limits, now)
+                .map_err(|(policy, retry_after_secs)| Denied {
+                    kind: LimitKind::Quota,
+                    policy,
+                    retry_after_secs,
+                })?;
             Some(Arc::clone(cell))
         }
     };
@@ -197,6 +202,7 @@ pub fn check(
             if before >= max.get() {
                 return Err(Denied {
                     kind: LimitKind::Concurrency,
+                    policy: "concurrency",
                     retry_after_secs: 1,
                 });
             }
@@ -217,6 +223,7 @@ pub fn check(
                 // `permit` drops here and frees its slot.
                 return Err(Denied {
                     kind: LimitKind::Rate,
+                    policy: "burst",
                     retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
                 });
             }

@@ -128,22 +128,38 @@ pub struct QuotaCell {
 
 impl QuotaCell {
     /// `Err(retry_after_secs)` when a quota is used up at `now`.
-    pub fn peek(&self, limits: &Limits, now: u64) -> Result<(), u64> {
+    pub fn peek(&self, limits: &Limits, now: u64) -> Result<(), (&'static str, u64)> {
         let mut w = self.window.lock().expect("quota lock");
         w.scope = limits.scope;
         w.roll(now);
-        let to_day_end = (w.day + 1) * DAY - now;
-        if limits
-            .daily_quota
-            .is_some_and(|q| w.day_requests.used() >= q)
-            || (limits.daily_quota_bytes).is_some_and(|q| w.day_bytes.used() >= q)
-        {
-            return Err(to_day_end.max(1));
+        let to_day_end = ((w.day + 1) * DAY - now).max(1);
+        let to_month_end = month_end(w.month).saturating_sub(now).max(1);
+        // Of the quotas used up, the one that frees last answers: a client that came back when
+        // an earlier one reset would only be refused again.
+        let used_up = [
+            (
+                "daily",
+                limits.daily_quota.map(|q| w.day_requests.used() >= q),
+                to_day_end,
+            ),
+            (
+                "daily-bytes",
+                limits.daily_quota_bytes.map(|q| w.day_bytes.used() >= q),
+                to_day_end,
+            ),
+            (
+                "monthly",
+                limits.monthly_quota.map(|q| w.month_requests.used() >= q),
+                to_month_end,
+            ),
+        ];
+        let mut refusal = None;
+        for (policy, exhausted, secs) in used_up {
+            if exhausted == Some(true) && refusal.is_none_or(|(_, later)| secs > later) {
+                refusal = Some((policy, secs));
+            }
         }
-        if (limits.monthly_quota).is_some_and(|q| w.month_requests.used() >= q) {
-            return Err(month_end(w.month).saturating_sub(now).max(1));
-        }
-        Ok(())
+        refusal.map_or(Ok(()), Err)
     }
 
     /// Counts one admitted request and says what is left.
@@ -321,6 +337,45 @@ mod tests {
     }
 
     #[test]
+    fn of_several_used_up_quotas_the_one_that_frees_last_answers() {
+        let ledger = QuotaLedger::default();
+        let cell = ledger.register("b", LimitScope::Replica);
+        let limits = Limits {
+            daily_quota: Some(1),
+            monthly_quota: Some(2),
+            daily_quota_bytes: Some(10),
+            ..Limits::default()
+        };
+        let now = 20_789 * DAY + 3600;
+        let to_month_end = month_end(month_of(20_789)) - now;
+        assert!(
+            to_month_end > DAY - 3600,
+            "the test needs the month to end after the day"
+        );
+        cell.take(&limits, now);
+        assert_eq!(cell.peek(&limits, now), Err(("daily", DAY - 3600)));
+        // The next day: the monthly quota (2) still has one left, then it too is used up.
+        let tomorrow = now + DAY;
+        assert_eq!(cell.peek(&limits, tomorrow), Ok(()));
+        cell.take(&limits, tomorrow);
+        assert_eq!(
+            cell.peek(&limits, tomorrow),
+            Err(("monthly", to_month_end - DAY))
+        );
+        // Bytes alone.
+        let other = ledger.register("c", LimitScope::Replica);
+        let bytes_only = Limits {
+            daily_quota_bytes: Some(10),
+            ..Limits::default()
+        };
+        other.add_bytes(10, now);
+        assert_eq!(
+            other.peek(&bytes_only, now),
+            Err(("daily-bytes", DAY - 3600))
+        );
+    }
+
+    #[test]
     fn a_quota_refuses_once_used_and_resets_with_the_day() {
         let ledger = QuotaLedger::default();
         let cell = ledger.register("a", LimitScope::Replica);
@@ -333,7 +388,7 @@ mod tests {
         assert_eq!(cell.take(&limits, now).daily, Some((1, DAY - 3600)));
         assert_eq!(cell.peek(&limits, now), Ok(()));
         assert_eq!(cell.take(&limits, now).daily, Some((0, DAY - 3600)));
-        assert_eq!(cell.peek(&limits, now), Err(DAY - 3600));
+        assert_eq!(cell.peek(&limits, now), Err(("daily", DAY - 3600)));
         assert_eq!(cell.peek(&limits, now + DAY), Ok(()));
         drop(cell);
         assert!(ledger.live().is_empty());

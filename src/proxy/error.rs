@@ -287,6 +287,7 @@ mod tests {
             GatewayError::Exchange(ExchangeRefusal::Unavailable),
             GatewayError::Limited(Denied {
                 kind: LimitKind::Rate,
+                policy: "burst",
                 retry_after_secs: 1,
             }),
         ];
@@ -347,6 +348,7 @@ mod tests {
         for (kind, secs, body, reason) in cases {
             let err = GatewayError::Limited(Denied {
                 kind,
+                policy: "any",
                 retry_after_secs: secs,
             });
             let resp = err.into_response(&Challenge::new("r", true));

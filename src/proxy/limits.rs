@@ -119,10 +119,10 @@ fn current(left: &Remaining) -> HeaderValue {
 /// `RateLimit` on a refusal: the policy that refused, with nothing left until `Retry-After`.
 fn violated(denied: Denied) -> HeaderValue {
     let t = denied.retry_after_secs;
+    let policy = denied.policy;
     value(vec![match denied.kind {
-        LimitKind::Rate => format!("\"burst\";r=0;t={t}"),
-        LimitKind::Concurrency => "\"concurrency\";r=0".to_owned(),
-        LimitKind::Quota => format!("\"quota\";r=0;t={t}"),
+        LimitKind::Concurrency => format!("\"{policy}\";r=0"),
+        LimitKind::Rate | LimitKind::Quota => format!("\"{policy}\";r=0;t={t}"),
     }])
 }
 
@@ -176,8 +176,21 @@ mod tests {
         );
         let denied = Denied {
             kind: LimitKind::Rate,
+            policy: "burst",
             retry_after_secs: 1,
         };
         assert_eq!(violated(denied), "\"burst\";r=0;t=1");
+        let denied = Denied {
+            kind: LimitKind::Quota,
+            policy: "monthly",
+            retry_after_secs: 99,
+        };
+        assert_eq!(violated(denied), "\"monthly\";r=0;t=99");
+        let denied = Denied {
+            kind: LimitKind::Concurrency,
+            policy: "concurrency",
+            retry_after_secs: 1,
+        };
+        assert_eq!(violated(denied), "\"concurrency\";r=0");
     }
 }
