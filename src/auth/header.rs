@@ -186,6 +186,16 @@ mod tests {
             ),
             Err(AuthFailure::Scheme)
         );
+        // The cap itself is allowed: an access token may use every byte of it.
+        let longest = "a".repeat(MAX_CREDENTIAL_BYTES);
+        assert_eq!(
+            extract(
+                &headers(&[("Authorization", &format!("Bearer {longest}"))]),
+                &AUTH,
+                true
+            ),
+            Ok(longest.as_bytes())
+        );
         let long = format!("Bearer {}", "a".repeat(MAX_CREDENTIAL_BYTES + 1));
         assert_eq!(
             extract(&headers(&[("Authorization", &long)]), &AUTH, true),
