@@ -85,8 +85,19 @@ async fn rejections_get_401_with_bearer_challenge_and_never_reach_upstream() {
     let up = Upstream::start(Behaviour::Ok).await;
     let gw = TestGateway::start(&Cfg::new(&up.url(), &tokens())).await;
     let c = client();
-    let cases: [(&str, Option<String>, &str); 5] = [
+    let cases: [(&str, Option<String>, &str); 7] = [
         ("missing", None, r#"{"error":"missing API token"}"#),
+        // A static token may be 256 bytes: looked up (and unknown); one byte more is malformed.
+        (
+            "256 bytes",
+            Some(format!("Bearer sg_{}", "a".repeat(253))),
+            r#"{"error":"invalid API token"}"#,
+        ),
+        (
+            "257 bytes",
+            Some(format!("Bearer sg_{}", "a".repeat(254))),
+            r#"{"error":"malformed API token header"}"#,
+        ),
         (
             "wrong scheme",
             Some(format!("Basic {ALPHA}")),
