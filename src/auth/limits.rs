@@ -318,6 +318,40 @@ mod tests {
     }
 
     #[test]
+    fn an_admission_says_what_is_left_of_the_bucket_and_the_slots() {
+        let store = TokenStore::new();
+        let ledger = QuotaLedger::default();
+        let limits = Limits {
+            max_concurrent: NonZeroU32::new(3),
+            ..rate(2, 5)
+        };
+        store.apply(&[entry("a", 1, Some(limits.clone()))]);
+        let p = principal(&store, 1);
+        let now = 1_800_000_000;
+        let first = check(&p, &limits, &ledger, now).unwrap();
+        assert_eq!(first.remaining.burst, Some(4));
+        assert_eq!(first.remaining.burst_reset_secs, 1, "1 cell at 2/s: 1 s");
+        assert_eq!(first.remaining.concurrent, Some(2));
+        let second = check(&p, &limits, &ledger, now).unwrap();
+        let third = check(&p, &limits, &ledger, now).unwrap();
+        assert_eq!(third.remaining.burst, Some(2));
+        assert_eq!(third.remaining.burst_reset_secs, 2, "3 cells at 2/s: 2 s");
+        assert_eq!(third.remaining.concurrent, Some(0));
+        assert_eq!(third.remaining.quota.daily.map(|(left, _)| left), Some(997));
+        drop((first, second, third));
+    }
+
+    #[test]
+    fn refill_takes_whole_seconds_and_none_when_nothing_is_used() {
+        let r = |per_second, burst| rate(per_second, burst).rate.unwrap();
+        assert_eq!(refill_secs(r(5, 10), 0), 0);
+        assert_eq!(refill_secs(r(5, 10), 1), 1);
+        assert_eq!(refill_secs(r(5, 10), 5), 1);
+        assert_eq!(refill_secs(r(5, 10), 6), 2);
+        assert_eq!(refill_secs(r(2, 10), 5), 3);
+    }
+
+    #[test]
     fn a_refused_request_holds_no_concurrency_slot() {
         let store = TokenStore::new();
         let ledger = QuotaLedger::default();
