@@ -354,6 +354,9 @@ mod tests {
         );
         cell.take(&limits, now);
         assert_eq!(cell.peek(&limits, now), Err(("daily", DAY - 3600)));
+        // Two used up that free together: the first named, requests before bytes.
+        cell.add_bytes(10, now);
+        assert_eq!(cell.peek(&limits, now), Err(("daily", DAY - 3600)));
         // The next day: the monthly quota (2) still has one left, then it too is used up.
         let tomorrow = now + DAY;
         assert_eq!(cell.peek(&limits, tomorrow), Ok(()));
