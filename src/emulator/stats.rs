@@ -4,8 +4,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use serde::Serialize;
-
 use super::scan::Verdict;
 
 /// Counters for real scan requests only: a request rejected as bad input was never scanned and is not
@@ -21,30 +19,11 @@ pub struct Stats {
     infected_urls: AtomicU64,
 }
 
-/// The `statistics` object, with the engine's field names in its order. `protected_requests`
-/// (disinfected or deleted) and `engine_errors` (SERVER_ERROR) stay 0: the emulator never produces
-/// those verdicts, but clients expect the fields.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct Snapshot {
-    /// Every scan request: memory, file or URL.
-    pub total_requests: u64,
-    /// Verdict DETECT.
-    pub infected_requests: u64,
-    /// Verdict DISINFECTED or DELETED; always 0 here.
-    pub protected_requests: u64,
-    /// Verdict NON_SCANNED.
-    pub error_requests: u64,
-    /// Verdict SERVER_ERROR; always 0 here.
-    pub engine_errors: u64,
-    /// Bytes scanned.
-    pub processed_data: u64,
-    /// Bytes of objects with a detection.
-    pub infected_data: u64,
-    /// URLs checked.
-    pub processed_urls: u64,
-    /// URLs with a detection.
-    pub infected_urls: u64,
-}
+/// The `statistics` object, in the engine's format: the one the gateway's per-credential
+/// statistics answer with too. `protected_requests` (disinfected or deleted) and `engine_errors`
+/// (SERVER_ERROR) stay 0 here: the emulator never produces those verdicts, but clients expect the
+/// fields.
+pub use crate::audit::StatisticsSnapshot as Snapshot;
 
 impl Stats {
     /// Counts one memory or file scan that read `bytes` bytes.
