@@ -9,13 +9,14 @@ use std::time::Duration;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
-use super::{Connector, SendError, Sender, Upstream};
+use super::connection::Connection;
+use super::{Connector, SendError, Upstream};
 
 impl Upstream {
     /// This worker's newest idle connection; at the engine's cap, another worker's, since a new
     /// connection would wait in the engine's backlog behind the idle ones (a Scan Engine counts
     /// every open connection against `MaxHTTPSessionsNum`).
-    pub(super) fn idle_connection(&self) -> Option<Sender> {
+    pub(super) fn idle_connection(&self) -> Option<Connection> {
         self.pool.checkout().or_else(|| {
             let at_cap = self.open_connections() >= self.max_sessions();
             at_cap.then(|| self.pool.borrow_other()).flatten()
@@ -40,7 +41,7 @@ impl Upstream {
         OpenGuard(Arc::clone(&self.conns))
     }
 
-    pub(super) async fn connect(&self, slot: OpenGuard) -> Result<Sender, SendError> {
+    pub(super) async fn connect(&self, slot: OpenGuard) -> Result<Connection, SendError> {
         let connect_error = |e: Box<dyn std::error::Error + Send + Sync>| SendError::Connect(e);
         match &self.connector {
             Connector::Http(https) => {
@@ -59,21 +60,13 @@ impl Upstream {
     }
 }
 
-/// The HTTP/1.1 handshake on a new connection; the connection then runs in a task of its own,
-/// which ends when the upstream closes it or when its sender is dropped. `open` counts it while it
-/// is open.
-async fn start<T>(io: T, open: OpenGuard) -> Result<Sender, SendError>
+/// The HTTP/1.1 handshake on a new connection, which `open` counts while it is open.
+async fn start<T>(io: T, open: OpenGuard) -> Result<Connection, SendError>
 where
     T: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
 {
     let (sender, conn) = http1::handshake(io).await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "upstream connection ended with an error");
-        }
-        drop(open);
-    });
-    Ok(sender)
+    Ok(Connection::new(sender, conn, open))
 }
 
 /// An engine's open connections, idle or busy, on every worker: a Scan Engine counts each against
@@ -83,7 +76,7 @@ pub(super) struct OpenConnections {
     pub(super) open: AtomicUsize,
 }
 
-/// One open (or opening) connection in [`OpenConnections`], until its task ends.
+/// One open (or opening) connection in [`OpenConnections`], until it is dropped.
 pub(super) struct OpenGuard(Arc<OpenConnections>);
 
 impl Drop for OpenGuard {

@@ -6,7 +6,8 @@
 //! back the moment its last byte has been read. A reload that keeps an upstream keeps its pool
 //! (see [`UpstreamSet::rebuild`]), so warm connections survive config changes.
 //!
-//! Split by concern: [`pool`] (idle connections and leases), [`connect`] (opening connections,
+//! Split by concern: [`pool`] (idle connections and leases), [`connection`] (one connection,
+//! driven by the task that uses it), [`connect`] (opening connections,
 //! open ones kept to `MaxSessions`), [`select`] (least outstanding
 //! requests, tie-break, weights), [`queue`] (sessions under `MaxSessions` and the FIFO of requests
 //! waiting for one), [`health`] (active checks, passive ejection, the checker task), [`set`] (the
@@ -17,6 +18,7 @@
 //! scangate's user time (see benches/RESULTS.md).
 
 mod connect;
+mod connection;
 pub mod health;
 mod pool;
 pub mod queue;
@@ -24,7 +26,6 @@ pub mod select;
 mod set;
 mod tls;
 
-use std::future::poll_fn;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -33,7 +34,6 @@ use std::time::{Duration, Instant};
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use pool::Pool;
@@ -112,7 +112,6 @@ impl std::fmt::Debug for Failed {
 }
 
 type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
-type Sender = SendRequest<GuardedBody>;
 
 enum Connector {
     Http(HttpsConnector),
@@ -260,15 +259,12 @@ impl Upstream {
     ) -> Result<Response<UpstreamBody>, Failed> {
         let until = tokio::time::Instant::now() + ROOM_WAIT;
         let slot = loop {
-            while let Some(mut sender) = self.idle_connection() {
-                if poll_fn(|cx| sender.poll_ready(cx)).await.is_err() {
-                    continue;
-                }
-                match sender.try_send_request(req).await {
-                    Ok(resp) => return Ok(self.lease(resp, sender, permit)),
-                    Err(mut e) => match e.take_message() {
+            while let Some(mut conn) = self.idle_connection() {
+                match conn.send(req).await {
+                    Ok(resp) => return Ok(self.lease(resp, conn, permit)),
+                    Err(refused) => match refused.unsent {
                         Some(unsent) => req = unsent,
-                        None => return Err(Failed::sent(SendError::Request(e.into_error()))),
+                        None => return Err(Failed::sent(SendError::Request(refused.error))),
                     },
                 }
             }
@@ -283,8 +279,8 @@ impl Upstream {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         };
-        let mut sender = match self.connect(slot).await {
-            Ok(sender) => sender,
+        let mut conn = match self.connect(slot).await {
+            Ok(conn) => conn,
             Err(error) => {
                 return Err(Failed {
                     error,
@@ -292,11 +288,11 @@ impl Upstream {
                 })
             }
         };
-        match sender.try_send_request(req).await {
-            Ok(resp) => Ok(self.lease(resp, sender, permit)),
-            Err(mut e) => Err(Failed {
-                unsent: e.take_message(),
-                error: SendError::Request(e.into_error()),
+        match conn.send(req).await {
+            Ok(resp) => Ok(self.lease(resp, conn, permit)),
+            Err(refused) => Err(Failed {
+                unsent: refused.unsent,
+                error: SendError::Request(refused.error),
             }),
         }
     }
@@ -304,10 +300,10 @@ impl Upstream {
     fn lease(
         &self,
         resp: Response<Incoming>,
-        sender: Sender,
+        conn: connection::Connection,
         permit: EnginePermit,
     ) -> Response<UpstreamBody> {
-        pool::lease(resp, sender, Arc::clone(&self.pool), permit)
+        pool::lease(resp, conn, Arc::clone(&self.pool), permit)
     }
 
     /// Closes idle connections past the idle timeout, and forgets ones the upstream closed.

@@ -13,8 +13,9 @@ use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::connection::Connection;
 use super::EnginePermit;
-use super::{Sender, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE};
+use super::{POOL_IDLE_TIMEOUT, POOL_MAX_IDLE};
 
 /// Idle-connection stacks per upstream: one per worker thread (modulo this), so a connection is
 /// reused on the thread whose runtime drives it.
@@ -44,19 +45,19 @@ impl Default for Pool {
 }
 
 struct Idle {
-    sender: Sender,
+    conn: Connection,
     since: Instant,
 }
 
 impl Pool {
     /// The most recently used idle connection that is still open and not past the idle timeout.
-    pub(super) fn checkout(&self) -> Option<Sender> {
+    pub(super) fn checkout(&self) -> Option<Connection> {
         fresh(&mut self.mine(), Instant::now())
     }
 
     /// Like [`Pool::checkout`], from another worker's stack: its connection goes on being driven
     /// by that worker's runtime, and comes back to this worker's stack after use.
-    pub(super) fn borrow_other(&self) -> Option<Sender> {
+    pub(super) fn borrow_other(&self) -> Option<Connection> {
         let now = Instant::now();
         let me = WORKER.with(Cell::get) % POOL_SLOTS;
         let others = (self.slots.iter().enumerate()).filter(|(i, _)| *i != me);
@@ -65,29 +66,32 @@ impl Pool {
             .next()
     }
 
-    fn checkin(&self, sender: Sender) {
-        if sender.is_closed() {
+    fn checkin(&self, mut conn: Connection) {
+        // One whose exchange is not over (the engine answered before the whole upload was
+        // written) is closed rather than kept: the next request would wait behind it.
+        if !conn.is_reusable() {
             return;
         }
         let now = Instant::now();
         let mut idle = self.mine();
         // The oldest idle connections are at the front: expire those first.
-        while idle.front().is_some_and(|c| {
-            c.sender.is_closed() || now.duration_since(c.since) >= POOL_IDLE_TIMEOUT
-        }) {
+        while idle
+            .front_mut()
+            .is_some_and(|c| c.conn.is_closed() || now.duration_since(c.since) >= POOL_IDLE_TIMEOUT)
+        {
             idle.pop_front();
         }
         if idle.len() >= POOL_MAX_IDLE {
             idle.pop_front();
         }
-        idle.push_back(Idle { sender, since: now });
+        idle.push_back(Idle { conn, since: now });
     }
 
     pub(super) fn prune(&self, now: Instant) {
         for slot in &*self.slots {
             let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
-            idle.retain(|c| {
-                !c.sender.is_closed() && now.duration_since(c.since) < POOL_IDLE_TIMEOUT
+            idle.retain_mut(|c| {
+                !c.conn.is_closed() && now.duration_since(c.since) < POOL_IDLE_TIMEOUT
             });
         }
     }
@@ -100,10 +104,12 @@ impl Pool {
 }
 
 /// The newest connection of `idle` that is open and not past the idle timeout; staler ones go.
-fn fresh(idle: &mut VecDeque<Idle>, now: Instant) -> Option<Sender> {
+/// It is not driven here: one the engine has closed since is refused on its first use, and
+/// the request goes to the next (see `Upstream::send`).
+fn fresh(idle: &mut VecDeque<Idle>, now: Instant) -> Option<Connection> {
     while let Some(c) = idle.pop_back() {
-        if !c.sender.is_closed() && now.duration_since(c.since) < POOL_IDLE_TIMEOUT {
-            return Some(c.sender);
+        if now.duration_since(c.since) < POOL_IDLE_TIMEOUT && !c.conn.has_ended() {
+            return Some(c.conn);
         }
     }
     None
@@ -113,7 +119,7 @@ fn fresh(idle: &mut VecDeque<Idle>, now: Instant) -> Option<Sender> {
 /// closed if the body is dropped or fails before that. Either way its place under
 /// the engine's session (under MaxSessions) is freed with it.
 struct Lease {
-    sender: Sender,
+    conn: Connection,
     pool: Arc<Pool>,
     _permit: EnginePermit,
 }
@@ -121,14 +127,14 @@ struct Lease {
 /// Wraps a response so its body returns `sender` to `pool` when read to the end.
 pub(super) fn lease(
     resp: Response<Incoming>,
-    sender: Sender,
+    conn: Connection,
     pool: Arc<Pool>,
     permit: EnginePermit,
 ) -> Response<UpstreamBody> {
     resp.map(|body| UpstreamBody {
         body,
         lease: Some(Lease {
-            sender,
+            conn,
             pool,
             _permit: permit,
         }),
@@ -145,7 +151,7 @@ pub struct UpstreamBody {
 impl UpstreamBody {
     fn release(&mut self) {
         if let Some(lease) = self.lease.take() {
-            lease.pool.checkin(lease.sender);
+            lease.pool.checkin(lease.conn);
         }
     }
 }
@@ -159,6 +165,11 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
+        // The connection is driven here, by the task that reads its response (see
+        // `connection`): this reads the engine's socket into the body.
+        if let Some(lease) = &mut this.lease {
+            lease.conn.drive(cx);
+        }
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => this.release(),
