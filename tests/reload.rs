@@ -165,6 +165,34 @@ async fn invalid_file_keeps_old_tokens_and_reports_the_error() {
     ));
 }
 
+/// The token reader checks each `Token` as it closes; a file cut right after a new, complete
+/// token still fails as a whole, and neither that token nor any change before the cut applies.
+#[tokio::test]
+async fn a_file_cut_after_a_whole_new_token_changes_nothing() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let cfg = Cfg::new(&up.url(), &[Tok::new("old", OLD, true)]);
+    let gw = TestGateway::start_in(ConfigDir::new(&cfg), false).await;
+    let (c, url) = (client(), gw.url("/"));
+
+    let next = Cfg::new(
+        &up.url(),
+        &[Tok::new("new", NEW, true), Tok::new("old", OLD, false)],
+    );
+    let xml = next.xml();
+    let cut = xml.find("</Token>").unwrap() + "</Token>".len();
+    std::fs::write(&gw.config.path, &xml[..cut]).unwrap();
+    let err = gw.gw.reload().unwrap_err().to_string();
+    assert!(err.contains("not found before end of input"), "{err}");
+    assert_eq!(status_with(&c, &url, NEW).await, 401);
+    assert_eq!(status_with(&c, &url, OLD).await, 200);
+    assert_eq!(gw.gw.generation(), 1);
+
+    std::fs::write(&gw.config.path, &xml).unwrap();
+    gw.gw.reload().unwrap();
+    assert_eq!(status_with(&c, &url, NEW).await, 200);
+    assert_eq!(status_with(&c, &url, OLD).await, 401);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stable_token_never_fails_during_50_reloads_under_load() {
     let up = Upstream::start(Behaviour::Ok).await;

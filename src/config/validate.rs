@@ -76,7 +76,39 @@ impl std::error::Error for ConfigErrors {}
 
 /// Parses and validates a whole config text. `file` labels errors. Relative paths in the result are
 /// left as written; [`super::load`] resolves them.
+///
+/// The `Token`s are first read as they close, without an element tree (most of a large file's
+/// memory and time, see `benches/RESULTS.md`). Any fault at all, and the file is read again the
+/// general way, so every error is found and worded by one path.
 pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigErrors> {
+    match streaming(text) {
+        Some(settings) => Ok(settings),
+        None => general(text, file),
+    }
+}
+
+/// [`parse`] with `Token`s streamed: `None` on any fault, or if the streamed tokens are not the
+/// ones validation asked for (a case that also has a fault, but this does not rely on it).
+fn streaming(text: &str) -> Option<Settings> {
+    let mut ctx = Ctx::new(text);
+    let mut stream = auth::TokenStream::new(text);
+    let mut sink = |token: &Element<'_>, parent: usize| stream.token(&mut ctx, token, parent);
+    let divert = xml::Divert {
+        path: auth::TOKEN_PATH,
+        sink: &mut sink,
+    };
+    let root = xml::parse_diverting(text, divert).ok()?;
+    if !ctx.faults.is_empty() || stream.spoiled() {
+        return None;
+    }
+    ctx.stream = Some(stream);
+    let settings = settings(&mut ctx, &root)?;
+    let unread = ctx.stream.as_ref().is_some_and(|s| !s.is_empty());
+    (ctx.faults.is_empty() && !unread).then_some(settings)
+}
+
+/// [`parse`] over the whole element tree: the path that reports errors.
+fn general(text: &str, file: &str) -> Result<Settings, ConfigErrors> {
     let mut ctx = Ctx::new(text);
     let settings = match xml::parse(text) {
         Ok(root) => settings(&mut ctx, &root),
@@ -153,6 +185,8 @@ struct Ctx<'t> {
     text: &'t str,
     /// Where `LimitScope` says cluster: checked against the state store once it is known.
     cluster_scopes: Vec<(usize, String)>,
+    /// The `Token`s read while the file was parsed, for the `AccessTokens` they came from.
+    stream: Option<auth::TokenStream>,
 }
 
 struct Fault {
@@ -167,6 +201,7 @@ impl<'t> Ctx<'t> {
             faults: Vec::new(),
             text,
             cluster_scopes: Vec::new(),
+            stream: None,
         }
     }
 

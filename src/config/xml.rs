@@ -60,10 +60,30 @@ pub struct XmlError {
 
 /// Reads a whole document into its root element.
 pub fn parse(text: &str) -> Result<Element<'_>, XmlError> {
-    parse_capped(text, MAX_ELEMENTS)
+    parse_capped(text, MAX_ELEMENTS, None)
 }
 
-fn parse_capped(text: &str, max_elements: usize) -> Result<Element<'_>, XmlError> {
+/// Elements handed over as they close instead of joining the tree: a million-token file would
+/// otherwise hold four million elements at once only to walk them once.
+pub struct Divert<'s, 'a> {
+    /// The names of the diverted element's ancestors below the root, then its own name.
+    pub path: &'static [&'static str],
+    /// Called with each diverted element (children and text complete) and its parent's offset.
+    pub sink: &'s mut dyn FnMut(&Element<'a>, usize),
+}
+
+/// [`parse`], handing each element at `divert.path` to its sink instead of its parent. Those
+/// elements are left out of the tree, so an [`XmlError`]'s `open` places do not count them: a
+/// caller that reports errors parses again without diverting.
+pub fn parse_diverting<'a>(text: &'a str, divert: Divert<'_, 'a>) -> Result<Element<'a>, XmlError> {
+    parse_capped(text, MAX_ELEMENTS, Some(divert))
+}
+
+fn parse_capped<'a>(
+    text: &'a str,
+    max_elements: usize,
+    mut divert: Option<Divert<'_, 'a>>,
+) -> Result<Element<'a>, XmlError> {
     // quick-xml skips a byte-order mark without counting it; strip it here so offsets stay true.
     let bom = if text.starts_with(BOM) {
         BOM.len_utf8()
@@ -74,6 +94,8 @@ fn parse_capped(text: &str, max_elements: usize) -> Result<Element<'_>, XmlError
     let mut open: Vec<Element<'_>> = Vec::new();
     let mut root = None;
     let mut count = 0usize;
+    // A diverted element's children, cleared and reused by the next one.
+    let mut spare: Vec<Element<'a>> = Vec::new();
     loop {
         // Before an event is read, the position is where that event starts.
         let offset = bom + reader.buffer_position() as usize;
@@ -112,14 +134,19 @@ fn parse_capped(text: &str, max_elements: usize) -> Result<Element<'_>, XmlError
                     Some(name) if name.as_bytes() == qname.as_ref() => name,
                     _ => return Err(fail(offset, &open, "unreadable tag name".into())),
                 };
+                let reuse = divert.as_ref().is_some_and(|d| open.len() == d.path.len());
                 let element = Element {
                     name,
                     offset,
                     text: Cow::Borrowed(""),
-                    children: Vec::new(),
+                    children: if reuse {
+                        std::mem::take(&mut spare)
+                    } else {
+                        Vec::new()
+                    },
                 };
                 if empty {
-                    close(element, &mut open, &mut root);
+                    close(element, &mut open, &mut root, &mut divert, &mut spare);
                 } else {
                     open.push(element);
                 }
@@ -127,7 +154,7 @@ fn parse_capped(text: &str, max_elements: usize) -> Result<Element<'_>, XmlError
             // quick-xml has already checked that the end tag matches.
             Event::End(_) => {
                 let element = open.pop().expect("quick-xml rejects unmatched end tags");
-                close(element, &mut open, &mut root);
+                close(element, &mut open, &mut root, &mut divert, &mut spare);
             }
             Event::Text(t) => {
                 let piece = t.unescape_with(resolve_xml_entity).map_err(|e| {
@@ -159,12 +186,36 @@ fn parse_capped(text: &str, max_elements: usize) -> Result<Element<'_>, XmlError
     }
 }
 
-/// Hangs a finished element under its parent, or makes it the root.
-fn close<'a>(element: Element<'a>, open: &mut [Element<'a>], root: &mut Option<Element<'a>>) {
+/// Hangs a finished element under its parent, makes it the root, or hands it to the sink (keeping
+/// its children's vector as `spare`).
+fn close<'a>(
+    element: Element<'a>,
+    open: &mut [Element<'a>],
+    root: &mut Option<Element<'a>>,
+    divert: &mut Option<Divert<'_, 'a>>,
+    spare: &mut Vec<Element<'a>>,
+) {
+    if let Some(divert) = divert.as_mut().filter(|d| diverted(d.path, open, &element)) {
+        let parent = open.last().map_or(0, |p| p.offset);
+        (divert.sink)(&element, parent);
+        *spare = element.children;
+        spare.clear();
+        return;
+    }
     match open.last_mut() {
         Some(parent) => parent.children.push(element),
         None => *root = Some(element),
     }
+}
+
+/// Whether `element`, closing inside `open`, stands at `path` (below the root, its own name last).
+fn diverted(path: &[&str], open: &[Element<'_>], element: &Element<'_>) -> bool {
+    let Some((own, ancestors)) = path.split_last() else {
+        return false;
+    };
+    open.len() == path.len()
+        && element.name == *own
+        && (open[1..].iter().zip(ancestors)).all(|(el, name)| el.name == *name)
 }
 
 /// Appends character data to the innermost open element. Outside the root only whitespace may stand.
@@ -359,9 +410,61 @@ mod tests {
 
     #[test]
     fn element_count_is_capped() {
-        assert!(parse_capped("<a><b/><b/></a>", 3).is_ok());
-        let e = parse_capped("<a><b/><b/><b/></a>", 3).unwrap_err();
+        assert!(parse_capped("<a><b/><b/></a>", 3, None).is_ok());
+        let e = parse_capped("<a><b/><b/><b/></a>", 3, None).unwrap_err();
         assert_eq!((e.offset, e.message.as_str()), (11, "more than 3 elements"));
+    }
+
+    /// Diverted elements reach the sink whole, in file order, with their parent's offset, and only
+    /// at the diverted path.
+    #[test]
+    fn diverted_elements_go_to_the_sink_not_the_tree() {
+        let text = "<R><A><T><N>1</N></T><X/><T><N>2</N><N>3</N></T><T/></A><T><N>4</N></T>\
+                    <B><A><T/></A></B><A><T><N>5</N></T></A></R>";
+        let mut seen = Vec::new();
+        let mut sink = |el: &Element<'_>, parent: usize| {
+            let texts: Vec<String> = el.children.iter().map(|c| c.text.to_string()).collect();
+            seen.push((el.offset, parent, texts.join(",")));
+        };
+        let divert = Divert {
+            path: &["A", "T"],
+            sink: &mut sink,
+        };
+        let root = parse_diverting(text, divert).unwrap();
+        let second_a = text.rfind("<A>").unwrap();
+        assert_eq!(
+            seen,
+            [
+                (6, 3, "1".to_owned()),
+                (25, 3, "2,3".to_owned()),
+                (48, 3, String::new()),
+                (text.rfind("<T>").unwrap(), second_a, "5".to_owned()),
+            ]
+        );
+        // What was not diverted is in the tree as before.
+        let a = &root.children[0];
+        assert_eq!(
+            (a.name, a.children.len(), a.children[0].name),
+            ("A", 1, "X")
+        );
+        let names: Vec<_> = root.children.iter().map(|c| c.name).collect();
+        assert_eq!(names, ["A", "T", "B", "A"]);
+        assert_eq!(root.children[1].children[0].text, "4");
+        assert_eq!(root.children[2].children[0].children.len(), 1);
+        assert!(root.children[3].children.is_empty());
+        assert_eq!(parse(text).unwrap().children[0].children.len(), 4);
+    }
+
+    #[test]
+    fn a_diverting_parse_fails_where_a_plain_one_does() {
+        let mut sink = |_: &Element<'_>, _: usize| {};
+        let half = "<R><A><T><N>1</N></T><T><N>2</N";
+        let divert = Divert {
+            path: &["A", "T"],
+            sink: &mut sink,
+        };
+        let e = parse_diverting(half, divert).unwrap_err();
+        assert_eq!(e.message, parse(half).unwrap_err().message);
     }
 
     #[test]

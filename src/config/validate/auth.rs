@@ -2,13 +2,16 @@
 //! `Tenants` and `AllowScanFile` and a check that no two tokens share a Value.
 
 use std::borrow::Cow;
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::hash_map::{Entry, HashMap, RandomState};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use http::HeaderName;
 
 use super::connections::connections;
 use super::{has_control, join, limits, trim, Ctx, ElPath, Group, Leaf, Unknown};
+use compact_str::CompactString;
+
 use crate::auth::store::{digest_key, DigestKey};
 use crate::auth::token::{decode_value, Digest};
 use crate::config::xml::{is_blank, Element};
@@ -101,7 +104,116 @@ pub(super) fn auth(ctx: &mut Ctx, el: Option<&Element<'_>>, parent: &str) -> Aut
     auth
 }
 
-/// `AccessTokens`: every Token, checked alone and against the others.
+/// Where the `Token`s stand below `<Configuration>`: the elements [`TokenStream`] reads.
+pub(super) const TOKEN_PATH: &[&str] = &["ServerSettings", "AuthSettings", "AccessTokens", "Token"];
+
+/// [`TOKEN_PATH`]'s parent, as errors write it.
+const TOKENS_PARENT: &str = "ServerSettings/AuthSettings/AccessTokens";
+
+/// Token index by name and by digest key, to name the first holder of a duplicate. Digests compare
+/// by the token store's key, their first 32 bytes: two Values that share it are one token there.
+#[derive(Default)]
+struct Seen {
+    names: HashMap<CompactString, usize>,
+    digests: HashMap<DigestKey, usize>,
+}
+
+impl Seen {
+    fn with_capacity(n: usize) -> Self {
+        Seen {
+            names: HashMap::with_capacity(n),
+            digests: HashMap::with_capacity(n),
+        }
+    }
+
+    /// Records the plain token `entry` as `Token[i + 1]`, unless its name or Value was seen
+    /// before: then nothing is recorded, and the general path reports the duplicate.
+    fn first(&mut self, entry: &TokenEntry, i: usize) -> bool {
+        let Entry::Vacant(digest_slot) = self.digests.entry(digest_key(&entry.digest)) else {
+            return false;
+        };
+        let Entry::Vacant(name_slot) = self.names.entry(entry.name.clone()) else {
+            return false;
+        };
+        name_slot.insert(i);
+        digest_slot.insert(i);
+        true
+    }
+}
+
+/// The `Token`s of the file's `AccessTokens`, checked as the reader closes each one, so that no
+/// element tree of a million tokens is built. Validation then takes them instead of reading
+/// `AccessTokens`' children (which the tree does not have).
+pub(super) struct TokenStream {
+    /// A hash of each name read, and the first 8 bytes of each digest (HMAC output, so already a
+    /// good hash), sorted at the end to find repeats. The stream has only to find that there is
+    /// no duplicate: a repeated hash, a duplicate or a collision, hands the file to the general
+    /// path, whose exact maps report it (or find none). Two lists of 8 bytes a token, written in
+    /// order and sorted once, cost a third of what a million random inserts into hash sets cost
+    /// (`benches/RESULTS.md`).
+    names: Vec<u64>,
+    digests: Vec<u64>,
+    hasher: RandomState,
+    entries: Vec<TokenEntry>,
+    /// `Token`s read, valid or not.
+    count: usize,
+    /// The offset of the `AccessTokens` they stand in.
+    parent: Option<usize>,
+    /// Tokens came from two `AccessTokens` (a file with a duplicate block).
+    spoiled: bool,
+}
+
+impl TokenStream {
+    /// A stream sized for `text`: the sets and the list are sized once rather than grown through
+    /// twenty rehashes.
+    pub fn new(text: &str) -> Self {
+        let expected = memchr::memmem::find_iter(text.as_bytes(), b"<Token").count();
+        TokenStream {
+            names: Vec::with_capacity(expected),
+            digests: Vec::with_capacity(expected),
+            hasher: RandomState::new(),
+            entries: Vec::with_capacity(expected),
+            count: 0,
+            parent: None,
+            spoiled: false,
+        }
+    }
+
+    /// Checks one `Token` whose parent starts at byte `parent`. Any fault in it lands in `ctx`.
+    pub fn token(&mut self, ctx: &mut Ctx, el: &Element<'_>, parent: usize) {
+        self.spoiled |= *self.parent.get_or_insert(parent) != parent;
+        let entry = plain_token(el).or_else(|| {
+            // Duplicates are the stream's to find, below.
+            let mut alone = Seen::default();
+            general_token(ctx, el, self.count, TOKENS_PARENT, &mut alone)
+        });
+        if let Some(entry) = entry {
+            let name = self.hasher.hash_one(entry.name.as_str());
+            let (digest, _) = entry.digest.split_first_chunk::<8>().expect("64 bytes");
+            self.names.push(name);
+            self.digests.push(u64::from_le_bytes(*digest));
+            self.entries.push(entry);
+        }
+        self.count += 1;
+    }
+
+    /// The stream cannot stand for the file: read from two places, or a repeated hash.
+    pub fn spoiled(&mut self) -> bool {
+        let repeats = |hashes: &mut Vec<u64>| {
+            hashes.sort_unstable();
+            hashes.windows(2).any(|pair| pair[0] == pair[1])
+        };
+        self.spoiled || repeats(&mut self.names) || repeats(&mut self.digests)
+    }
+
+    /// No `Token` read.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// `AccessTokens`: every Token, checked alone and against the others (already, when the file was
+/// streamed).
 fn tokens(ctx: &mut Ctx, el: &Element<'_>, parent: &str, required: bool) -> Vec<TokenEntry> {
     let g = Group::new(
         ctx,
@@ -110,90 +222,106 @@ fn tokens(ctx: &mut Ctx, el: &Element<'_>, parent: &str, required: bool) -> Vec<
         &["Token"],
         Unknown::Reject,
     );
+    let streamed = ctx.stream.take_if(|s| s.parent == Some(el.offset));
     let elements = g.all("Token");
-    let parent = g.path();
-    if required && elements.is_empty() {
+    let count = elements.len() + streamed.as_ref().map_or(0, |s| s.count);
+    if required && count == 0 {
         let rule = "UseAccessToken is 1 but AccessTokens has no Token";
         ctx.fault(g.offset(), g.path(), rule);
     }
-    // Token index by name and by digest, to name the first holder of a duplicate. Digests compare
-    // by the token store's key, their first 32 bytes: two Values that share it are one token there.
-    let mut names: HashMap<&str, usize> = HashMap::with_capacity(elements.len());
-    let mut digests: HashMap<DigestKey, usize> = HashMap::with_capacity(elements.len());
+    if let Some(stream) = streamed {
+        return stream.entries;
+    }
+    let parent = g.path();
+    let mut seen = Seen::with_capacity(elements.len());
     let mut entries = Vec::with_capacity(elements.len());
     for (i, el) in elements.iter().enumerate() {
-        if let Some(entry) = plain_token(el, i, &mut names, &mut digests) {
-            entries.push(entry);
-            continue;
-        }
-        let path = ElPath::Nth {
-            parent: &parent,
-            name: "Token",
-            index: i + 1,
-        };
-        let t = Group::new(ctx, el, path, TOKEN, Unknown::Reject);
-
-        let name = t.required_leaf(ctx, "Name").filter(|l| name_ok(ctx, l));
-        if let Some(leaf) = &name {
-            match names.entry(leaf.text) {
-                Entry::Occupied(_) => ctx.bad(leaf, format!("duplicate name {:?}", leaf.text)),
-                Entry::Vacant(slot) => _ = slot.insert(i),
-            }
-        }
-        let digest = t.required_leaf(ctx, "Value").and_then(|leaf| {
-            let digest = value(ctx, &leaf)?;
-            match digests.entry(digest_key(&digest)) {
-                Entry::Occupied(first) => {
-                    let rule =
-                        format!("duplicate value (same token as Token[{}])", first.get() + 1);
-                    ctx.bad(&leaf, rule);
-                }
-                Entry::Vacant(slot) => _ = slot.insert(i),
-            }
-            Some(digest)
-        });
-        let description = t.maybe_empty_leaf(ctx, "Description").and_then(|leaf| {
-            if let Err(rule) = check_description(leaf.text) {
-                ctx.bad(&leaf, rule);
-            }
-            (!leaf.text.is_empty()).then(|| leaf.text.to_owned())
-        });
-        let enabled = t.required(ctx, "Enabled").and(t.flag(ctx, "Enabled"));
-        let role = t.leaf(ctx, "Role").and_then(|leaf| role(ctx, &leaf));
-        let tenants = match t.one("Tenants") {
-            Some(el) => tenants(ctx, el, &t.path()),
-            None => Vec::new(),
-        };
-        let allow_scan_file = t.flag(ctx, "AllowScanFile");
-        let own_limits = (t.one("RateLimit"))
-            .map(|el| Arc::new(limits::limits(ctx, el, join(&t.path(), "RateLimit"))));
-        if let (Some(name), Some(digest), Some(enabled)) = (name, digest, enabled) {
-            entries.push(TokenEntry {
-                name: name.text.into(),
-                digest,
-                description,
-                enabled,
-                role,
-                tenants,
-                allow_scan_file,
-                limits: own_limits,
-            });
-        }
+        entries.extend(token(ctx, el, i, &parent, &mut seen));
     }
     entries
 }
 
+/// `Token[i + 1]` below `parent`: on the plain path when it can, else on the general one, which
+/// reports whatever is wrong.
+fn token(
+    ctx: &mut Ctx,
+    el: &Element<'_>,
+    i: usize,
+    parent: &str,
+    seen: &mut Seen,
+) -> Option<TokenEntry> {
+    match plain_token(el) {
+        Some(entry) if seen.first(&entry, i) => Some(entry),
+        _ => general_token(ctx, el, i, parent, seen),
+    }
+}
+
+/// `Token[i + 1]` read with [`Group`] and [`Leaf`]: every fault is reported.
+fn general_token(
+    ctx: &mut Ctx,
+    el: &Element<'_>,
+    i: usize,
+    parent: &str,
+    seen: &mut Seen,
+) -> Option<TokenEntry> {
+    let path = ElPath::Nth {
+        parent,
+        name: "Token",
+        index: i + 1,
+    };
+    let t = Group::new(ctx, el, path, TOKEN, Unknown::Reject);
+
+    let name = t.required_leaf(ctx, "Name").filter(|l| name_ok(ctx, l));
+    if let Some(leaf) = &name {
+        match seen.names.contains_key(leaf.text) {
+            true => ctx.bad(leaf, format!("duplicate name {:?}", leaf.text)),
+            false => _ = seen.names.insert(leaf.text.into(), i),
+        }
+    }
+    let digest = t.required_leaf(ctx, "Value").and_then(|leaf| {
+        let digest = value(ctx, &leaf)?;
+        match seen.digests.entry(digest_key(&digest)) {
+            Entry::Occupied(first) => {
+                let rule = format!("duplicate value (same token as Token[{}])", first.get() + 1);
+                ctx.bad(&leaf, rule);
+            }
+            Entry::Vacant(slot) => _ = slot.insert(i),
+        }
+        Some(digest)
+    });
+    let description = t.maybe_empty_leaf(ctx, "Description").and_then(|leaf| {
+        if let Err(rule) = check_description(leaf.text) {
+            ctx.bad(&leaf, rule);
+        }
+        (!leaf.text.is_empty()).then(|| leaf.text.to_owned())
+    });
+    let enabled = t.required(ctx, "Enabled").and(t.flag(ctx, "Enabled"));
+    let role = t.leaf(ctx, "Role").and_then(|leaf| role(ctx, &leaf));
+    let tenants = match t.one("Tenants") {
+        Some(el) => tenants(ctx, el, &t.path()),
+        None => Vec::new(),
+    };
+    let allow_scan_file = t.flag(ctx, "AllowScanFile");
+    let own_limits = (t.one("RateLimit"))
+        .map(|el| Arc::new(limits::limits(ctx, el, join(&t.path(), "RateLimit"))));
+    let (name, digest, enabled) = (name?, digest?, enabled?);
+    Some(TokenEntry {
+        name: name.text.into(),
+        digest,
+        description,
+        enabled,
+        role,
+        tenants,
+        allow_scan_file,
+        limits: own_limits,
+    })
+}
+
 /// The common case, read without [`Group`] and [`Leaf`]: a Token whose children are known names, once
 /// each, holding plain text, without Tenants, and whose every value and rule checks out. `None`
-/// means "take the general path", which then finds and reports whatever is wrong; nothing is
-/// recorded before every check has passed, so the general path starts from the same state.
-/// With a million tokens this is most of a reload's validation.
-fn plain_token<'a>(
-    el: &Element<'a>,
-    i: usize,
-    names: &mut HashMap<&'a str, usize>,
-    digests: &mut HashMap<DigestKey, usize>,
-) -> Option<TokenEntry> {
+/// means "take the general path", which then finds and reports whatever is wrong. Duplicates are
+/// the caller's to check. With a million tokens this is most of a reload's validation.
+fn plain_token(el: &Element<'_>) -> Option<TokenEntry> {
     if !is_blank(&el.text) {
         return None;
     }
@@ -237,14 +365,6 @@ fn plain_token<'a>(
         Some(_) => return None,
         None => None,
     };
-    let Entry::Vacant(digest_slot) = digests.entry(digest_key(&digest)) else {
-        return None;
-    };
-    let Entry::Vacant(name_slot) = names.entry(name) else {
-        return None;
-    };
-    name_slot.insert(i);
-    digest_slot.insert(i);
     Some(TokenEntry {
         name: name.into(),
         digest,
@@ -409,6 +529,11 @@ fn request_field(ctx: &mut Ctx, leaf: &Leaf<'_, '_>) -> Option<HeaderName> {
 mod tests {
     use super::*;
     use crate::config::validate::parse;
+
+    #[test]
+    fn the_streamed_tokens_parent_is_their_path() {
+        assert_eq!(TOKENS_PARENT, TOKEN_PATH[..3].join("/"));
+    }
 
     #[test]
     fn names_refuse_control_and_bidi_characters() {

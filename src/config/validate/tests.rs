@@ -610,3 +610,146 @@ fn scanning_paths_are_absolute_and_normalised() {
         ]
     );
 }
+
+/// A well-formed file is read on the streaming path, and reads exactly as the general path reads
+/// it: plain tokens, tokens with Tenants, RateLimit, entities and CDATA, and the blocks around them.
+#[test]
+fn streamed_tokens_read_as_the_general_path_reads_them() {
+    let v2 = V1.replacen('A', "B", 1);
+    let v3 = V1.replacen('A', "C", 1);
+    let text = file(
+        &format!(
+            "<UseAccessToken>1</UseAccessToken><AuthSettings><UseAccessToken>1</UseAccessToken>\
+             <AuthRequestField>X-Api-Key</AuthRequestField>\
+             <UseBearerAuthScheme>0</UseBearerAuthScheme><AccessTokens>\n\
+             <Token><Name> a&amp;b </Name><Value>{V1}</Value><Enabled>0</Enabled>\
+             <Description>d1</Description><Role>Security Officer</Role>\
+             <Tenants><Tenant>t</Tenant><Tenant>u</Tenant></Tenants></Token>\n\
+             <!-- a comment --><Token>\n <Name> c </Name><Value> {v2} </Value><Enabled>1</Enabled>\
+             <RateLimit><RequestsPerSecond>5</RequestsPerSecond></RateLimit></Token>\n\
+             <Token><Name><![CDATA[e]]></Name><Value>{v3}</Value><Enabled>1</Enabled></Token>\n\
+             </AccessTokens></AuthSettings>"
+        )
+        .replacen(
+            "<UseAccessToken>1</UseAccessToken><AuthSettings>",
+            "<AuthSettings>",
+            1,
+        ),
+        "",
+    );
+    let general = general(&text, "t.xml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(general.auth.tokens.len(), 3);
+    assert_eq!(streaming(&text), Some(general));
+}
+
+/// Every fault in or around the tokens sends the file to the general path, which words the
+/// errors as it always has; none of them is found only by the stream.
+#[test]
+fn a_faulty_file_is_reported_by_the_general_path() {
+    let tokens = "ServerSettings/AuthSettings/AccessTokens";
+    let good = |name: &str| format!("<Token>{}</Token>", token(name));
+    let in_tokens = |inner: &str| {
+        file(
+            &format!("<AuthSettings><AccessTokens>{inner}</AccessTokens></AuthSettings>"),
+            "",
+        )
+    };
+    let cases: Vec<(String, Vec<String>)> = vec![
+        (
+            in_tokens(&format!(
+                "{}{}",
+                good("a"),
+                good("a").replace(V1, &V1.replacen('A', "B", 1))
+            )),
+            vec![format!("{tokens}/Token[2]/Name: duplicate name \"a\"")],
+        ),
+        (
+            in_tokens(&format!("{}{}", good("a"), good("b"))),
+            vec![format!(
+                "{tokens}/Token[2]/Value: duplicate value (same token as Token[1])"
+            )],
+        ),
+        (
+            in_tokens(&format!("{}{}", good("a"), good("a"))),
+            vec![
+                format!("{tokens}/Token[2]/Name: duplicate name \"a\""),
+                format!("{tokens}/Token[2]/Value: duplicate value (same token as Token[1])"),
+            ],
+        ),
+        (
+            in_tokens(&format!(
+                "{}<Token><Name>b</Name><Value>{V1}</Value><Enabled>2</Enabled></Token>",
+                good("a")
+            )),
+            vec![
+                format!("{tokens}/Token[2]/Value: duplicate value (same token as Token[1])"),
+                format!("{tokens}/Token[2]/Enabled: Enabled must be 0 or 1, found \"2\""),
+            ],
+        ),
+        (
+            in_tokens(&format!("{}<Token><Value>{V1}</Value></Token>", good("a"))),
+            vec![
+                format!("{tokens}/Token[2]: <Name> is mandatory"),
+                format!("{tokens}/Token[2]: <Enabled> is mandatory"),
+                format!("{tokens}/Token[2]/Value: duplicate value (same token as Token[1])"),
+            ],
+        ),
+        (
+            in_tokens("<Token><Name>a</Name><Value>short</Value><Enabled>1</Enabled><X/></Token>"),
+            vec![
+                format!("{tokens}/Token[1]/Value: Value must be 88 characters, found 5"),
+                format!("{tokens}/Token[1]/X: unknown element <X>"),
+            ],
+        ),
+        (
+            in_tokens(&format!("{}<Tokens/>text", good("a"))),
+            vec![
+                format!("{tokens}: unexpected text in <AccessTokens>"),
+                format!("{tokens}/Tokens: unknown element <Tokens>"),
+            ],
+        ),
+        // An XML fault inside the third token: the path counts the two streamed before it.
+        (
+            in_tokens(&format!("{}{}<Token><Name>c</Value>", good("a"), good("b"))),
+            vec![format!(
+                "{tokens}/Token[3]/Name: ill-formed document: expected `</Name>`, but `</Value>` \
+                 was found"
+            )],
+        ),
+        // A second AccessTokens, whose tokens the general path never reads.
+        (
+            file(
+                &format!(
+                    "<AuthSettings><AccessTokens>{}</AccessTokens>\
+                     <AccessTokens>{}</AccessTokens></AuthSettings>",
+                    good("a"),
+                    good("a")
+                ),
+                "",
+            ),
+            vec![
+                "ServerSettings/AuthSettings/AccessTokens: duplicate element <AccessTokens>".into(),
+            ],
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(streaming(&text), None, "{text}");
+        assert_eq!(errors(&text), expected, "{text}");
+    }
+}
+
+/// A file cut anywhere, even between two whole tokens, is refused: the tokens already streamed
+/// never make a result.
+#[test]
+fn a_half_written_file_is_refused_wherever_it_is_cut() {
+    let text = with_tokens(&[
+        token("a"),
+        token("b").replace(V1, &V1.replacen('A', "B", 1)),
+    ]);
+    assert!(streaming(&text).is_some());
+    for cut in (1..text.trim_end().len()).step_by(7) {
+        let half = &text[..cut];
+        assert_eq!(streaming(half), None, "{half}");
+        assert!(parse(half, "t.xml").is_err(), "{half}");
+    }
+}
