@@ -3,18 +3,19 @@
 //! Keys are spread over the whole map, so the 1M case pays its cache misses.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use scangate::auth::store::{digest_key, DigestHasher, DigestKey, Lookup, TokenRecord, TokenStore};
+use scangate::auth::store::{
+    digest_key, DigestHasher, DigestKey, Lookup, SharedRecord, TokenStore,
+};
 use scangate::auth::token::Digest;
 use subtle::ConstantTimeEq;
 
 mod common;
 
-type Snapshot = ArcSwap<HashMap<DigestKey, Arc<TokenRecord>, DigestHasher>>;
+type Snapshot = ArcSwap<HashMap<DigestKey, SharedRecord, DigestHasher>>;
 
 /// The arc-swap design's lookup, doing the same work as `TokenStore::lookup`.
 fn snapshot_lookup(map: &Snapshot, digest: &Digest) -> Lookup {
@@ -26,7 +27,7 @@ fn snapshot_lookup(map: &Snapshot, digest: &Digest) -> Lookup {
     if !bool::from(stored.ct_eq(&key)) {
         return Lookup::Unknown;
     }
-    let record = Arc::clone(record);
+    let record = SharedRecord::clone(record);
     if record.enabled {
         Lookup::Valid(record)
     } else {

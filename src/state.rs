@@ -417,7 +417,7 @@ fn load_quotas(
         }
     };
     for t in tokens.records() {
-        prime(&t.name, t.limits.as_ref(), &t.stats.limits);
+        prime(&t.name, t.limits(), &t.stats.limits);
     }
     for c in connections.records() {
         prime(&c.name, c.limits.as_ref(), &c.stats.limits);

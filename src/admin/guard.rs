@@ -93,7 +93,7 @@ pub fn administrator(
     };
     let token = extract(headers, &snap.auth_field, snap.bearer).map_err(Denied::Unauthorized)?;
     match tokens.lookup(&key.digest(token)) {
-        Lookup::Valid(record) => match record.role {
+        Lookup::Valid(record) => match record.role() {
             None | Some(Role::Administrator) => Ok(()),
             Some(_) => Err(Denied::NotAdministrator),
         },

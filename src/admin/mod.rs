@@ -203,7 +203,7 @@ pub fn config_page(gw: &Gateway) -> serde_json::Value {
             json!({
                 "name": &*t.name,
                 "state": if t.enabled { "enabled" } else { "disabled" },
-                "role": t.role.map(role_name),
+                "role": t.role().map(role_name),
             })
         })
         .collect();

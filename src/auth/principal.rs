@@ -10,7 +10,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use super::connections::ConnectionRecord;
-use super::store::{TokenRecord, TokenStats};
+use super::store::{SharedRecord, TokenStats};
 use crate::config::{Limits, Role};
 
 /// An authenticated caller. Cheap to clone: a pointer to the record the credential resolved to,
@@ -18,7 +18,7 @@ use crate::config::{Limits, Role};
 #[derive(Clone)]
 pub enum Principal {
     /// A static `Token` from the config (Scan Engine's model).
-    Token(Arc<TokenRecord>),
+    Token(SharedRecord),
     /// An API connection whose access token checked out (MDR's model).
     Connection(Arc<ConnectionRecord>),
 }
@@ -35,15 +35,16 @@ impl Principal {
     /// The role; `None` means full access.
     pub fn role(&self) -> Option<Role> {
         match self {
-            Principal::Token(t) => t.role,
+            Principal::Token(t) => t.role(),
             Principal::Connection(c) => Some(c.role),
         }
     }
 
-    /// The `X-Scangate-Token-Name` value, built once per reload.
+    /// The `X-Scangate-Token-Name` value: a token's is built on its first request, a
+    /// connection's once per reload.
     pub fn name_header(&self) -> &HeaderValue {
         match self {
-            Principal::Token(t) => &t.name_header,
+            Principal::Token(t) => t.name_header(),
             Principal::Connection(c) => &c.name_header,
         }
     }
@@ -51,7 +52,7 @@ impl Principal {
     /// The `X-Scangate-Tenants` value, when the principal has named tenants.
     pub fn tenants_header(&self) -> Option<&HeaderValue> {
         match self {
-            Principal::Token(t) => t.tenants_header.as_ref(),
+            Principal::Token(t) => t.tenants_header(),
             Principal::Connection(c) => c.tenants_header.as_ref(),
         }
     }
@@ -69,7 +70,7 @@ impl Principal {
     /// A connection has only its role.
     pub fn allow_scan_file(&self) -> Option<bool> {
         match self {
-            Principal::Token(t) => t.allow_scan_file,
+            Principal::Token(t) => t.allow_scan_file(),
             Principal::Connection(_) => None,
         }
     }
@@ -77,7 +78,7 @@ impl Principal {
     /// The limits in force for it; `None` = unlimited.
     pub fn limits(&self) -> Option<&Arc<Limits>> {
         match self {
-            Principal::Token(t) => t.limits.as_ref(),
+            Principal::Token(t) => t.limits(),
             Principal::Connection(c) => c.limits.as_ref(),
         }
     }

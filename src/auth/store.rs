@@ -41,30 +41,91 @@ pub fn digest_key(digest: &Digest) -> DigestKey {
         .expect("a digest is longer than its key")
 }
 
+/// The shared handle to a record: what a lookup returns and a [`crate::auth::Principal`] holds.
+/// triomphe's `Arc` has no weak count, 8 bytes less per token than `std::sync::Arc`, which puts
+/// a record in a 96-byte heap chunk instead of a 112-byte one.
+pub type SharedRecord = triomphe::Arc<TokenRecord>;
+
 /// What the gateway knows about one token. Never holds the token itself, and its Debug leaves out
-/// the digest key.
+/// the digest key. 80 bytes: what many tokens have in common is in the shared [`TokenPolicy`].
 pub struct TokenRecord {
     /// The digest prefix this record is stored under, compared in constant time after the lookup.
     key: DigestKey,
     /// `Name`: logged, counted and forwarded instead of the token. Names of up to 24 bytes are
     /// stored inline, without an allocation of their own.
     pub name: CompactString,
-    /// `X-Scangate-Token-Name` value, built once per reload rather than per request.
-    pub name_header: HeaderValue,
-    /// `X-Scangate-Tenants` value, if the token has tenants.
-    pub tenants_header: Option<HeaderValue>,
+    /// Role, scanfile grant, tenants and limits, one allocation for every token that has the same.
+    policy: Arc<TokenPolicy>,
     /// Live counters, shared across reloads by token name.
     pub stats: StatsSlot,
-    /// `Enabled`: disabled tokens stay in the map so a rejection can say "disabled", not "unknown".
-    pub enabled: bool,
-    /// `Role`; `None` = full access.
-    pub role: Option<Role>,
-    /// `AllowScanFile`; `None` = the role decides (see [`crate::auth::policy::Grant`]).
-    pub allow_scan_file: Option<bool>,
-    /// `RateLimit` or the defaults; `None` = unlimited (the request path skips the limit phase).
-    pub limits: Option<Arc<Limits>>,
     /// The apply that last found this record in the config: what an apply did not mark, it removes.
     applied: AtomicU32,
+    /// `Enabled`: disabled tokens stay in the map so a rejection can say "disabled", not "unknown".
+    pub enabled: bool,
+}
+
+/// What a token may do and who it speaks for: the same for most tokens of a large file, so an
+/// apply makes one of each and the records point to it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TokenPolicy {
+    /// `Role`; `None` = full access.
+    role: Option<Role>,
+    /// `AllowScanFile`; `None` = the role decides (see [`crate::auth::policy::Grant`]).
+    allow_scan_file: Option<bool>,
+    /// `Tenants/Tenant`, as the config lists them (compared on reload).
+    tenants: Vec<String>,
+    /// `X-Scangate-Tenants` value, if the token has tenants; built once per policy.
+    tenants_header: Option<HeaderValue>,
+    /// `RateLimit` or the defaults; `None` = unlimited (the request path skips the limit phase).
+    limits: Option<Arc<Limits>>,
+}
+
+impl TokenPolicy {
+    fn of(entry: &TokenEntry) -> TokenPolicy {
+        TokenPolicy {
+            role: entry.role,
+            allow_scan_file: entry.allow_scan_file,
+            tenants: entry.tenants.clone(),
+            tenants_header: tenants_header(&entry.tenants),
+            limits: entry.limits.clone(),
+        }
+    }
+
+    /// Whether `entry` has this policy.
+    fn fits(&self, entry: &TokenEntry) -> bool {
+        self.role == entry.role
+            && self.allow_scan_file == entry.allow_scan_file
+            && self.tenants == entry.tenants
+            && self.limits == entry.limits
+    }
+}
+
+impl TokenRecord {
+    /// `Role`; `None` = full access.
+    pub fn role(&self) -> Option<Role> {
+        self.policy.role
+    }
+
+    /// `AllowScanFile`; `None` = the role decides (see [`crate::auth::policy::Grant`]).
+    pub fn allow_scan_file(&self) -> Option<bool> {
+        self.policy.allow_scan_file
+    }
+
+    /// `RateLimit` or the defaults; `None` = unlimited (the request path skips the limit phase).
+    pub fn limits(&self) -> Option<&Arc<Limits>> {
+        self.policy.limits.as_ref()
+    }
+
+    /// The `X-Scangate-Tenants` value, if the token has tenants.
+    pub fn tenants_header(&self) -> Option<&HeaderValue> {
+        self.policy.tenants_header.as_ref()
+    }
+
+    /// The `X-Scangate-Token-Name` value, built on the token's first request and kept with its
+    /// stats (which follow the name across reloads): most tokens of a large file never send one.
+    pub fn name_header(&self) -> &HeaderValue {
+        (self.stats.name_header).get_or_init(|| header_value(&self.name))
+    }
 }
 
 impl std::fmt::Debug for TokenRecord {
@@ -72,8 +133,8 @@ impl std::fmt::Debug for TokenRecord {
         f.debug_struct("TokenRecord")
             .field("name", &self.name)
             .field("enabled", &self.enabled)
-            .field("role", &self.role)
-            .field("tenants_header", &self.tenants_header)
+            .field("role", &self.policy.role)
+            .field("tenants_header", &self.policy.tenants_header)
             .finish_non_exhaustive()
     }
 }
@@ -93,6 +154,9 @@ pub struct TokenStats {
     pub scans: crate::audit::ScanCounters,
     /// Its rate-limit bucket, in-flight count and quota counts (see [`super::limits`]).
     pub limits: LimitState,
+    /// A token's `X-Scangate-Token-Name` value, made on first use (see
+    /// [`TokenRecord::name_header`]); connections keep theirs in their record.
+    pub name_header: OnceLock<HeaderValue>,
 }
 
 /// A token's [`TokenStats`], allocated on first use: most of a large token set never sends a request
@@ -131,9 +195,9 @@ impl Deref for StatsSlot {
 #[derive(Debug, Clone)]
 pub enum Lookup {
     /// An enabled token.
-    Valid(Arc<TokenRecord>),
+    Valid(SharedRecord),
     /// A known token with `Enabled` = 0.
-    Disabled(Arc<TokenRecord>),
+    Disabled(SharedRecord),
     /// No such token.
     Unknown,
 }
@@ -184,7 +248,7 @@ impl BuildHasher for DigestHasher {
 /// A map entry: the record, hashed and compared by its key. The map is a set of records, so each
 /// token costs the map one pointer rather than a copy of its key beside the pointer.
 #[derive(Debug, Clone)]
-struct Slot(Arc<TokenRecord>);
+struct Slot(SharedRecord);
 
 impl Hash for Slot {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -233,7 +297,7 @@ impl TokenStore {
     /// Looks a digest up.
     pub fn lookup(&self, digest: &Digest) -> Lookup {
         let key = digest_key(digest);
-        let Some(record) = self.map.get(&key).map(|e| Arc::clone(&e.key().0)) else {
+        let Some(record) = self.map.get(&key).map(|e| SharedRecord::clone(&e.key().0)) else {
             return Lookup::Unknown;
         };
         // The map compared with `==`; compare again in constant time so this path never depends on
@@ -259,18 +323,20 @@ impl TokenStore {
     }
 
     /// The records in force, by name (for `/config` and metrics).
-    pub fn records(&self) -> Vec<Arc<TokenRecord>> {
-        let mut v: Vec<_> = self.map.iter().map(|e| Arc::clone(&e.key().0)).collect();
+    pub fn records(&self) -> Vec<SharedRecord> {
+        let mut v: Vec<_> = (self.map.iter())
+            .map(|e| SharedRecord::clone(&e.key().0))
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
 
     /// The record called `name`, by a scan without allocating: for the console's session check,
     /// not the request path.
-    pub fn find_by_name(&self, name: &str) -> Option<Arc<TokenRecord>> {
+    pub fn find_by_name(&self, name: &str) -> Option<SharedRecord> {
         (self.map.iter())
             .find(|e| e.key().0.name == name)
-            .map(|e| Arc::clone(&e.key().0))
+            .map(|e| SharedRecord::clone(&e.key().0))
     }
 
     /// Makes `tokens` the store's content: inserts and updates first, removals after.
@@ -292,6 +358,7 @@ impl TokenStore {
         *applies = applies.wrapping_add(1);
         let mark = *applies;
         let mut counts = ApplyCounts::default();
+        let mut policies = Policies::default();
         for entry in tokens {
             match entry.enabled {
                 true => counts.enabled += 1,
@@ -323,21 +390,21 @@ impl TokenStore {
             };
             counts.changed += 1;
             kept += 1;
-            self.put(record_for(entry, Some(stats), mark));
+            self.put(record_for(entry, &mut policies, Some(stats), mark));
         }
 
         // 2. New names and new Values: inserted under their digest, taking over an old name's stats.
         //    The old digest of a changed name goes in step 3, so both work for the instant between.
         // Every record in the map was marked or replaced above when the counts say so: a reload
         // that only changes flags, or only adds tokens, skips the walk over the whole map.
-        let stale: Vec<Arc<TokenRecord>> = match self.map.len() == kept {
+        let stale: Vec<SharedRecord> = match self.map.len() == kept {
             true => Vec::new(),
             false => (self.map.iter())
                 .filter(|e| e.key().0.applied.load(Ordering::Relaxed) != mark)
-                .map(|e| Arc::clone(&e.key().0))
+                .map(|e| SharedRecord::clone(&e.key().0))
                 .collect(),
         };
-        let mut gone: HashMap<&str, &Arc<TokenRecord>> =
+        let mut gone: HashMap<&str, &SharedRecord> =
             stale.iter().map(|r| (r.name.as_str(), r)).collect();
         for entry in unmatched {
             let old = gone.remove(entry.name.as_str());
@@ -345,7 +412,8 @@ impl TokenStore {
                 Some(_) => counts.changed += 1,
                 None => counts.added += 1,
             }
-            self.put(record_for(entry, old.map(|o| o.stats.shared()), mark));
+            let stats = old.map(|o| o.stats.shared());
+            self.put(record_for(entry, &mut policies, stats, mark));
         }
 
         // 3. Removals: the records no entry marked or replaced. A record whose key another name has
@@ -356,7 +424,7 @@ impl TokenStore {
                 removed(old);
             }
             self.map
-                .remove_if(&old.key, |slot, _| Arc::ptr_eq(&slot.0, old));
+                .remove_if(&old.key, |slot, _| SharedRecord::ptr_eq(&slot.0, old));
         }
         counts
     }
@@ -364,7 +432,7 @@ impl TokenStore {
     /// Inserts a record, replacing the one under the same key in one step (never remove + insert,
     /// which would leave the token missing in between).
     fn put(&self, record: TokenRecord) {
-        match self.map.entry(Slot(Arc::new(record))) {
+        match self.map.entry(Slot(SharedRecord::new(record))) {
             Entry::Occupied(e) => _ = e.replace_entry(()),
             Entry::Vacant(e) => _ = e.insert(()),
         }
@@ -372,25 +440,54 @@ impl TokenStore {
 }
 
 fn same_record(old: &TokenRecord, entry: &TokenEntry) -> bool {
-    old.key == digest_key(&entry.digest)
-        && old.enabled == entry.enabled
-        && old.role == entry.role
-        && old.allow_scan_file == entry.allow_scan_file
-        && old.tenants_header == tenants_header(&entry.tenants)
-        && old.limits == entry.limits
+    old.key == digest_key(&entry.digest) && old.enabled == entry.enabled && old.policy.fits(entry)
 }
 
-fn record_for(entry: &TokenEntry, stats: Option<Arc<TokenStats>>, mark: u32) -> TokenRecord {
+/// The policies one apply has made, so that the records it makes with the same policy share one.
+/// (A record an apply keeps keeps its policy, so after many reloads a few equal policies may
+/// exist side by side: one per apply that changed such a token, not one per token.)
+#[derive(Default)]
+struct Policies {
+    /// The last one used: every token of a typical file has the same.
+    last: Option<Arc<TokenPolicy>>,
+    /// By hash; policies whose hashes collide share a list.
+    all: HashMap<u64, Vec<Arc<TokenPolicy>>>,
+    hasher: std::hash::RandomState,
+}
+
+impl Policies {
+    fn of(&mut self, entry: &TokenEntry) -> Arc<TokenPolicy> {
+        if let Some(last) = self.last.as_ref().filter(|p| p.fits(entry)) {
+            return Arc::clone(last);
+        }
+        let policy = TokenPolicy::of(entry);
+        let hash = self.hasher.hash_one(&policy);
+        let same = self.all.entry(hash).or_default();
+        let shared = match same.iter().find(|p| p.fits(entry)) {
+            Some(known) => Arc::clone(known),
+            None => {
+                let new = Arc::new(policy);
+                same.push(Arc::clone(&new));
+                new
+            }
+        };
+        self.last = Some(Arc::clone(&shared));
+        shared
+    }
+}
+
+fn record_for(
+    entry: &TokenEntry,
+    policies: &mut Policies,
+    stats: Option<Arc<TokenStats>>,
+    mark: u32,
+) -> TokenRecord {
     TokenRecord {
         key: digest_key(&entry.digest),
         name: entry.name.clone(),
-        name_header: header_value(&entry.name),
-        tenants_header: tenants_header(&entry.tenants),
+        policy: policies.of(entry),
         stats: stats.map(StatsSlot::sharing).unwrap_or_default(),
         enabled: entry.enabled,
-        role: entry.role,
-        allow_scan_file: entry.allow_scan_file,
-        limits: entry.limits.clone(),
         applied: AtomicU32::new(mark),
     }
 }
@@ -556,7 +653,58 @@ mod tests {
         let Lookup::Valid(a) = store.lookup(&[1; 64]) else {
             panic!()
         };
-        assert_eq!(a.allow_scan_file, Some(true));
+        assert_eq!(a.allow_scan_file(), Some(true));
+    }
+
+    #[test]
+    fn tokens_with_the_same_policy_share_it() {
+        let tenants = |seed, t: &[&str]| TokenEntry {
+            tenants: t.iter().map(|t| t.to_string()).collect(),
+            ..entry(&format!("t{seed}"), seed, true)
+        };
+        let store = TokenStore::new();
+        let entries = [
+            tenants(1, &["a", "b"]),
+            tenants(2, &[]),
+            tenants(3, &["a", "b"]),
+            tenants(4, &[]),
+            tenants(5, &["a"]),
+        ];
+        store.apply(&entries);
+        let record = |seed| match store.lookup(&[seed; 64]) {
+            Lookup::Valid(r) => r,
+            other => panic!("{other:?}"),
+        };
+        let same = |a: u8, b: u8| Arc::ptr_eq(&record(a).policy, &record(b).policy);
+        assert!(same(1, 3) && same(2, 4));
+        assert!(!same(1, 2) && !same(1, 5) && !same(2, 5));
+        assert_eq!(record(1).tenants_header().unwrap(), "a,b");
+        assert_eq!(record(5).tenants_header().unwrap(), "a");
+        assert!(record(2).tenants_header().is_none());
+
+        // A tenant change is a change, and the record gets the other policy.
+        let mut next = entries.clone();
+        next[4].tenants = vec!["a".into(), "b".into()];
+        let c = store.apply(&next);
+        assert_eq!((c.added, c.removed, c.changed), (0, 0, 1));
+        assert_eq!(record(5).tenants_header().unwrap(), "a,b");
+    }
+
+    #[test]
+    fn the_name_header_is_made_on_first_use_and_follows_the_name() {
+        let store = TokenStore::new();
+        store.apply(&[entry("почта", 1, true)]);
+        let Lookup::Valid(a) = store.lookup(&[1; 64]) else {
+            panic!()
+        };
+        assert!(a.stats.get().is_none());
+        assert_eq!(a.name_header(), "%D0%BF%D0%BE%D1%87%D1%82%D0%B0");
+        let made = a.name_header() as *const HeaderValue;
+        store.apply(&[entry("почта", 2, true)]);
+        let Lookup::Valid(b) = store.lookup(&[2; 64]) else {
+            panic!()
+        };
+        assert_eq!(b.name_header() as *const HeaderValue, made);
     }
 
     #[test]

@@ -198,7 +198,7 @@ impl std::fmt::Debug for TokenEntry {
 }
 
 /// Token roles, after the MDR model (see `auth::policy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     /// Everything, including `update/*` and `clearstatistics`.
     Administrator,

@@ -238,7 +238,7 @@ fn administrator(gw: &Gateway, token: &str, now: u64) -> Option<(Kind, String)> 
     }
     let key = snap.key.as_ref()?;
     match gw.tokens.lookup(&key.digest(token.as_bytes())) {
-        Lookup::Valid(r) if matches!(r.role, None | Some(Role::Administrator)) => {
+        Lookup::Valid(r) if matches!(r.role(), None | Some(Role::Administrator)) => {
             Some((Kind::Token, r.name.to_string()))
         }
         _ => None,
@@ -250,7 +250,7 @@ fn administrator(gw: &Gateway, token: &str, now: u64) -> Option<(Kind, String)> 
 fn still_administrator(gw: &Gateway, s: &Session) -> bool {
     match s.kind {
         Kind::Token => (gw.tokens.find_by_name(&s.name))
-            .is_some_and(|r| r.enabled && matches!(r.role, None | Some(Role::Administrator))),
+            .is_some_and(|r| r.enabled && matches!(r.role(), None | Some(Role::Administrator))),
         Kind::Connection => {
             gw.connections.records().iter().any(|c| {
                 c.name == s.name && c.enabled && !c.revoked && c.role == Role::Administrator
