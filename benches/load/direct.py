@@ -9,7 +9,7 @@ where `compare.sh` takes long. Same configs as `compare.sh` (peers.py), in /dev/
 
 `rss` reads VmRSS and VmHWM (peak) from /proc. `reload` alternates two N-token files (1 % of the
 tokens rotated) by rename, 0.5 s apart, and reads the "config reloaded" log line's timestamp and
-`ms` (read + parse + validate + apply).
+`ms` (read + parse + validate + apply), and the process's CPU time per reload from /proc.
 """
 
 import os
@@ -68,6 +68,14 @@ def status_kib(pid, key):
     return 0
 
 
+def cpu_ms(pid):
+    """User + system CPU time of the whole process so far, from /proc (on a shared machine a
+    reload's wall time includes waiting for a core; its CPU time does not)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def stop(proc):
     proc.send_signal(signal.SIGTERM)
     proc.wait()
@@ -98,9 +106,10 @@ def reload(binary, n, samples):
         with open(path, "w") as f:
             f.write(text[:begin] + compare.mix(open(part).read(), open(a).read(), n) + text[end:])
         variants.append(path)
-    latency, work = [], []
+    latency, work, cpu = [], [], []
     for i in range(samples):
         seen = len(compare.reload_lines(log))
+        cpu_before = cpu_ms(proc.pid)
         shutil.copyfile(variants[i % 2], cfg + ".tmp")
         renamed = time.time()
         os.rename(cfg + ".tmp", cfg)
@@ -111,11 +120,13 @@ def reload(binary, n, samples):
             time.sleep(0.005)
         latency.append((compare.log_time(lines[-1]) - renamed) * 1000)
         work.append(lines[-1].get("ms", 0))
+        cpu.append(cpu_ms(proc.pid) - cpu_before)
         time.sleep(0.5)
     med = sorted(latency)[len(latency) // 2]
     print(f"{n:,} tokens, {samples} reloads: rename → applied median {med:.0f} ms, max "
           f"{max(latency):.0f} ms; ms= median {sorted(work)[len(work) // 2]:.0f} "
-          f"({', '.join(f'{w:.0f}' for w in work)}); RSS after {status_kib(proc.pid, 'VmRSS') / 1024:.0f} MiB")
+          f"({', '.join(f'{w:.0f}' for w in work)}); CPU median {sorted(cpu)[len(cpu) // 2]:.0f} ms "
+          f"({', '.join(f'{c:.0f}' for c in cpu)}); RSS after {status_kib(proc.pid, 'VmRSS') / 1024:.0f} MiB")
     stop(proc)
 
 
