@@ -295,8 +295,8 @@ struct Applied {
     order: Vec<Option<SharedRecord>>,
 }
 
-/// How many records ahead of its expected place an apply looks for a token, to stay in step
-/// past a few removed ones.
+/// How many records past the last one found an apply looks for a token, to stay in step past a
+/// few removed ones.
 const RESYNC: usize = 8;
 
 impl std::fmt::Debug for TokenStore {
@@ -391,15 +391,22 @@ impl TokenStore {
         //    config, else by a lookup. Unchanged ones are marked; changed flags replace the record
         //    in place (the old one is marked too: it is replaced, not removed).
         let mut unmatched = Vec::new();
-        let mut cursor = 0;
+        // Where the last token found at its place stood in the old order, and how far that was
+        // from its place in the new one. The next token is looked for at the same distance (past
+        // a block of tokens replaced by as many others) and just after the last one (past
+        // inserted tokens, and up to RESYNC removed ones).
+        let (mut cursor, mut shift) = (0, 0);
         for (i, entry) in tokens.iter().enumerate() {
             let key = digest_key(&entry.digest);
             let same_token = |r: &SharedRecord| r.key == key && r.name == entry.name;
-            let near = (cursor..previous.len().min(cursor + RESYNC))
-                .find(|&j| previous[j].as_ref().is_some_and(same_token));
+            let mut places = (i.checked_add_signed(shift).into_iter())
+                .chain(cursor..previous.len().min(cursor + RESYNC));
+            let near = places
+                .find(|&j| (previous.get(j).and_then(Option::as_ref)).is_some_and(same_token));
             let old = match near {
                 Some(j) => {
                     cursor = j + 1;
+                    shift = j as isize - i as isize;
                     previous[j].take()
                 }
                 None => (self.map.get(&key))
@@ -722,6 +729,14 @@ mod tests {
         assert_eq!((c.added, c.removed, c.changed), (1, 1, 1));
         check(&next);
         assert!(matches!(store.lookup(&[60; 64]), Lookup::Unknown));
+
+        // A block at the front replaced by as many new tokens.
+        for (i, e) in next.iter_mut().take(5).enumerate() {
+            *e = entry(&format!("block{i}"), 200 + i as u8, true);
+        }
+        let c = store.apply(&next);
+        assert_eq!((c.added, c.removed, c.changed), (5, 5, 0));
+        check(&next);
     }
 
     #[test]
