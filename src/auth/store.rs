@@ -280,6 +280,9 @@ pub struct TokenStore {
     map: DashMap<Slot, (), DigestHasher>,
     /// Serialises applies, and keeps what the next one starts from.
     applies: Mutex<Applied>,
+    /// Map lookups the applies made: the tests check that a token at its place costs none.
+    #[cfg(test)]
+    apply_lookups: std::sync::atomic::AtomicUsize,
 }
 
 /// What the last apply left behind.
@@ -409,9 +412,13 @@ impl TokenStore {
                     shift = j as isize - i as isize;
                     previous[j].take()
                 }
-                None => (self.map.get(&key))
-                    .map(|slot| SharedRecord::clone(&slot.key().0))
-                    .filter(same_token),
+                None => {
+                    #[cfg(test)]
+                    self.apply_lookups.fetch_add(1, Ordering::Relaxed);
+                    (self.map.get(&key))
+                        .map(|slot| SharedRecord::clone(&slot.key().0))
+                        .filter(same_token)
+                }
             };
             let Some(old) = old else {
                 unmatched.push(i);
@@ -737,6 +744,40 @@ mod tests {
         let c = store.apply(&next);
         assert_eq!((c.added, c.removed, c.changed), (5, 5, 0));
         check(&next);
+    }
+
+    /// Only the tokens that are not where they stood in the last config cost a map lookup: past
+    /// a replaced block, removals at the front, a run of RESYNC - 1 removals, and insertions.
+    #[test]
+    fn an_apply_looks_up_only_tokens_that_moved_beyond_its_reach() {
+        let store = TokenStore::new();
+        let lookups = || store.apply_lookups.swap(0, Ordering::Relaxed);
+        let all: Vec<TokenEntry> = (1..=40).map(|i| entry(&format!("t{i}"), i, true)).collect();
+        store.apply(&all);
+        assert_eq!(lookups(), 40, "an empty store has no order to follow");
+        store.apply(&all);
+        assert_eq!(lookups(), 0);
+
+        let mut next = all.clone();
+        for (i, e) in next[10..20].iter_mut().enumerate() {
+            *e = entry(&format!("n{i}"), 100 + i as u8, true);
+        }
+        assert_eq!(store.apply(&next).added, 10);
+        assert_eq!(lookups(), 10, "the replaced block only");
+
+        let mut next: Vec<TokenEntry> = next[2..].to_vec();
+        assert_eq!(store.apply(&next).removed, 2);
+        assert_eq!(lookups(), 0, "two removed at the front");
+
+        next.drain(10..10 + RESYNC - 1);
+        assert_eq!(store.apply(&next).removed, RESYNC - 1);
+        assert_eq!(lookups(), 0, "a run of removals within reach");
+
+        next.insert(20, entry("m1", 150, true));
+        next.insert(21, entry("m2", 151, true));
+        assert_eq!(store.apply(&next).added, 2);
+        assert_eq!(lookups(), 2, "the inserted ones only");
+        assert_eq!(store.len(), next.len());
     }
 
     #[test]

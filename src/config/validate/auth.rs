@@ -530,6 +530,29 @@ mod tests {
     use super::*;
     use crate::config::validate::parse;
 
+    /// Tokens from two `AccessTokens` never make one result, whatever else the file says.
+    #[test]
+    fn a_stream_fed_from_two_parents_is_spoiled() {
+        let value = crate::auth::token::encode_value(&[1; 64]);
+        let text = format!(
+            "<Token><Name>a</Name><Value>{value}</Value><Enabled>1</Enabled></Token>\
+             <Token><Name>b</Name><Value>{}</Value><Enabled>1</Enabled></Token>",
+            crate::auth::token::encode_value(&[2; 64])
+        );
+        let doc = format!("<R>{text}</R>");
+        let root = crate::config::xml::parse(&doc).unwrap();
+        let mut ctx = Ctx::new(&text);
+        let mut one = TokenStream::new(&text);
+        one.token(&mut ctx, &root.children[0], 7);
+        one.token(&mut ctx, &root.children[1], 7);
+        assert!(!one.spoiled() && !one.is_empty());
+        let mut two = TokenStream::new(&text);
+        two.token(&mut ctx, &root.children[0], 7);
+        two.token(&mut ctx, &root.children[1], 9);
+        assert!(two.spoiled());
+        assert!(ctx.faults.is_empty());
+    }
+
     #[test]
     fn the_streamed_tokens_parent_is_their_path() {
         assert_eq!(TOKENS_PARENT, TOKEN_PATH[..3].join("/"));
