@@ -230,7 +230,15 @@ pub fn check(
         }
     }
     if let Some(cell) = &quota {
-        remaining.quota = cell.take(limits, now);
+        // Decided again, with the count, under one lock: another request may have taken the
+        // last one since the peek. (`permit` drops here and frees its slot.)
+        remaining.quota = cell
+            .take(limits, now)
+            .map_err(|(policy, retry_after_secs)| Denied {
+                kind: LimitKind::Quota,
+                policy,
+                retry_after_secs,
+            })?;
     }
     Ok(Admission {
         permit,

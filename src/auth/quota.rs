@@ -92,6 +92,40 @@ struct Window {
 }
 
 impl Window {
+    /// The quota used up at `now` (in windows already rolled to it) and the seconds until it
+    /// frees. Of several, the one that frees last answers: a client that came back when an
+    /// earlier one reset would only be refused again.
+    fn refusal(&self, limits: &Limits, now: u64) -> Option<(&'static str, u64)> {
+        let to_day_end = ((self.day + 1) * DAY - now).max(1);
+        let to_month_end = month_end(self.month).saturating_sub(now).max(1);
+        let used_up = [
+            (
+                "daily",
+                limits.daily_quota.map(|q| self.day_requests.used() >= q),
+                to_day_end,
+            ),
+            (
+                "daily-bytes",
+                limits.daily_quota_bytes.map(|q| self.day_bytes.used() >= q),
+                to_day_end,
+            ),
+            (
+                "monthly",
+                limits
+                    .monthly_quota
+                    .map(|q| self.month_requests.used() >= q),
+                to_month_end,
+            ),
+        ];
+        let mut refusal = None;
+        for (policy, exhausted, secs) in used_up {
+            if exhausted == Some(true) && refusal.is_none_or(|(_, later)| secs > later) {
+                refusal = Some((policy, secs));
+            }
+        }
+        refusal
+    }
+
     /// Starts new windows when `now` has left the current ones.
     fn roll(&mut self, now: u64) {
         let day = now / DAY;
@@ -127,55 +161,34 @@ pub struct QuotaCell {
 }
 
 impl QuotaCell {
-    /// `Err(retry_after_secs)` when a quota is used up at `now`.
+    /// `Err((policy, retry_after_secs))` when a quota is used up at `now`. An early look, so a
+    /// request that the quota refuses spends no other limit; [`QuotaCell::take`] decides.
     pub fn peek(&self, limits: &Limits, now: u64) -> Result<(), (&'static str, u64)> {
         let mut w = self.window.lock().expect("quota lock");
         w.scope = limits.scope;
         w.roll(now);
-        let to_day_end = ((w.day + 1) * DAY - now).max(1);
-        let to_month_end = month_end(w.month).saturating_sub(now).max(1);
-        // Of the quotas used up, the one that frees last answers: a client that came back when
-        // an earlier one reset would only be refused again.
-        let used_up = [
-            (
-                "daily",
-                limits.daily_quota.map(|q| w.day_requests.used() >= q),
-                to_day_end,
-            ),
-            (
-                "daily-bytes",
-                limits.daily_quota_bytes.map(|q| w.day_bytes.used() >= q),
-                to_day_end,
-            ),
-            (
-                "monthly",
-                limits.monthly_quota.map(|q| w.month_requests.used() >= q),
-                to_month_end,
-            ),
-        ];
-        let mut refusal = None;
-        for (policy, exhausted, secs) in used_up {
-            if exhausted == Some(true) && refusal.is_none_or(|(_, later)| secs > later) {
-                refusal = Some((policy, secs));
-            }
-        }
-        refusal.map_or(Ok(()), Err)
+        w.refusal(limits, now).map_or(Ok(()), Err)
     }
 
-    /// Counts one admitted request and says what is left.
-    pub fn take(&self, limits: &Limits, now: u64) -> QuotaUse {
+    /// Counts one admitted request and says what is left, or refuses it as [`QuotaCell::peek`]
+    /// does. The check and the count are one step under the lock: of two requests that both
+    /// passed `peek` with one request left, only one is counted.
+    pub fn take(&self, limits: &Limits, now: u64) -> Result<QuotaUse, (&'static str, u64)> {
         let mut w = self.window.lock().expect("quota lock");
         w.roll(now);
+        if let Some(refusal) = w.refusal(limits, now) {
+            return Err(refusal);
+        }
         w.day_requests.pending += 1;
         w.month_requests.pending += 1;
         let to_day_end = (w.day + 1) * DAY - now;
         let to_month_end = month_end(w.month).saturating_sub(now);
         let left = |q: u64, c: Count| q.saturating_sub(c.used());
-        QuotaUse {
+        Ok(QuotaUse {
             daily: (limits.daily_quota).map(|q| (left(q, w.day_requests), to_day_end)),
             monthly: (limits.monthly_quota).map(|q| (left(q, w.month_requests), to_month_end)),
             daily_bytes: (limits.daily_quota_bytes).map(|q| (left(q, w.day_bytes), to_day_end)),
-        }
+        })
     }
 
     /// Opens the windows of `now` without counting, so the next flush loads the stored totals
@@ -352,7 +365,7 @@ mod tests {
             to_month_end > DAY - 3600,
             "the test needs the month to end after the day"
         );
-        cell.take(&limits, now);
+        cell.take(&limits, now).unwrap();
         assert_eq!(cell.peek(&limits, now), Err(("daily", DAY - 3600)));
         // Two used up that free together: the first named, requests before bytes.
         cell.add_bytes(10, now);
@@ -360,7 +373,7 @@ mod tests {
         // The next day: the monthly quota (2) still has one left, then it too is used up.
         let tomorrow = now + DAY;
         assert_eq!(cell.peek(&limits, tomorrow), Ok(()));
-        cell.take(&limits, tomorrow);
+        cell.take(&limits, tomorrow).unwrap();
         assert_eq!(
             cell.peek(&limits, tomorrow),
             Err(("monthly", to_month_end - DAY))
@@ -388,12 +401,69 @@ mod tests {
         };
         let now = 20_789 * DAY + 3600;
         assert_eq!(cell.peek(&limits, now), Ok(()));
-        assert_eq!(cell.take(&limits, now).daily, Some((1, DAY - 3600)));
+        assert_eq!(
+            cell.take(&limits, now).unwrap().daily,
+            Some((1, DAY - 3600))
+        );
         assert_eq!(cell.peek(&limits, now), Ok(()));
-        assert_eq!(cell.take(&limits, now).daily, Some((0, DAY - 3600)));
+        assert_eq!(
+            cell.take(&limits, now).unwrap().daily,
+            Some((0, DAY - 3600))
+        );
         assert_eq!(cell.peek(&limits, now), Err(("daily", DAY - 3600)));
+        assert_eq!(cell.take(&limits, now), Err(("daily", DAY - 3600)));
         assert_eq!(cell.peek(&limits, now + DAY), Ok(()));
         drop(cell);
         assert!(ledger.live().is_empty());
+    }
+
+    /// Two requests that both passed the peek with one left: the take decides, and only one is
+    /// counted (before, both were, and the quota was exceeded by one per such race).
+    #[test]
+    fn of_two_requests_past_the_peek_with_one_left_only_one_is_taken() {
+        let ledger = QuotaLedger::default();
+        let cell = ledger.register("r", LimitScope::Replica);
+        let limits = Limits {
+            daily_quota: Some(1),
+            monthly_quota: Some(5),
+            ..Limits::default()
+        };
+        let now = 20_789 * DAY + 3600;
+        assert_eq!(cell.peek(&limits, now), Ok(()));
+        assert_eq!(cell.peek(&limits, now), Ok(()));
+        assert_eq!(
+            cell.take(&limits, now).unwrap().daily,
+            Some((0, DAY - 3600))
+        );
+        assert_eq!(cell.take(&limits, now), Err(("daily", DAY - 3600)));
+        // The refused one is counted nowhere, the month included.
+        assert_eq!(cell.used(), (1, 1, 0));
+    }
+
+    /// Many threads at once through the whole check: exactly the quota is admitted.
+    #[test]
+    fn concurrent_requests_never_exceed_the_quota() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let ledger = QuotaLedger::default();
+        let cell = ledger.register("t", LimitScope::Replica);
+        let limits = Limits {
+            daily_quota: Some(100),
+            ..Limits::default()
+        };
+        let now = 20_789 * DAY + 3600;
+        let admitted = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        if cell.peek(&limits, now).is_ok() && cell.take(&limits, now).is_ok() {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.load(Ordering::Relaxed), 100);
+        assert_eq!(cell.used().0, 100);
     }
 }
