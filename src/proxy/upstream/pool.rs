@@ -74,10 +74,11 @@ impl Pool {
         }
         let now = Instant::now();
         let mut idle = self.mine();
-        // The oldest idle connections are at the front: expire those first.
+        // The oldest idle connections are at the front: expire those first, by what is known
+        // without driving them (`prune` drives the idle ones once a second, off the request path).
         while idle
-            .front_mut()
-            .is_some_and(|c| c.conn.is_closed() || now.duration_since(c.since) >= POOL_IDLE_TIMEOUT)
+            .front()
+            .is_some_and(|c| c.conn.has_ended() || now.duration_since(c.since) >= POOL_IDLE_TIMEOUT)
         {
             idle.pop_front();
         }
