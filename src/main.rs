@@ -59,6 +59,21 @@ enum Command {
     Healthcheck(scangate::cli::healthcheck::HealthcheckArgs),
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AcceptArg {
+    Reuseport,
+    Shared,
+}
+
+impl From<AcceptArg> for scangate::net::Accept {
+    fn from(a: AcceptArg) -> Self {
+        match a {
+            AcceptArg::Reuseport => scangate::net::Accept::ReusePort,
+            AcceptArg::Shared => scangate::net::Accept::Shared,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct ServeArgs {
     /// The config file (kavhttpd.xml-shaped).
@@ -70,6 +85,11 @@ struct ServeArgs {
     /// Worker threads serving clients, each with its own event loop (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// How the worker threads take new connections: `reuseport`, a listening socket per worker
+    /// with SO_REUSEPORT (the kernel spreads connections evenly), or `shared`, one socket that
+    /// whichever worker is free first accepts from. Unix sockets are always shared.
+    #[arg(long, value_enum, default_value_t = AcceptArg::Reuseport)]
+    accept: AcceptArg,
     /// Seconds to let in-flight requests finish after SIGTERM or SIGINT.
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
@@ -226,6 +246,7 @@ async fn run_gateway(gw: std::sync::Arc<Gateway>, args: &ServeArgs) -> anyhow::R
         stop.recv(),
         Duration::from_secs(args.drain_secs),
         workers,
+        args.accept.into(),
     )
     .await?;
     let _ = admin_stop.send(());

@@ -23,8 +23,22 @@ pub enum Listener {
     Unix(UnixListener, PathBuf),
 }
 
+/// How the worker threads take new connections from one TCP listener (`serve --accept`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Accept {
+    /// A listening socket per worker, all bound to the address with `SO_REUSEPORT`: the kernel
+    /// hashes each new connection to one of them, so the workers get even shares whatever each
+    /// is doing when a client connects.
+    #[default]
+    ReusePort,
+    /// One listening socket shared by every worker: each new connection goes to whichever
+    /// worker accepts first, so a worker that is busy when a burst of clients connects can be
+    /// left with none of their keep-alive connections (seen: all 64 on one of two workers).
+    Shared,
+}
+
 /// A bound listener's socket outside any runtime, to be opened on another one (one per worker
-/// thread; every copy accepts from the same socket).
+/// thread).
 #[derive(Debug)]
 pub enum SharedListener {
     /// A TCP listener.
@@ -99,6 +113,33 @@ impl Listener {
         }
     }
 
+    /// Listening sockets for `n` worker threads, taking connections as `accept` says. With
+    /// [`Accept::ReusePort`] this socket gets `SO_REUSEPORT` and `n - 1` more sockets are bound
+    /// beside it (its backlog is kept: nothing connecting meanwhile is lost); a unix socket, or
+    /// a system that refuses the option, falls back to [`Accept::Shared`].
+    pub fn share_as(self, n: usize, accept: Accept) -> io::Result<Vec<SharedListener>> {
+        let Listener::Tcp(first) = &self else {
+            return self.share(n);
+        };
+        if n < 2 || accept == Accept::Shared {
+            return self.share(n);
+        }
+        let addr = first.local_addr()?;
+        if let Err(e) = socket2::SockRef::from(first).set_reuse_port(true) {
+            tracing::warn!(error = %e, "SO_REUSEPORT refused; the workers share one listening socket");
+            return self.share(n);
+        }
+        let mut copies = Vec::with_capacity(n);
+        for _ in 1..n {
+            copies.push(SharedListener::Tcp(reuse_port_listener(addr)?));
+        }
+        let Listener::Tcp(first) = self else {
+            unreachable!("matched above")
+        };
+        copies.insert(0, SharedListener::Tcp(first.into_std()?));
+        Ok(copies)
+    }
+
     /// `n` copies of the socket (duplicated descriptors) for `n` worker threads. The listener
     /// itself leaves its runtime.
     pub fn share(self, n: usize) -> io::Result<Vec<SharedListener>> {
@@ -135,6 +176,21 @@ impl Listener {
             Listener::Unix(_, p) => format!("unix:{}", p.display()),
         }
     }
+}
+
+/// Backlog of each listening socket, as tokio's `TcpListener::bind` sets it.
+const BACKLOG: i32 = 1024;
+
+/// Another listening socket on `addr`, which a socket with `SO_REUSEPORT` holds already.
+fn reuse_port_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
 }
 
 impl AsyncRead for Stream {

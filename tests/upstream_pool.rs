@@ -287,3 +287,69 @@ async fn raw_get(conn: &mut TcpStream) -> String {
     }
     String::from_utf8_lossy(&got).into_owned()
 }
+
+/// The requests each worker received, from `scangate_worker_requests_total`.
+fn worker_requests(gw: &scangate::state::Gateway, workers: usize) -> Vec<u64> {
+    let text = gw.metrics.encode();
+    (0..workers)
+        .map(|i| {
+            let series = format!("scangate_worker_requests_total{{worker=\"{i}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .map_or(0, |n| n.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+/// Listening TCP sockets on `port` in this process's network namespace (`/proc/net/tcp`).
+fn listening_sockets(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f[1].ends_with(&local) && f[3] == "0A"
+        })
+        .count()
+}
+
+/// 64 clients connect at once, then each sends a request: every worker gets its share.
+async fn burst_of_clients(accept: scangate::net::Accept) -> (Vec<u64>, usize) {
+    let upstream = RawUpstream::start(Script::KeepAlive).await;
+    let mut cfg = Cfg::new(&upstream.url(), &[Tok::new("alpha", ALPHA, true)]);
+    cfg.gateway_extra = "<MaxConnectionsPerClient>0</MaxConnectionsPerClient>".into();
+    let dir = ConfigDir::new(&cfg);
+    let served = WorkersGateway::start_with(&dir, 2, accept).await;
+    let (addr, gw) = (served.addr, Arc::clone(&served.gw));
+    let mut conns = Vec::new();
+    for _ in 0..64 {
+        conns.push(TcpStream::connect(addr).await.unwrap());
+    }
+    for conn in &mut conns {
+        let answer = raw_get(conn).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "got {answer:?}");
+    }
+    let sockets = listening_sockets(addr.port());
+    let split = worker_requests(&gw, 2);
+    drop(conns);
+    served.stop().await;
+    (split, sockets)
+}
+
+#[tokio::test]
+async fn with_reuseport_each_worker_listens_on_its_own_socket_and_gets_a_share_of_a_burst() {
+    let (split, sockets) = burst_of_clients(scangate::net::Accept::ReusePort).await;
+    assert_eq!(sockets, 2, "one listening socket per worker");
+    assert_eq!(split.iter().sum::<u64>(), 64, "{split:?}");
+    // The kernel hashes each connection to a socket: 32 ± 4 (one standard deviation) each.
+    assert!(split.iter().all(|&n| n >= 12), "{split:?}");
+}
+
+#[tokio::test]
+async fn with_a_shared_socket_the_workers_accept_from_one_listening_socket() {
+    let (split, sockets) = burst_of_clients(scangate::net::Accept::Shared).await;
+    assert_eq!(sockets, 1);
+    assert_eq!(split.iter().sum::<u64>(), 64, "{split:?}");
+}

@@ -128,13 +128,16 @@ class Bench:
             for name, srv, url in targets:
                 time.sleep(0.5)
                 u0, s0 = srv.cpu_times()
+                w0 = srv.worker_cpu()
                 res = procs.oha(url + peers.SCAN_PATH, tok(name), seconds, self.args.conns,
                                 load_cpus, peers.SCAN_BODY, tls, keepalive)
                 u1, s1 = srv.cpu_times()
                 run = report.summarise(res, (u1 - u0, s1 - s0))
+                run["split"] = report.split(w0, srv.worker_cpu())
                 results[name].append(run)
                 log(f"  round {rnd + 1} {name}: {run['rps']:.0f} req/s, p99 {run['p99_ms']:.2f} ms, "
-                    f"{run['cpu_us']:.1f} µs/req, non-2xx {run['bad']}")
+                    f"{run['cpu_us']:.1f} µs/req, non-2xx {run['bad']}"
+                    + (f", worker CPU split {run['split']} %" if run["split"] else ""))
         return results
 
     def section(self, title, text):

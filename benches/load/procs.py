@@ -65,6 +65,29 @@ class Server:
                 pass
         return out
 
+    def worker_cpu(self):
+        """CPU seconds (user + system) of each worker: nginx's worker processes, scangate's
+        `scangate-worker-N` threads, HAProxy's threads; in a stable order."""
+        out = []
+        for pid in self.pids():
+            try:
+                tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                        comm = f.read().strip()
+                    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                worker = (comm.startswith("scangate-worke") or comm == "nginx" and pid != self.pid
+                          or comm == "haproxy")
+                if worker:
+                    out.append(((pid, tid), (int(fields[11]) + int(fields[12])) / CLK_TCK))
+        return out
+
     def cpu_times(self):
         """(user, system) CPU seconds of the process and its descendants, all threads."""
         user = system = 0

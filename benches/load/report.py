@@ -4,6 +4,17 @@ every target. Nothing here starts a process."""
 import statistics
 
 
+def split(before, after):
+    """Each worker's share of the CPU the workers used between two `worker_cpu()` readings,
+    largest first, e.g. "52/48"."""
+    start = dict(before)
+    used = [t - start.get(k, 0) for k, t in after]
+    total = sum(used)
+    if total <= 0 or len(used) < 2:
+        return ""
+    return "/".join(f"{u * 100 / total:.0f}" for u in sorted(used, reverse=True))
+
+
 def summarise(res, cpu):
     """One oha run → good req/s, latencies, the proxy's CPU per good request. `cpu` is the
     proxy's (user, system) CPU seconds during the run."""
@@ -27,6 +38,7 @@ def summarise(res, cpu):
         "util": cpu_seconds / secs,
         "good": good,
         "bad": non2xx + failed,
+        "split": "",
     }
 
 
@@ -38,8 +50,8 @@ def table(results, order):
     """Markdown table of medians, one row per target, plus every round's req/s."""
     lines = [
         "| target | good req/s | p50 ms | p99 ms | proxy CPU µs/req | user + sys µs/req "
-        "| proxy CPU use | non-2xx+errors | req/s per round |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| proxy CPU use | non-2xx+errors | req/s per round | worker CPU split per round, % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for name in order:
         runs = results.get(name)
@@ -50,7 +62,8 @@ def table(results, order):
             f"| {name} | {median(runs, 'rps'):.0f} | {median(runs, 'p50_ms'):.2f} | "
             f"{median(runs, 'p99_ms'):.2f} | {median(runs, 'cpu_us'):.1f} | "
             f"{median(runs, 'user_us'):.1f} + {median(runs, 'sys_us'):.1f} | "
-            f"{median(runs, 'util') * 100:.0f} % | {sum(r['bad'] for r in runs)} | {rounds} |"
+            f"{median(runs, 'util') * 100:.0f} % | {sum(r['bad'] for r in runs)} | {rounds} | "
+            f"{', '.join(r.get('split') or '-' for r in runs)} |"
         )
     return "\n".join(lines)
 

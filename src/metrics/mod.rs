@@ -152,6 +152,22 @@ struct UpstreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: u32,
+}
+
+/// One worker thread's share of the client traffic (`scangate_worker_connections_total`,
+/// `scangate_worker_requests_total`). Each worker holds its own handles, so counting is one
+/// uncontended atomic add.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerMeter {
+    /// Client connections this worker accepted and served.
+    pub connections: Counter,
+    /// Requests this worker's connections handed to the gateway.
+    pub requests: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -193,6 +209,8 @@ pub struct Metrics {
     tokens_disabled: Gauge,
     /// `scangate_connections_open`: client connections being served now.
     connections_open: Gauge,
+    worker_connections: Family<WorkerLabels, Counter>,
+    worker_requests: Family<WorkerLabels, Counter>,
     /// Requests without a valid token (rejected before or at auth, or UseAccessToken = 0).
     pub anonymous: TokenMeter,
     /// Every finished request per minute over the last hour, for the console's gateway chart.
@@ -295,6 +313,18 @@ impl Metrics {
             "Client connections being served",
             connections_open.clone(),
         );
+        let worker_connections = Family::default();
+        registry.register(
+            "worker_connections",
+            "Client connections accepted, by worker thread (0 to --threads minus 1)",
+            worker_connections.clone(),
+        );
+        let worker_requests = Family::default();
+        registry.register(
+            "worker_requests",
+            "Requests received, by worker thread (0 to --threads minus 1)",
+            worker_requests.clone(),
+        );
         registry.register(
             "request_body_bytes",
             "Request body bytes received from clients, by token Name",
@@ -341,6 +371,19 @@ impl Metrics {
             tokens_enabled,
             tokens_disabled,
             connections_open,
+            worker_connections,
+            worker_requests,
+        }
+    }
+
+    /// Worker `i`'s counters, for that worker to hold.
+    pub fn worker(&self, i: usize) -> WorkerMeter {
+        let labels = WorkerLabels {
+            worker: u32::try_from(i).unwrap_or(u32::MAX),
+        };
+        WorkerMeter {
+            connections: self.worker_connections.get_or_create(&labels).clone(),
+            requests: self.worker_requests.get_or_create(&labels).clone(),
         }
     }
 

@@ -26,7 +26,7 @@ use super::send_timeout::{SendTimeout, Written};
 use super::upstream;
 use crate::auth::quota;
 use crate::config::{KeepAlive, ListenAddr};
-use crate::net::Listener;
+use crate::net::{Accept, Listener};
 use crate::state::Gateway;
 
 /// The idle timeout when KeepAliveSettings/TimeoutMs is 0: the time allowed for a TLS handshake,
@@ -76,22 +76,23 @@ async fn flush_log_lines() {
 
 /// Serves the gateway on `workers` threads until `shutdown` resolves, then drains each of them
 /// (see [`run`]). Each worker thread runs its own single-threaded runtime and accepts from its own
-/// copy of the listening socket, as nginx's worker processes do: a connection, its requests and
-/// the upstream connections they use stay on one thread, with no work stealing or cross-thread
-/// wake-ups on the request path. The connection caps are shared.
+/// listening socket (`accept`, see [`Accept`]): a connection, its requests and the upstream
+/// connections they use stay on one thread, with no work stealing or cross-thread wake-ups on
+/// the request path. The connection caps are shared.
 pub async fn run_workers(
     listener: Listener,
     gw: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
     workers: usize,
+    accept: Accept,
 ) -> std::io::Result<()> {
     let limits = SessionLimits::new(&gw);
     let _health = HealthChecks::start(&gw);
     let _quotas = QuotaFlusher::start(&gw);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let copies = listener.share(workers.max(1))?;
+    let copies = listener.share_as(workers.max(1), accept)?;
     let started = copies.len();
     for (i, copy) in copies.into_iter().enumerate() {
         let (gw, limits, mut stop, done) = (
@@ -116,7 +117,7 @@ pub async fn run_workers(
                             let stopped = async move {
                                 let _ = stop.wait_for(|stop| *stop).await;
                             };
-                            serve_on(copy.open()?, gw, stopped, drain, limits).await
+                            serve_on(copy.open()?, gw, stopped, drain, limits, i).await
                         })
                     });
                 crate::logging::flush_this_thread(true);
@@ -169,7 +170,7 @@ pub async fn run(
     let limits = SessionLimits::new(&gw);
     let _health = HealthChecks::start(&gw);
     let _quotas = QuotaFlusher::start(&gw);
-    let served = serve_on(listener, Arc::clone(&gw), shutdown, drain, limits).await;
+    let served = serve_on(listener, Arc::clone(&gw), shutdown, drain, limits, 0).await;
     // The last counts, so a restart loses none.
     gw.flush_quotas(true).await;
     served
@@ -224,7 +225,9 @@ async fn serve_on(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
     limits: SessionLimits,
+    worker: usize,
 ) -> std::io::Result<()> {
+    let meter = gw.metrics.worker(worker);
     let settings = gw.snapshot.load().settings.server.clone();
     let https = matches!(settings.listen, ListenAddr::Tcp { tls: true, .. });
     let SessionLimits {
@@ -246,6 +249,7 @@ async fn serve_on(
             accepted = listener.accept_retrying() => accepted,
             () = &mut shutdown => break,
         };
+        meter.connections.inc();
         // The per-address cap first, so an address past it takes no place in the queue either.
         let client = match clients.admit(peer) {
             Ok(client) => client,
@@ -273,6 +277,7 @@ async fn serve_on(
         };
         let (gw, builder, sessions) =
             (Arc::clone(&gw), Arc::clone(&builder), Arc::clone(&sessions));
+        let counted = meter.requests.clone();
         let drain = drain_rx.clone();
         tokio::spawn(async move {
             let _client = client;
@@ -308,13 +313,23 @@ async fn serve_on(
                 // The handshake is a phase before the first request: it gets the idle timeout.
                 match tokio::time::timeout(opts.idle, acceptor.accept(stream)).await {
                     Ok(Ok(tls_stream)) => {
-                        serve(tls_stream, written, gw, downstream, &builder, opts, drain).await
+                        let conn = Served {
+                            gw,
+                            downstream,
+                            counted,
+                        };
+                        serve(tls_stream, written, conn, &builder, opts, drain).await
                     }
                     Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
                 }
             } else {
-                serve(stream, written, gw, downstream, &builder, opts, drain).await
+                let conn = Served {
+                    gw,
+                    downstream,
+                    counted,
+                };
+                serve(stream, written, conn, &builder, opts, drain).await
             }
         });
     }
@@ -340,22 +355,35 @@ struct ConnOptions {
     max_requests: Option<u32>,
 }
 
+/// What one connection's requests are served with.
+struct Served {
+    gw: Arc<Gateway>,
+    downstream: Downstream,
+    /// The worker's request counter.
+    counted: prometheus_client::metrics::counter::Counter,
+}
+
 /// Serves one connection until it closes, stays idle past the idle timeout, or the drain asks it
 /// to finish. `written` counts the writes of the [`SendTimeout`] under `stream`.
 async fn serve<S>(
     stream: S,
     written: Arc<Written>,
-    gw: Arc<Gateway>,
-    downstream: Downstream,
+    conn: Served,
     builder: &auto::Builder<TokioExecutor>,
     opts: ConnOptions,
     drain: watch::Receiver<()>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Served {
+        gw,
+        downstream,
+        counted,
+    } = conn;
     let activity = Activity::new();
     let requests = Arc::clone(&activity);
     let service = service_fn(move |req: Request<Incoming>| {
+        counted.inc();
         let gw = Arc::clone(&gw);
         // Open from here until the response body is dropped: the connection is not idle.
         let exchange = requests.begin();

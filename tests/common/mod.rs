@@ -421,6 +421,15 @@ pub struct WorkersGateway {
 
 impl WorkersGateway {
     pub async fn start(dir: &ConfigDir, workers: usize) -> WorkersGateway {
+        WorkersGateway::start_with(dir, workers, scangate::net::Accept::default()).await
+    }
+
+    /// As [`WorkersGateway::start`], taking connections as `accept` says.
+    pub async fn start_with(
+        dir: &ConfigDir,
+        workers: usize,
+        accept: scangate::net::Accept,
+    ) -> WorkersGateway {
         let gw = Gateway::start(&dir.path).expect("test config loads");
         let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap())
             .await
@@ -435,6 +444,7 @@ impl WorkersGateway {
             },
             Duration::from_secs(5),
             workers,
+            accept,
         ));
         WorkersGateway {
             addr,
