@@ -10,6 +10,10 @@ the instructions counted (all threads, user space only) divided by the 2xx respo
         [--log off --log on] [--credential static --credential access] [--audit off --audit on] \
         [--keep DIR]
 
+`--peers` also counts nginx and HAProxy doing the same job (the load bench's configs, one
+worker, access logs off; nginx with `master_process off`, so the one process is the worker),
+for a like-for-like figure of how much user-space work each proxy does per request.
+
 `--log on` runs with the access log on (`RUST_LOG=info`, JSON lines to a file), `off` (the
 default) with `info,scangate::access=off`. `--credential access` adds an API connection to the
 running gateway, exchanges its refresh token and sends the access token instead of a static
@@ -118,6 +122,40 @@ def measure(binary, work, backend_url, token, requests, log="off", credential="s
     return total_instructions(dumps[-1]), good
 
 
+def measure_peer(kind, work, backend_url, token, requests):
+    """Instructions per request of nginx or HAProxy doing scangate's job, under callgrind."""
+    port = procs.free_port()
+    bport = int(backend_url.rsplit(":", 1)[1])
+    files = peers.write_token_files(work, TOKENS)
+    out = os.path.join(work, f"callgrind-{kind}-{port}.out")
+    grind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    if kind == "nginx":
+        conf = os.path.join(work, f"nginx-{port}.conf")
+        text = peers.nginx_proxy(work, f"nginx-{port}", port, bport, files["nginx"], TOKENS)
+        with open(conf, "w") as f:
+            f.write("master_process off;\n" + text)
+        argv = grind + ["nginx", "-c", conf, "-p", work, "-e", os.path.join(work, "ngx.err")]
+    else:
+        conf = os.path.join(work, f"haproxy-{port}.cfg")
+        with open(conf, "w") as f:
+            f.write(peers.haproxy(work, f"haproxy-{port}", port, bport, files["haproxy"]))
+        argv = grind + ["haproxy", "-f", conf, "-db"]
+    srv = procs.Server(kind, argv, os.path.join(work, f"{kind}-{port}.log"), cwd=work)
+    url = f"http://127.0.0.1:{port}{peers.SCAN_PATH}"
+    procs.wait_ready(srv, url, token, timeout=300)
+    oha(url, token, 2000, peers.SCAN_BODY)
+    subprocess.run(["callgrind_control", "-z", str(srv.pid)], check=True, capture_output=True)
+    good, codes = oha(url, token, requests, peers.SCAN_BODY)
+    subprocess.run(["callgrind_control", "-d", str(srv.pid)], check=True, capture_output=True)
+    time.sleep(1)
+    srv.stop()
+    dumps = sorted(glob.glob(out + "*"), key=os.path.getmtime)
+    dumps = [d for d in dumps if not d.endswith(".out")] or dumps
+    if not dumps or good == 0:
+        raise RuntimeError(f"{kind}: no dump or no 2xx ({codes})\n{srv.tail()}")
+    return total_instructions(dumps[-1]), good
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("binaries", nargs="+")
@@ -126,6 +164,8 @@ def main():
     ap.add_argument("--credential", choices=["static", "access"], action="append")
     ap.add_argument("--audit", choices=["on", "off"], action="append",
                     help="GatewaySettings/Audit/Enabled (default: the config's default, on)")
+    ap.add_argument("--peers", action="store_true",
+                    help="also count nginx and HAProxy doing the same job")
     ap.add_argument("--keep", metavar="DIR", help="copy each dump here, for callgrind_annotate")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="scangate-instr-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
@@ -153,6 +193,10 @@ def main():
                                        args.requests, log, credential, args.keep, audit)
                     print(f"| `{binary}` | {log} | {credential} | {audit or 'default'} | {good} | "
                           f"{ir:,} | {ir // good:,} |", flush=True)
+    if args.peers:
+        for kind in ("nginx", "haproxy"):
+            ir, good = measure_peer(kind, work, backend_url, token, args.requests)
+            print(f"| {kind} | off | static | - | {good} | {ir:,} | {ir // good:,} |", flush=True)
     procs.stop_all()
     subprocess.run(["rm", "-rf", work])
 
