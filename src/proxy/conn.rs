@@ -9,9 +9,10 @@
 //! done before its last bytes reach a slow reader; such a connection keeps writing and is let
 //! finish, under the write timeout.)
 //!
-//! hyper times only part of this itself: its HTTP/1 header timer starts after the sniff, and its
-//! HTTP/2 server has no idle timeout at all. Counting open requests here covers every phase and
-//! both protocols with one timer per connection.
+//! hyper would time only part of this itself: its HTTP/1 header timer starts after the sniff (and
+//! costs a timer per request, so it is off), and its HTTP/2 server has no idle timeout at all.
+//! Counting open requests here covers every phase and both protocols with one timer per
+//! connection: a head, whole or cut short, arrives while the connection is idle.
 //!
 //! A request is open from the moment hyper hands it to the service until its response body is
 //! dropped (sent, failed, or abandoned by the client). Counting it costs two atomic operations

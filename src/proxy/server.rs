@@ -461,13 +461,12 @@ fn idle_timeout(keep_alive: &KeepAlive) -> Duration {
 
 fn connection_builder(keep_alive: &KeepAlive) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    // hyper's header read timeout also bounds the idle wait between keep-alive requests, so it is
-    // the idle timeout. (It starts only after the sniff; `conn::drive` covers what comes before.)
-    let head_timeout = idle_timeout(keep_alive);
+    // No header read timer of hyper's: `conn::drive`'s one idle deadline per connection already
+    // bounds the wait for every head (a head arrives while the connection is idle), and hyper's
+    // timer cost an allocation and a timer-wheel entry per request.
     b.http1()
-        // Without a timer hyper silently disables the header read timeout.
         .timer(TokioTimer::new())
-        .header_read_timeout(head_timeout)
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(keep_alive.enabled);
     b.http2()
