@@ -54,8 +54,8 @@ pub struct Snapshot {
     pub session_timeout: Option<Duration>,
     /// The upstreams, with their pools.
     pub upstreams: UpstreamSet,
-    /// TLS server config for an `https://` listener; new handshakes use the current one.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS for an `https://` listener; new handshakes use the current one.
+    pub tls: Option<tls::ServerTls>,
 }
 
 /// Why a (re)load failed. The previous generation stays in force.
@@ -338,8 +338,12 @@ fn build_snapshot(
     )?;
     let server_tls = match (&settings.server.tls, previous) {
         (None, _) => None,
-        (Some(files), previous) => match tls::load(files) {
-            Ok(config) => Some(config),
+        (Some(files), previous) => match tls::load(
+            files,
+            settings.server.tls_session_tickets,
+            previous.and_then(|p| p.tls.as_ref()),
+        ) {
+            Ok(tls) => Some(tls),
             // A bad certificate on reload keeps the last good one; everything else still applies,
             // so a certificate typo never blocks a token revocation.
             Err(e) => match previous.and_then(|p| p.tls.clone()) {

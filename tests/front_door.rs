@@ -5,6 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::pki::{serial_bytes, Pki};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -13,38 +14,6 @@ const TOKEN: &str = "sg_FrontDoor-1";
 
 fn toks() -> Vec<Tok> {
     vec![Tok::new("front", TOKEN, true)]
-}
-
-/// A test CA and leaf certificates it signs, with chosen serial numbers.
-struct Pki {
-    ca: rcgen::Certificate,
-    ca_key: rcgen::KeyPair,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "scangate test CA");
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let ca = params.self_signed(&ca_key).unwrap();
-        Pki { ca, ca_key }
-    }
-
-    /// (certificate PEM, key PEM) for `localhost` with `serial`.
-    fn leaf(&self, serial: u64) -> (String, String) {
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        params.serial_number = Some(rcgen::SerialNumber::from(serial.to_be_bytes().to_vec()));
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn ca_pem(&self) -> String {
-        self.ca.pem()
-    }
 }
 
 fn https_cfg(up: &Upstream) -> Cfg {
@@ -70,37 +39,6 @@ fn https_client(pki: &Pki) -> reqwest::Client {
         .resolve("localhost", "127.0.0.1:0".parse().unwrap())
         .build()
         .unwrap()
-}
-
-/// The serial number of the certificate a fresh handshake presents.
-async fn served_serial(pki: &Pki, addr: std::net::SocketAddr) -> Vec<u8> {
-    let mut roots = rustls::RootCertStore::empty();
-    let ca_der = rustls_pemfile::certs(&mut pki.ca_pem().as_bytes())
-        .next()
-        .unwrap()
-        .unwrap();
-    roots.add(ca_der).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = connector.connect(name, tcp).await.unwrap();
-    let cert = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).unwrap();
-    parsed.tbs_certificate.raw_serial().to_vec()
-}
-
-fn serial_bytes(serial: u64) -> Vec<u8> {
-    // DER integers drop leading zero bytes.
-    let b = serial.to_be_bytes();
-    let first = b.iter().position(|&x| x != 0).unwrap_or(7);
-    b[first..].to_vec()
 }
 
 #[tokio::test]
@@ -158,7 +96,7 @@ async fn replaced_certificate_is_served_to_new_handshakes_and_broken_one_is_igno
     let up = Upstream::start(Behaviour::Ok).await;
     let pki = Pki::new();
     let gw = start_https(&pki, &up, 1001).await;
-    assert_eq!(served_serial(&pki, gw.addr).await, serial_bytes(1001));
+    assert_eq!(pki.served_serial(gw.addr).await, serial_bytes(1001));
 
     // A connection opened before the swap keeps working.
     let c = https_client(&pki);
@@ -178,10 +116,10 @@ async fn replaced_certificate_is_served_to_new_handshakes_and_broken_one_is_igno
     write_atomic(&dir.join("tls.key"), &key);
     write_atomic(&dir.join("tls.crt"), &cert);
     let deadline = Instant::now() + Duration::from_secs(3);
-    let mut seen = served_serial(&pki, gw.addr).await;
+    let mut seen = pki.served_serial(gw.addr).await;
     while seen != serial_bytes(2002) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        seen = served_serial(&pki, gw.addr).await;
+        seen = pki.served_serial(gw.addr).await;
     }
     let swapped = seen == serial_bytes(2002);
     assert!(swapped, "new certificate not served; last serial {seen:?}");
@@ -208,7 +146,7 @@ async fn replaced_certificate_is_served_to_new_handshakes_and_broken_one_is_igno
         .await,
         "the rest of the config should still reload"
     );
-    assert_eq!(served_serial(&pki, gw.addr).await, serial_bytes(2002));
+    assert_eq!(pki.served_serial(gw.addr).await, serial_bytes(2002));
 }
 
 #[tokio::test]
@@ -477,7 +415,7 @@ async fn tls_upstream(pki: &Pki) -> std::net::SocketAddr {
         cert: write_temp(&cert),
         key: write_temp(&key),
     };
-    let config = scangate::proxy::tls::load(&files).unwrap();
+    let config = scangate::proxy::tls::load(&files, 2, None).unwrap().config;
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

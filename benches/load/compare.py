@@ -74,6 +74,9 @@ class Bench:
                 )
             )
         env = dict(os.environ, RUST_LOG=self.args.scangate_log)
+        extra = self.args.baseline_env if binary and binary == self.args.baseline else \
+            self.args.scangate_env
+        env.update(kv.split("=", 1) for kv in extra)
         argv = [binary or self.args.scangate, "--log-format", "json", "serve", "--config", cfg,
                 "--threads", str(workers)]
         srv = procs.Server(name, argv, self.path(f"{name}.log"), cpus, env=env, cwd=self.work)
@@ -438,6 +441,11 @@ class Bench:
                            f"{sg_tp / ng_tp:.3f} × nginx", sg_tp >= ng_tp and ok_codes)
 
     def https(self):
+        """The three proxies on one certificate, all on TLS 1.3: keep-alive, then a new
+        connection per request twice, once with each server's default resumption settings (oha's
+        rustls client resumes whenever a server gave it a ticket) and once with resumption off on
+        every server, so that every handshake is a full one. After each handshake run a short
+        probe through `tlspeek.py` counts which handshakes each server actually resumed."""
         proxy_cpus, load_cpus = self.cpus(1)
         n = self.args.tokens
         token = self.stable_token(n)
@@ -450,58 +458,85 @@ class Bench:
         pem = self.path("tls.pem")
         with open(pem, "w") as f:
             f.write(open(cert).read() + open(key).read())
-        tls = {"cert": cert, "key": key, "pem": pem}
         backend, burl = self.start_backend(1, load_cpus)
         procs.wait_ready(backend, burl, None, 30)
+        note = []
+        order = None
+        runs = {}
+        for resumption in (True, False):
+            tls = {"cert": cert, "key": key, "pem": pem, "resumption": resumption}
+            tag = "" if resumption else "-full"
+            started = self.start_tls_targets(burl, n, proxy_cpus, tls, tag, token, note)
+            targets = started
+            if self.args.only:
+                targets = [t for t in started if t[0] in self.args.only.split(",")]
+            order = [t[0] for t in targets]
+            if resumption:
+                log("\n== https, keep-alive")
+                runs["keepalive"] = self.run_rounds(targets, token, load_cpus, tls=True)
+            log(f"\n== https, a handshake per request, resumption {'on' if resumption else 'off'}")
+            phase = "default" if resumption else "full"
+            runs[phase] = self.run_rounds(targets, token, load_cpus, tls=True, keepalive=False)
+            runs[phase + "-kinds"] = {name: handshake_kinds(url, token, load_cpus)
+                                      for name, _, url in targets}
+            self.stop(*[s for _, s, _ in started])
+        self.stop(backend)
+        others = [t for t in ["scangate-baseline", "nginx", "haproxy"] if t in order]
+        text = ("".join(note) + f"Same EC P-256 self-signed certificate for all, TLS 1.3 for all, "
+                f"{n} tokens, 1 worker each. Keep-alive: oha keeps its {self.args.conns} "
+                f"connections.\n\n"
+                + report.table(runs["keepalive"], order) + "\n\n"
+                + report.ratios(runs["keepalive"], "scangate", others) + "\n\n"
+                + f"A new connection per request (oha `--disable-keepalive`, "
+                f"c={self.args.conns}), every server with its default resumption settings; "
+                f"oha's rustls client resumes whenever a server gave it a ticket.\n\n"
+                + report.table(runs["default"], order) + "\n\n"
+                + report.ratios(runs["default"], "scangate", others) + "\n\n"
+                + kinds_text(runs["default-kinds"], order) + "\n\n"
+                + "The same with resumption off on every server (scangate `TlsSessionTickets` "
+                "0; nginx `ssl_session_tickets off`, `ssl_session_cache off`, `ssl_conf_command "
+                "NumTickets 0`; HAProxy `no-tls-tickets`, `tune.ssl.cachesize 0`, which still "
+                "sends two tickets that resume nothing), so that every handshake is a full "
+                "one:\n\n"
+                + report.table(runs["full"], order) + "\n\n"
+                + report.ratios(runs["full"], "scangate", others) + "\n\n"
+                + kinds_text(runs["full-kinds"], order))
+        self.section("HTTPS", text)
+        r = report.ratio(runs["keepalive"], "scangate", "nginx", "rps")
+        self.targets.check("HTTPS good req/s", "≥ 1.0 × nginx",
+                           "skipped: scangate refused https" if r is None else f"{r:.3f} × nginx",
+                           None if r is None else r >= 1.0)
+        for phase, what in (("default", "each server's default resumption"),
+                            ("full", "full handshakes on all")):
+            r = report.ratio(runs[phase], "scangate", "nginx", "rps")
+            self.targets.check(f"new TLS 1.3 handshakes per second, {what}", "≥ 1.0 × nginx",
+                               "not measured" if r is None else f"{r:.3f} × nginx",
+                               None if r is None else r >= 1.0)
+
+    def start_tls_targets(self, burl, n, proxy_cpus, tls, tag, token, note):
+        """scangate (and the baseline) and the peers on `tls`, ready."""
         started = []
-        note = ""
-        srv, url = self.start_scangate("scangate-tls", burl, n, 1, proxy_cpus, tls=tls)
+        srv, url = self.start_scangate(f"scangate-tls{tag}", burl, n, 1, proxy_cpus, tls=tls)
         try:
             procs.wait_ready(srv, url, token, 120)
             started.append(("scangate", srv, url))
         except RuntimeError as e:
             srv.stop()
-            note = ("**scangate skipped: it did not serve `https://`** (TLS termination not in "
-                    "this build?). Its log:\n\n```\n" + str(e)[-1500:] + "\n```\n\n")
-            log(note)
+            note.append("**scangate skipped: it did not serve `https://`** (TLS termination not "
+                        "in this build?). Its log:\n\n```\n" + str(e)[-1500:] + "\n```\n\n")
+            log(note[-1])
         if self.args.baseline:
-            srv, url = self.start_scangate("scangate-baseline-tls", burl, n, 1, proxy_cpus,
+            srv, url = self.start_scangate(f"scangate-baseline-tls{tag}", burl, n, 1, proxy_cpus,
                                            tls=tls, binary=self.args.baseline)
             started.append(("scangate-baseline", srv, url))
-        started.append(("nginx", *self.start_nginx("nginx-tls", burl, n, 1, proxy_cpus, tls)))
-        started.append(("haproxy", *self.start_haproxy("haproxy-tls", burl, n, 1, proxy_cpus,
-                                                        tls)))
+        started.append(("nginx", *self.start_nginx(f"nginx-tls{tag}", burl, n, 1, proxy_cpus,
+                                                   tls)))
+        started.append(("haproxy", *self.start_haproxy(f"haproxy-tls{tag}", burl, n, 1,
+                                                       proxy_cpus, tls)))
         for name, s, u in started:
             if name != "scangate":  # already up
                 procs.wait_ready(s, u, token, 120)
-        targets = started
-        if self.args.only:
-            targets = [t for t in started if t[0] in self.args.only.split(",")]
-        order = [t[0] for t in targets]
-        others = [t for t in ["scangate-baseline", "nginx", "haproxy"] if t in order]
-        log("\n== https, keep-alive")
-        results = self.run_rounds(targets, token, load_cpus, tls=True)
-        # A new connection, so a full TLS 1.3 handshake, per request.
-        log("\n== https, a handshake per request")
-        handshakes = self.run_rounds(targets, token, load_cpus, tls=True, keepalive=False)
-        self.stop(*[s for _, s, _ in started], backend)
-        text = (note + f"Same EC P-256 self-signed certificate for all, {n} tokens, 1 worker "
-                f"each. Keep-alive: oha keeps its {self.args.conns} connections.\n\n"
-                + report.table(results, order) + "\n\n"
-                + report.ratios(results, "scangate", others) + "\n\n"
-                + f"A new connection and a full handshake per request (oha "
-                f"`--disable-keepalive`, c={self.args.conns}):\n\n"
-                + report.table(handshakes, order) + "\n\n"
-                + report.ratios(handshakes, "scangate", others))
-        self.section("HTTPS", text)
-        r = report.ratio(results, "scangate", "nginx", "rps")
-        self.targets.check("HTTPS good req/s", "≥ 1.0 × nginx",
-                           "skipped: scangate refused https" if r is None else f"{r:.3f} × nginx",
-                           None if r is None else r >= 1.0)
-        r = report.ratio(handshakes, "scangate", "nginx", "rps")
-        self.targets.check("new TLS handshakes per second", "≥ 1.0 × nginx",
-                           "not measured" if r is None else f"{r:.3f} × nginx",
-                           None if r is None else r >= 1.0)
+        return started
 
     def reload(self):
         proxy_cpus, load_cpus = self.cpus(1)
@@ -610,6 +645,42 @@ class Bench:
         return "\n".join(out)
 
 
+def handshake_kinds(url, token, load_cpus, requests=2000, conns=16):
+    """`requests` new connections through the `tlspeek.py` relay: how many handshakes the server
+    resumed and how many were full, as oha drives it."""
+    port = procs.free_port()
+    target = int(url.rsplit(":", 1)[1])
+    relay = subprocess.Popen(
+        [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tlspeek.py"),
+         str(port), str(target)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        relay.stderr.readline()  # "ready"
+        subprocess.run(procs.pinned(
+            ["oha", "--no-tui", "--output-format", "json", "-n", str(requests), "-c", str(conns),
+             "--insecure", "--disable-keepalive", "-m", "POST", "-d", peers.SCAN_BODY,
+             "-T", "application/json", "-H", f"Authorization: Bearer {token}",
+             f"https://127.0.0.1:{port}{peers.SCAN_PATH}"], load_cpus),
+            capture_output=True, check=True, timeout=120)
+    finally:
+        relay.terminate()
+        out, _ = relay.communicate(timeout=30)
+    return json.loads(out)
+
+
+def kinds_text(kinds, order):
+    """One line per target: the handshakes the probe saw, by kind."""
+    lines = []
+    for name in order:
+        k = kinds.get(name) or {}
+        total = sum(k.values()) or 1
+        resumed = k.get("tls13-resumed", 0) + k.get("tls12-resumed", 0)
+        seen = ", ".join(f"{kind} {count}" for kind, count in k.items() if count)
+        lines.append(f"- {name}: {resumed / total * 100:.0f} % resumed ({seen})")
+    return ("Handshakes by kind, counted from each ServerHello by `tlspeek.py` in a probe of "
+            "2,000 new connections at c=16 after the rounds:\n\n" + "\n".join(lines))
+
+
 def scans_seen(engine_url):
     """An emulator's own count of scans (`getstatistics`)."""
     import urllib.request
@@ -713,6 +784,10 @@ def main():
                    help="RUST_LOG for scangate (access log off, like the peers)")
     p.add_argument("--no-pin", action="store_true", help="never pin with taskset")
     p.add_argument("--baseline", help="another scangate binary to run beside it (before/after)")
+    p.add_argument("--scangate-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="an environment variable for scangate (repeatable)")
+    p.add_argument("--baseline-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="an environment variable for the baseline (repeatable)")
     p.add_argument("--only", help="load phases: measure only these targets (comma-separated)")
     p.add_argument("--record", help="insert the report at the top of this RESULTS.md")
     p.add_argument("--keep", action="store_true", help="keep the work folder")

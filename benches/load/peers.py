@@ -103,6 +103,8 @@ def scangate_xml(listen, upstream, token_part, auth=True, tls=None, admin_port=N
             f"    <TlsCertificateFile>{tls['cert']}</TlsCertificateFile>\n"
             f"    <TlsCertificateKeyFile>{tls['key']}</TlsCertificateKeyFile>\n"
         )
+        if not tls.get("resumption", True):
+            tls_elems += "    <TlsSessionTickets>0</TlsSessionTickets>\n"
     admin = f"    <AdminConnectionString>127.0.0.1:{admin_port}</AdminConnectionString>\n"
     return f"""<?xml version="1.0" encoding="utf-8"?>
 <Configuration>
@@ -178,7 +180,14 @@ def nginx_proxy(work, name, port, backend_port, token_map, n_tokens, workers=1, 
     tls_lines = ""
     if tls:
         listen += " ssl"
-        tls_lines = f"    ssl_certificate {tls['cert']};\n    ssl_certificate_key {tls['key']};\n"
+        # nginx 1.22's default protocols stop at TLS 1.2; every proxy here speaks TLS 1.3.
+        tls_lines = (f"    ssl_certificate {tls['cert']};\n    ssl_certificate_key {tls['key']};\n"
+                     f"    ssl_protocols TLSv1.2 TLSv1.3;\n")
+        if not tls.get("resumption", True):
+            # No session cache and no tickets at all (OpenSSL sends two TLS 1.3 tickets even
+            # with both off, unless NumTickets is 0).
+            tls_lines += ("    ssl_session_tickets off;\n    ssl_session_cache off;\n"
+                          "    ssl_conf_command NumTickets 0;\n")
     # The hash must hold every key; nginx refuses to start otherwise.
     hash_max = max(2048, 2 * n_tokens)
     return _nginx_common(work, name, workers) + f"""  map_hash_max_size {hash_max};
@@ -245,10 +254,16 @@ def haproxy_engines(work, name, port, engine_ports, token_map, max_sessions, que
 
 def _haproxy(work, name, port, token_map, threads, tls, backend):
     bind = f"bind 127.0.0.1:{port}"
+    cache = ""
     if tls:
         bind += f" ssl crt {tls['pem']}"
+        if not tls.get("resumption", True):
+            # HAProxy 2.6 has no NumTickets: it still sends two TLS 1.3 tickets, which no
+            # longer resume anything.
+            bind += " no-tls-tickets"
+            cache = "  tune.ssl.cachesize 0\n"
     return f"""global
-  nbthread {threads}
+{cache}  nbthread {threads}
   maxconn 4096
   pidfile {work}/{name}.pid
 

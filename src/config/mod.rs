@@ -76,6 +76,11 @@ pub struct ServerSettings {
     /// `TlsCertificateFile` + `TlsCertificateKeyFile`, resolved against the config folder.
     /// Mandatory for `https://`. Reload re-reads them.
     pub tls: Option<TlsFiles>,
+    /// `TlsSessionTickets` (scangate extension): the TLS 1.3 session tickets sent after each
+    /// handshake, for clients that save their own work by resuming. Default 0, which saves the
+    /// gateway's: with ring a resumed handshake costs it as much as a full one, and every ticket
+    /// adds to each handshake. Reload applies it to new handshakes.
+    pub tls_session_tickets: usize,
     /// `KeepAliveSettings`.
     pub keep_alive: KeepAlive,
 }

@@ -306,7 +306,8 @@ async fn serve_on(
             let stream = SendTimeout::new(stream, send_timeout);
             let written = stream.written();
             if https {
-                let Some(tls) = gw.snapshot.load().tls.clone() else {
+                let Some(tls) = (gw.snapshot.load().tls.as_ref()).map(|t| Arc::clone(&t.config))
+                else {
                     return;
                 };
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls);

@@ -2,6 +2,7 @@
 //! port 0 from a config written to a temp folder.
 #![allow(dead_code)]
 
+pub mod pki;
 pub mod process;
 pub mod replicas;
 

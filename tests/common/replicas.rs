@@ -178,19 +178,11 @@ fn spawn_redis(port: u16, dir: &Path, tls: bool) -> Child {
 
 /// `ca.pem`, and `redis.pem` + `redis.key` for `localhost` signed by it, in `dir`.
 fn write_test_pki(dir: &Path) {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "scangate redis test CA");
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = params.self_signed(&ca_key).unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("redis.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("redis.key"), key.serialize_pem()).unwrap();
+    let pki = super::pki::Pki::new();
+    let (cert, key) = pki.leaf(1);
+    std::fs::write(dir.join("ca.pem"), pki.ca_pem()).unwrap();
+    std::fs::write(dir.join("redis.pem"), cert).unwrap();
+    std::fs::write(dir.join("redis.key"), key).unwrap();
 }
 
 /// Waits until the server answers an authenticated PING.

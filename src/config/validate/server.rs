@@ -17,6 +17,7 @@ const KNOWN: &[&str] = &[
     "SessionTimeout",
     "TlsCertificateFile",
     "TlsCertificateKeyFile",
+    "TlsSessionTickets",
     "KeepAliveSettings",
     "AuthSettings",
 ];
@@ -25,6 +26,13 @@ const KEEP_ALIVE: &[&str] = &["Enabled", "TimeoutMs", "MaxRequests"];
 
 /// `MaxHTTPSessionsNum` when absent or 0.
 pub(super) const DEFAULT_MAX_SESSIONS: usize = 1024;
+
+/// `TlsSessionTickets` when absent: none. With ring a resumed TLS 1.3 handshake costs the
+/// server as much as a full one, and each ticket adds to every handshake (benches/RESULTS.md).
+pub(super) const DEFAULT_TLS_SESSION_TICKETS: usize = 0;
+/// The most `TlsSessionTickets` a handshake sends: a client holds a few (rustls keeps 8 per
+/// server), so more only costs the server work.
+const MAX_TLS_SESSION_TICKETS: u64 = 8;
 
 /// Scan Engine's "uint" is 32 bits.
 const UINT_MAX: u64 = u32::MAX as u64;
@@ -65,6 +73,9 @@ pub(super) fn server(ctx: &mut Ctx, el: &Element<'_>) -> (Option<ServerSettings>
         }
         _ => None,
     };
+    let tls_session_tickets = g
+        .uint(ctx, "TlsSessionTickets", MAX_TLS_SESSION_TICKETS)
+        .map_or(DEFAULT_TLS_SESSION_TICKETS, |n| n as usize);
     let keep_alive = match g.one("KeepAliveSettings") {
         Some(el) => keep_alive(ctx, el, &g.path()),
         None => KeepAlive::default(),
@@ -76,6 +87,7 @@ pub(super) fn server(ctx: &mut Ctx, el: &Element<'_>) -> (Option<ServerSettings>
         max_request_bytes,
         session_timeout: session_timeout.map(Duration::from_millis),
         tls,
+        tls_session_tickets,
         keep_alive,
     });
     (server, auth)
