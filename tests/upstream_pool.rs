@@ -332,6 +332,9 @@ async fn burst_of_clients(accept: scangate::net::Accept) -> (Vec<u64>, usize) {
         assert!(answer.starts_with("HTTP/1.1 200"), "got {answer:?}");
     }
     let sockets = listening_sockets(addr.port());
+    // A socket without SO_REUSEPORT (another server started by mistake) still cannot bind there.
+    let err = std::net::TcpListener::bind(addr).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     let split = worker_requests(&gw, 2);
     drop(conns);
     served.stop().await;
