@@ -276,6 +276,32 @@ async fn a_changed_key_file_alone_is_a_reload() {
     );
 }
 
+/// The content decides, not the file: the same bytes renamed over the config, then looked at
+/// again, change nothing; other bytes written in place apply.
+#[tokio::test]
+async fn the_same_bytes_under_a_new_stamp_are_unchanged() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let cfg = Cfg::new(&up.url(), &[Tok::new("old", OLD, true)]);
+    let gw = TestGateway::start_in(ConfigDir::new(&cfg), false).await;
+    let xml = cfg.xml();
+    write_atomic(&gw.config.path, &xml);
+    for _ in 0..2 {
+        assert_eq!(
+            gw.gw.reload().unwrap(),
+            scangate::state::ReloadOutcome::Unchanged
+        );
+    }
+    std::fs::write(&gw.config.path, xml.replace("test-realm", "other-realm")).unwrap();
+    assert!(matches!(
+        gw.gw.reload().unwrap(),
+        scangate::state::ReloadOutcome::Applied { generation: 2, .. }
+    ));
+    assert_eq!(
+        gw.gw.reload().unwrap(),
+        scangate::state::ReloadOutcome::Unchanged
+    );
+}
+
 /// Sends one request on an open HTTP/1.1 connection and returns the status. The test upstream and
 /// the gateway's own answers both carry a Content-Length.
 async fn status_on(conn: &mut tokio::net::TcpStream, token: &str) -> u16 {
