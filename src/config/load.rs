@@ -77,6 +77,11 @@ pub fn read_capped(path: &Path) -> Result<Vec<u8>, LoadError> {
 
 /// The file's bytes as text; anything but UTF-8 is one error at 1:1.
 pub fn utf8<'b>(bytes: &'b [u8], label: &str) -> Result<&'b str, ConfigErrors> {
+    // simdutf8 checks a 170 MB file in a fraction of std's time; std's check runs only to say
+    // where a fault is.
+    if let Ok(text) = simdutf8::basic::from_utf8(bytes) {
+        return Ok(text);
+    }
     std::str::from_utf8(bytes).map_err(|e| {
         ConfigErrors(vec![validate::ConfigError {
             file: label.to_owned(),
@@ -191,4 +196,25 @@ pub fn content_hash_with(
 fn add(hasher: &mut Sha256, bytes: &[u8]) {
     hasher.update((bytes.len() as u64).to_le_bytes());
     hasher.update(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file that is not UTF-8 is one error at 1:1 that says where the fault is, in std's words.
+    #[test]
+    fn text_that_is_not_utf8_is_reported_with_its_place() {
+        assert_eq!(utf8("<a>é</a>".as_bytes(), "c.xml"), Ok("<a>é</a>"));
+        let errors = utf8(b"<a>\xff</a>", "c.xml").unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "c.xml:1:1: file is not UTF-8: invalid utf-8 sequence of 1 bytes from index 3"
+        );
+        let cut = utf8(b"<a>\xc3", "c.xml").unwrap_err();
+        assert_eq!(
+            cut.to_string(),
+            "c.xml:1:1: file is not UTF-8: incomplete utf-8 byte sequence from index 3"
+        );
+    }
 }

@@ -164,10 +164,11 @@ pub(super) struct TokenStream {
 }
 
 impl TokenStream {
-    /// A stream sized for `text`: the sets and the list are sized once rather than grown through
-    /// twenty rehashes.
+    /// A stream sized for `text`: the lists are sized once rather than grown through twenty
+    /// copies. The size is a bound from the file's length, not a count of its `<Token`s (a pass
+    /// over the whole file): capacity that is never written costs address space, not memory.
     pub fn new(text: &str) -> Self {
-        let expected = memchr::memmem::find_iter(text.as_bytes(), b"<Token").count();
+        let expected = text.len() / MIN_TOKEN_BYTES;
         TokenStream {
             names: Vec::with_capacity(expected),
             digests: Vec::with_capacity(expected),
@@ -211,6 +212,11 @@ impl TokenStream {
         self.count == 0
     }
 }
+
+/// The fewest bytes a valid `Token` takes: its tags, a one-character Name, an 88-character
+/// Value and Enabled.
+const MIN_TOKEN_BYTES: usize =
+    "<Token><Name>a</Name><Value></Value><Enabled>1</Enabled></Token>".len() + 88;
 
 /// `AccessTokens`: every Token, checked alone and against the others (already, when the file was
 /// streamed).
@@ -551,6 +557,21 @@ mod tests {
         two.token(&mut ctx, &root.children[1], 9);
         assert!(two.spoiled());
         assert!(ctx.faults.is_empty());
+    }
+
+    /// The lists are sized from the file's length for the most tokens it can hold: a file of
+    /// the shortest valid tokens fills them without growing them.
+    #[test]
+    fn a_stream_has_room_for_the_most_tokens_a_file_can_hold() {
+        let value = crate::auth::token::encode_value(&[3; 64]);
+        let shortest =
+            format!("<Token><Name>a</Name><Value>{value}</Value><Enabled>1</Enabled></Token>");
+        assert_eq!(shortest.len(), MIN_TOKEN_BYTES);
+        let root = crate::config::xml::parse(&shortest).unwrap();
+        assert!(plain_token(&root).is_some(), "the shortest token is valid");
+        let text = shortest.repeat(1000);
+        let stream = TokenStream::new(&text);
+        assert!(stream.entries.capacity() >= 1000 && stream.names.capacity() >= 1000);
     }
 
     #[test]
