@@ -164,16 +164,20 @@ pub(super) struct TokenStream {
 }
 
 impl TokenStream {
-    /// A stream sized for `text`: the lists are sized once rather than grown through twenty
-    /// copies. The size is a bound from the file's length, not a count of its `<Token`s (a pass
-    /// over the whole file): capacity that is never written costs address space, not memory.
-    pub fn new(text: &str) -> Self {
+    /// A stream sized for `text`, its tokens read into `entries` (cleared first): a reload passes
+    /// the last one's list, whose pages are in memory already. The lists are sized once rather than
+    /// grown through twenty copies; the size is a bound from the file's length, not a count of its
+    /// `<Token`s (a pass over the whole file): capacity that is never written costs address space,
+    /// not memory.
+    pub fn reusing(text: &str, mut entries: Vec<TokenEntry>) -> Self {
         let expected = text.len() / MIN_TOKEN_BYTES;
+        entries.clear();
+        entries.reserve(expected);
         TokenStream {
             names: Vec::with_capacity(expected),
             digests: Vec::with_capacity(expected),
             hasher: RandomState::new(),
-            entries: Vec::with_capacity(expected),
+            entries,
             count: 0,
             parent: None,
             spoiled: false,
@@ -548,11 +552,11 @@ mod tests {
         let doc = format!("<R>{text}</R>");
         let root = crate::config::xml::parse(&doc).unwrap();
         let mut ctx = Ctx::new(&text);
-        let mut one = TokenStream::new(&text);
+        let mut one = TokenStream::reusing(&text, Vec::new());
         one.token(&mut ctx, &root.children[0], 7);
         one.token(&mut ctx, &root.children[1], 7);
         assert!(!one.spoiled() && !one.is_empty());
-        let mut two = TokenStream::new(&text);
+        let mut two = TokenStream::reusing(&text, Vec::new());
         two.token(&mut ctx, &root.children[0], 7);
         two.token(&mut ctx, &root.children[1], 9);
         assert!(two.spoiled());
@@ -570,7 +574,7 @@ mod tests {
         let root = crate::config::xml::parse(&shortest).unwrap();
         assert!(plain_token(&root).is_some(), "the shortest token is valid");
         let text = shortest.repeat(1000);
-        let stream = TokenStream::new(&text);
+        let stream = TokenStream::reusing(&text, Vec::new());
         assert!(stream.entries.capacity() >= 1000 && stream.names.capacity() >= 1000);
     }
 
