@@ -248,6 +248,19 @@ fn add(hasher: &mut Sha256, bytes: &[u8]) {
 mod tests {
     use super::*;
 
+    /// An empty file reads as no bytes (its size sizes the buffer: `0 + 1`), into a fresh buffer
+    /// or one that held a longer file.
+    #[test]
+    fn an_empty_file_reads_as_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.xml");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(read_capped(&path).unwrap(), b"");
+        let mut held = b"<Configuration/>".to_vec();
+        read_capped_into(&path, &mut held).unwrap();
+        assert_eq!(held, b"");
+    }
+
     /// A file that is not UTF-8 is one error at 1:1 that says where the fault is, in std's words.
     #[test]
     fn text_that_is_not_utf8_is_reported_with_its_place() {

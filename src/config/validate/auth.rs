@@ -576,6 +576,12 @@ mod tests {
         let text = shortest.repeat(1000);
         let stream = TokenStream::reusing(&text, Vec::new());
         assert!(stream.entries.capacity() >= 1000 && stream.names.capacity() >= 1000);
+        // A bound, not a multiple: at a million tokens a wrong one reserves terabytes.
+        assert!(
+            stream.entries.capacity() < 2000,
+            "{}",
+            stream.entries.capacity()
+        );
     }
 
     #[test]
