@@ -21,6 +21,7 @@ use crate::auth::sessions::{
 };
 use crate::auth::store::{ApplyCounts, TokenStore};
 use crate::auth::token::TokenKey;
+use crate::config::load::Buffers;
 use crate::config::{self, LoadError, Loaded, Settings, StateStore};
 use crate::metrics::{Metrics, ReloadResult, StoreHealth};
 use crate::proxy::error::Challenge;
@@ -106,8 +107,8 @@ pub struct Gateway {
     pub(crate) last_purge: AtomicU64,
     /// The current snapshot.
     pub snapshot: ArcSwap<Snapshot>,
-    /// Serialises reloads and remembers the last content hash.
-    reload_lock: Mutex<Option<[u8; 32]>>,
+    /// Serialises reloads; holds what one leaves the next.
+    reload_lock: Mutex<Reloads>,
     generation: AtomicU64,
     /// Set when shutdown starts: readiness turns false while connections drain.
     pub draining: AtomicBool,
@@ -124,6 +125,14 @@ pub struct Gateway {
     /// This replica's name in replica-scope quota keys: `SCANGATE_REPLICA`, else the host name,
     /// so a restarted replica finds its own counts again.
     pub replica: String,
+}
+
+/// What one reload leaves the next.
+struct Reloads {
+    /// The content hash of the config in force: a reload with the same one does nothing.
+    last_hash: Option<[u8; 32]>,
+    /// The large buffers of the last reload, kept until the reload loop sees a quiet spell.
+    buffers: Buffers,
 }
 
 /// The outcome of the last load or reload attempt, as `/config` shows it.
@@ -182,7 +191,10 @@ impl Gateway {
             sessions,
             last_purge: AtomicU64::new(0),
             snapshot: ArcSwap::from_pointee(snapshot),
-            reload_lock: Mutex::new(Some(hash)),
+            reload_lock: Mutex::new(Reloads {
+                last_hash: Some(hash),
+                buffers: Buffers::default(),
+            }),
             generation: AtomicU64::new(1),
             draining: AtomicBool::new(false),
             metrics,
@@ -230,12 +242,33 @@ impl Gateway {
         outcome
     }
 
+    /// Drops the buffers the last reload kept for the next one and gives their pages back.
+    /// Returns the bytes they held. The reload loop calls this after a quiet spell.
+    pub fn release_buffers(&self) -> usize {
+        let mut reloads = self.reload_lock.lock().expect("reload lock");
+        let held = reloads.buffers.capacity_bytes();
+        reloads.buffers = Buffers::default();
+        drop(reloads);
+        if held > 0 {
+            crate::heap::release_free_pages();
+        }
+        held
+    }
+
+    /// The bytes the last reload's buffers hold, kept for the next one.
+    pub fn buffers_held(&self) -> usize {
+        let reloads = self.reload_lock.lock().expect("reload lock");
+        reloads.buffers.capacity_bytes()
+    }
+
     fn reload_inner(&self) -> Result<ReloadOutcome, ReloadError> {
         let started = Instant::now();
-        let mut last_hash = self.reload_lock.lock().expect("reload lock");
+        let mut reloads = self.reload_lock.lock().expect("reload lock");
+        let Reloads { last_hash, buffers } = &mut *reloads;
         let previous = self.snapshot.load_full();
         // Compare before parsing: a folder event for an unchanged file must not cost a full parse.
-        let bytes = config::load::read_capped(&self.config_path)?;
+        let mut bytes = std::mem::take(&mut buffers.file);
+        config::load::read_capped_into(&self.config_path, &mut bytes)?;
         let hashed = config::load::hash_config(&bytes);
         let in_force = &previous.settings;
         let quick = config::load::content_hash_with(
@@ -244,11 +277,18 @@ impl Gateway {
             in_force.server.tls.as_ref(),
         );
         if *last_hash == Some(quick) {
+            buffers.file = bytes;
             return Ok(ReloadOutcome::Unchanged);
         }
-        let loaded = config::load::load_read(&self.config_path, &bytes, hashed)?;
-        drop(bytes);
+        let tokens = std::mem::take(&mut buffers.tokens);
+        let loaded = config::load::load_read(&self.config_path, &bytes, hashed, tokens);
+        bytes.clear();
+        buffers.file = bytes;
+        let loaded = loaded?;
         if *last_hash == Some(loaded.content_hash) {
+            let mut loaded = loaded;
+            buffers.tokens = take_tokens_of(&mut loaded.settings);
+            buffers.tokens.clear();
             return Ok(ReloadOutcome::Unchanged);
         }
         let hash = loaded.content_hash;
@@ -259,11 +299,14 @@ impl Gateway {
         let quotas = has_quotas(&snapshot.settings);
         // Tokens first, then the snapshot: a new token works as soon as the new key is in force, and
         // when the key changes every digest changes with it, so both land in one reload anyway.
-        let counts = self.tokens.apply_with(&take_tokens(&mut snapshot), |gone| {
+        let mut tokens = take_tokens(&mut snapshot);
+        let counts = self.tokens.apply_with(&tokens, |gone| {
             if let Some(meter) = gone.stats.get().and_then(|s| s.meter.get()) {
                 self.metrics.forget_token(meter);
             }
         });
+        tokens.clear();
+        buffers.tokens = tokens;
         open_sessions(
             &self.sessions,
             &self.connections,
@@ -376,7 +419,11 @@ fn build_snapshot(
 /// keeping the list too would double the memory per token (≈ 190 bytes each at 1M tokens, measured in
 /// benches/RESULTS.md), so `Snapshot::settings.auth.tokens` is always empty.
 fn take_tokens(snapshot: &mut Snapshot) -> Vec<config::TokenEntry> {
-    std::mem::take(&mut snapshot.settings.auth.tokens)
+    take_tokens_of(&mut snapshot.settings)
+}
+
+fn take_tokens_of(settings: &mut Settings) -> Vec<config::TokenEntry> {
+    std::mem::take(&mut settings.auth.tokens)
 }
 
 /// Moves the connections out of the snapshot into [`Connections`], as the tokens are moved.

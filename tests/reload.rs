@@ -276,6 +276,75 @@ async fn a_changed_key_file_alone_is_a_reload() {
     );
 }
 
+/// The content decides, not the file: the same bytes renamed over the config, then looked at
+/// again, change nothing; other bytes written in place apply.
+#[tokio::test]
+async fn the_same_bytes_under_a_new_stamp_are_unchanged() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let cfg = Cfg::new(&up.url(), &[Tok::new("old", OLD, true)]);
+    let gw = TestGateway::start_in(ConfigDir::new(&cfg), false).await;
+    let xml = cfg.xml();
+    write_atomic(&gw.config.path, &xml);
+    for _ in 0..2 {
+        assert_eq!(
+            gw.gw.reload().unwrap(),
+            scangate::state::ReloadOutcome::Unchanged
+        );
+    }
+    std::fs::write(&gw.config.path, xml.replace("test-realm", "other-realm")).unwrap();
+    assert!(matches!(
+        gw.gw.reload().unwrap(),
+        scangate::state::ReloadOutcome::Applied { generation: 2, .. }
+    ));
+    assert_eq!(
+        gw.gw.reload().unwrap(),
+        scangate::state::ReloadOutcome::Unchanged
+    );
+}
+
+/// A reload keeps its large buffers for the next one, which reads its own file whole and nothing
+/// of the last one's; releasing them drops them. A start keeps none.
+#[tokio::test]
+async fn a_reload_reuses_the_last_ones_buffers_and_reads_only_its_own_file() {
+    let up = Upstream::start(Behaviour::Ok).await;
+    let mut cfg = Cfg::new(
+        &up.url(),
+        &[Tok::new("old", OLD, true), Tok::new("new", NEW, true)],
+    );
+    let gw = TestGateway::start_in(ConfigDir::new(&cfg), false).await;
+    let c = client();
+    let url = gw.url("/");
+    assert_eq!(gw.gw.buffers_held(), 0, "a start keeps nothing");
+    cfg.tokens[0].enabled = false;
+    gw.rewrite(&cfg);
+    assert!(matches!(
+        gw.gw.reload().unwrap(),
+        scangate::state::ReloadOutcome::Applied { generation: 2, .. }
+    ));
+    let held = gw.gw.buffers_held();
+    assert!(held > cfg.xml().len(), "{held}");
+    assert_eq!(status_with(&c, &url, OLD).await, 401);
+
+    // A shorter file, read into the longer file's buffer: nothing of that file may follow it.
+    cfg.tokens.remove(0);
+    gw.rewrite(&cfg);
+    assert!(matches!(
+        gw.gw.reload().unwrap(),
+        scangate::state::ReloadOutcome::Applied { generation: 3, .. }
+    ));
+    assert_eq!(status_with(&c, &url, NEW).await, 200);
+    assert_eq!(gw.gw.tokens.len(), 1);
+    // And a file cut short is refused as before, buffers or not.
+    let xml = cfg.xml();
+    std::fs::write(&gw.config.path, &xml[..xml.len() / 2]).unwrap();
+    assert!(gw.gw.reload().is_err());
+    assert_eq!(status_with(&c, &url, NEW).await, 200);
+
+    assert!(gw.gw.release_buffers() > 0);
+    assert_eq!(gw.gw.buffers_held(), 0);
+    assert_eq!(gw.gw.release_buffers(), 0);
+}
+
 /// Sends one request on an open HTTP/1.1 connection and returns the status. The test upstream and
 /// the gateway's own answers both carry a Content-Length.
 async fn status_on(conn: &mut tokio::net::TcpStream, token: &str) -> u16 {

@@ -9,7 +9,8 @@ where `compare.sh` takes long. Same configs as `compare.sh` (peers.py), in /dev/
 
 `rss` reads VmRSS and VmHWM (peak) from /proc. `reload` alternates two N-token files (1 % of the
 tokens rotated) by rename, 0.5 s apart, and reads the "config reloaded" log line's timestamp and
-`ms` (read + parse + validate + apply), and the process's CPU time per reload from /proc.
+`ms` (read + parse + validate + apply), the process's CPU time per reload from /proc, and the
+RSS right after the last reload and 12 s later.
 """
 
 import os
@@ -127,6 +128,10 @@ def reload(binary, n, samples):
           f"{max(latency):.0f} ms; ms= median {sorted(work)[len(work) // 2]:.0f} "
           f"({', '.join(f'{w:.0f}' for w in work)}); CPU median {sorted(cpu)[len(cpu) // 2]:.0f} ms "
           f"({', '.join(f'{c:.0f}' for c in cpu)}); RSS after {status_kib(proc.pid, 'VmRSS') / 1024:.0f} MiB")
+    # A reload keeps its large buffers for the next one until 10 s pass without one
+    # (`config::watch::KEEP_BUFFERS`); the memory between reloads is what is left after that.
+    time.sleep(12)
+    print(f"RSS 12 s after the last reload {status_kib(proc.pid, 'VmRSS') / 1024:.0f} MiB")
     stop(proc)
 
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use super::{validate, ConfigErrors, Settings, MAX_CONFIG_BYTES};
+use super::{validate, ConfigErrors, Settings, TokenEntry, MAX_CONFIG_BYTES};
 use crate::auth::token::{KeyError, TokenKey};
 
 /// A config read from disk, ready to apply. Its Debug leaves out the content hash, a digest of the
@@ -56,27 +56,61 @@ pub enum LoadError {
 
 /// Reads the config file at `path` (capped at [`MAX_CONFIG_BYTES`]) into bytes.
 pub fn read_capped(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let mut bytes = Vec::new();
+    read_capped_into(path, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`read_capped`] into `bytes`, replacing what it held and using its capacity.
+pub fn read_capped_into(path: &Path, bytes: &mut Vec<u8>) -> Result<(), LoadError> {
     let read_err = |source| LoadError::Read {
         path: path.to_owned(),
         source,
     };
+    bytes.clear();
     let file = std::fs::File::open(path).map_err(read_err)?;
     // Sized from the metadata: growing a Vec to a 170 MB file doubles and copies it ~28 times.
     let size = file.metadata().map_or(0, |m| m.len().min(MAX_CONFIG_BYTES));
-    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0) + 1);
+    bytes.reserve(usize::try_from(size).unwrap_or(0) + 1);
     file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
+        .read_to_end(bytes)
         .map_err(read_err)?;
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
         return Err(LoadError::TooLarge {
             path: path.to_owned(),
         });
     }
-    Ok(bytes)
+    Ok(())
+}
+
+/// A reload's two large buffers, kept for the next reload: the file's bytes (170 MB at a million
+/// tokens) and the list of its tokens (152 MB). Each is one block of its own that glibc unmaps when
+/// it is freed, so a reload that allocates them afresh faults every page of them in again, a sixth
+/// of a 1M reload's CPU (`benches/RESULTS.md`). Both are kept empty, capacity only; the reload
+/// loop drops them after a quiet spell ([`super::watch::KEEP_BUFFERS`]), so they cost memory only
+/// between reloads that come close together.
+#[derive(Default)]
+pub struct Buffers {
+    /// For the config file's bytes.
+    pub file: Vec<u8>,
+    /// For the tokens validation reads (empty).
+    pub tokens: Vec<TokenEntry>,
+}
+
+impl Buffers {
+    /// Bytes held.
+    pub fn capacity_bytes(&self) -> usize {
+        self.file.capacity() + self.tokens.capacity() * std::mem::size_of::<TokenEntry>()
+    }
 }
 
 /// The file's bytes as text; anything but UTF-8 is one error at 1:1.
 pub fn utf8<'b>(bytes: &'b [u8], label: &str) -> Result<&'b str, ConfigErrors> {
+    // simdutf8 checks a 170 MB file in a fraction of std's time; std's check runs only to say
+    // where a fault is.
+    if let Ok(text) = simdutf8::basic::from_utf8(bytes) {
+        return Ok(text);
+    }
     std::str::from_utf8(bytes).map_err(|e| {
         ConfigErrors(vec![validate::ConfigError {
             file: label.to_owned(),
@@ -90,7 +124,17 @@ pub fn utf8<'b>(bytes: &'b [u8], label: &str) -> Result<&'b str, ConfigErrors> {
 
 /// Parses config text and resolves its relative paths against `base` (the config file's folder).
 pub fn parse_at(text: &str, label: &str, base: &Path) -> Result<Settings, ConfigErrors> {
-    let mut settings = validate::parse(text, label)?;
+    parse_at_into(text, label, base, Vec::new())
+}
+
+/// [`parse_at`], reading the tokens into `tokens`' capacity (see [`validate::parse_into`]).
+fn parse_at_into(
+    text: &str,
+    label: &str,
+    base: &Path,
+    tokens: Vec<TokenEntry>,
+) -> Result<Settings, ConfigErrors> {
+    let mut settings = validate::parse_into(text, label, tokens)?;
     let resolve = |p: &mut PathBuf| {
         if p.is_relative() {
             *p = base.join(&*p);
@@ -114,16 +158,17 @@ pub fn parse_at(text: &str, label: &str, base: &Path) -> Result<Settings, Config
 /// does first, and all that `token list` and `check` need. Returns the bytes read too.
 pub fn read_settings(path: &Path) -> Result<(Vec<u8>, Settings), LoadError> {
     let bytes = read_capped(path)?;
-    let settings = settings_of(path, &bytes)?;
+    let settings = settings_of(path, &bytes, Vec::new())?;
     Ok((bytes, settings))
 }
 
-/// Validates bytes read from `path`, resolving paths against its folder.
-fn settings_of(path: &Path, bytes: &[u8]) -> Result<Settings, LoadError> {
+/// Validates bytes read from `path`, resolving paths against its folder, with the tokens read into
+/// `tokens`' capacity.
+fn settings_of(path: &Path, bytes: &[u8], tokens: Vec<TokenEntry>) -> Result<Settings, LoadError> {
     let label = path.display().to_string();
     let text = utf8(bytes, &label).map_err(LoadError::Invalid)?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse_at(text, &label, base).map_err(LoadError::Invalid)
+    parse_at_into(text, &label, base, tokens).map_err(LoadError::Invalid)
 }
 
 /// Loads the config at `path`: reads it, validates it, resolves paths and reads the key file.
@@ -131,13 +176,19 @@ fn settings_of(path: &Path, bytes: &[u8]) -> Result<Settings, LoadError> {
 /// The key file is required when UseAccessToken is 1, and read when present otherwise.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     let bytes = read_capped(path)?;
-    load_read(path, &bytes, hash_config(&bytes))
+    load_read(path, &bytes, hash_config(&bytes), Vec::new())
 }
 
 /// [`load`] for bytes already read from `path`, with `hashed` = [`hash_config`] of them: a reload
-/// has read and hashed the file to see whether it changed, and does not do either twice.
-pub fn load_read(path: &Path, bytes: &[u8], hashed: Sha256) -> Result<Loaded, LoadError> {
-    let settings = settings_of(path, bytes)?;
+/// has read and hashed the file to see whether it changed, and does not do either twice. The
+/// tokens are read into `tokens`' capacity (a reload passes the last one's list).
+pub fn load_read(
+    path: &Path,
+    bytes: &[u8],
+    hashed: Sha256,
+    tokens: Vec<TokenEntry>,
+) -> Result<Loaded, LoadError> {
+    let settings = settings_of(path, bytes, tokens)?;
     let key_path = &settings.gateway.token_key_file;
     let key = match std::fs::metadata(key_path) {
         Ok(_) => Some(TokenKey::read(key_path)?),
@@ -191,4 +242,38 @@ pub fn content_hash_with(
 fn add(hasher: &mut Sha256, bytes: &[u8]) {
     hasher.update((bytes.len() as u64).to_le_bytes());
     hasher.update(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An empty file reads as no bytes (its size sizes the buffer: `0 + 1`), into a fresh buffer
+    /// or one that held a longer file.
+    #[test]
+    fn an_empty_file_reads_as_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.xml");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(read_capped(&path).unwrap(), b"");
+        let mut held = b"<Configuration/>".to_vec();
+        read_capped_into(&path, &mut held).unwrap();
+        assert_eq!(held, b"");
+    }
+
+    /// A file that is not UTF-8 is one error at 1:1 that says where the fault is, in std's words.
+    #[test]
+    fn text_that_is_not_utf8_is_reported_with_its_place() {
+        assert_eq!(utf8("<a>é</a>".as_bytes(), "c.xml"), Ok("<a>é</a>"));
+        let errors = utf8(b"<a>\xff</a>", "c.xml").unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "c.xml:1:1: file is not UTF-8: invalid utf-8 sequence of 1 bytes from index 3"
+        );
+        let cut = utf8(b"<a>\xc3", "c.xml").unwrap_err();
+        assert_eq!(
+            cut.to_string(),
+            "c.xml:1:1: file is not UTF-8: incomplete utf-8 byte sequence from index 3"
+        );
+    }
 }

@@ -28,7 +28,7 @@ pub use auth::{check_description, check_name, check_tenant, parse_role};
 pub(crate) use server::{socket_addr, unix_path};
 
 use super::xml::{self, Element, LineIndex};
-use super::Settings;
+use super::{Settings, TokenEntry};
 
 /// One validation error: `file:line:column: element/path: rule`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,17 +81,28 @@ impl std::error::Error for ConfigErrors {}
 /// memory and time, see `benches/RESULTS.md`). Any fault at all, and the file is read again the
 /// general way, so every error is found and worded by one path.
 pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigErrors> {
-    match streaming(text) {
+    parse_into(text, file, Vec::new())
+}
+
+/// [`parse`], reading the `Token`s into `tokens` (cleared first): a reload passes the list the
+/// last one used, whose pages are in memory already.
+pub fn parse_into(
+    text: &str,
+    file: &str,
+    tokens: Vec<TokenEntry>,
+) -> Result<Settings, ConfigErrors> {
+    match streaming(text, tokens) {
         Some(settings) => Ok(settings),
         None => general(text, file),
     }
 }
 
-/// [`parse`] with `Token`s streamed: `None` on any fault, or if the streamed tokens are not the
-/// ones validation asked for (a case that also has a fault, but this does not rely on it).
-fn streaming(text: &str) -> Option<Settings> {
+/// [`parse`] with `Token`s streamed into `tokens`: `None` on any fault, or if the streamed tokens
+/// are not the ones validation asked for (a case that also has a fault, but this does not rely on
+/// it).
+fn streaming(text: &str, tokens: Vec<TokenEntry>) -> Option<Settings> {
     let mut ctx = Ctx::new(text);
-    let mut stream = auth::TokenStream::new(text);
+    let mut stream = auth::TokenStream::reusing(text, tokens);
     let mut sink = |token: &Element<'_>, parent: usize| stream.token(&mut ctx, token, parent);
     let divert = xml::Divert {
         path: auth::TOKEN_PATH,

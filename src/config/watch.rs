@@ -26,6 +26,12 @@ pub const DEBOUNCE: Duration = Duration::from_millis(100);
 /// still reloads at least once a second.
 pub const DEBOUNCE_MAX: Duration = Duration::from_secs(1);
 
+/// How long a reload's large buffers are kept for the next one (see
+/// [`crate::config::load::Buffers`]): reloads closer together than this (`token` commands run
+/// one after another, an editor saving twice) reuse them; after this much quiet they are dropped,
+/// so the memory between reloads is what the config in force needs.
+pub const KEEP_BUFFERS: Duration = Duration::from_secs(10);
+
 /// Why the reload triggers could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -258,12 +264,51 @@ fn folder_of(file: &Path) -> PathBuf {
 }
 
 async fn reload_loop(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<&'static str>) {
-    while let Some(trigger) = rx.recv().await {
+    let mut holding = false;
+    loop {
+        let trigger = match next_or_quiet(&mut rx, holding).await {
+            Next::Trigger(trigger) => trigger,
+            Next::Quiet => {
+                let worker = Arc::clone(&gw);
+                let released = tokio::task::spawn_blocking(move || worker.release_buffers());
+                if let Ok(bytes) = released.await {
+                    tracing::debug!(bytes, "reload buffers released");
+                }
+                holding = false;
+                continue;
+            }
+            Next::Closed => return,
+        };
         let Some(trigger) = debounce(trigger, &mut rx).await else {
             return;
         };
         reload_now(&gw, trigger).await;
+        holding = true;
     }
+}
+
+/// What the reload loop does next.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Reload.
+    Trigger(&'static str),
+    /// [`KEEP_BUFFERS`] passed without a trigger: drop the last reload's buffers.
+    Quiet,
+    /// Every trigger is gone.
+    Closed,
+}
+
+/// Waits for the next trigger, or while the last reload's buffers are held, for [`KEEP_BUFFERS`]
+/// at most.
+async fn next_or_quiet(rx: &mut mpsc::UnboundedReceiver<&'static str>, holding: bool) -> Next {
+    let next = match holding {
+        true => match tokio::time::timeout(KEEP_BUFFERS, rx.recv()).await {
+            Ok(next) => next,
+            Err(_) => return Next::Quiet,
+        },
+        false => rx.recv().await,
+    };
+    next.map_or(Next::Closed, Next::Trigger)
 }
 
 /// Waits until folder events stop for [`DEBOUNCE`], or [`DEBOUNCE_MAX`] after the first one.
@@ -321,6 +366,42 @@ pub async fn reload_now(gw: &Arc<Gateway>, trigger: &'static str) {
 mod tests {
     use super::*;
     use tokio::time::Instant;
+
+    /// Buffers held: the next trigger, or after KEEP_BUFFERS of quiet, a release. None held: no
+    /// release, however long the quiet.
+    #[tokio::test(start_paused = true)]
+    async fn buffers_are_released_after_a_quiet_spell_only() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let start = Instant::now();
+        let feeder = tokio::spawn({
+            let tx = tx.clone();
+            async move {
+                tokio::time::sleep(KEEP_BUFFERS - Duration::from_millis(1)).await;
+                let _ = tx.send("watch");
+            }
+        });
+        assert_eq!(next_or_quiet(&mut rx, true).await, Next::Trigger("watch"));
+        assert_eq!(start.elapsed(), KEEP_BUFFERS - Duration::from_millis(1));
+        feeder.await.unwrap();
+
+        let start = Instant::now();
+        assert_eq!(next_or_quiet(&mut rx, true).await, Next::Quiet);
+        assert_eq!(start.elapsed(), KEEP_BUFFERS);
+
+        let start = Instant::now();
+        let feeder = tokio::spawn({
+            let tx = tx.clone();
+            async move {
+                tokio::time::sleep(KEEP_BUFFERS * 3).await;
+                let _ = tx.send("poll");
+            }
+        });
+        assert_eq!(next_or_quiet(&mut rx, false).await, Next::Trigger("poll"));
+        assert_eq!(start.elapsed(), KEEP_BUFFERS * 3);
+        feeder.await.unwrap();
+        drop(tx);
+        assert_eq!(next_or_quiet(&mut rx, false).await, Next::Closed);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn debounce_waits_for_quiet_but_not_longer_than_the_cap() {

@@ -164,15 +164,20 @@ pub(super) struct TokenStream {
 }
 
 impl TokenStream {
-    /// A stream sized for `text`: the sets and the list are sized once rather than grown through
-    /// twenty rehashes.
-    pub fn new(text: &str) -> Self {
-        let expected = memchr::memmem::find_iter(text.as_bytes(), b"<Token").count();
+    /// A stream sized for `text`, its tokens read into `entries` (cleared first): a reload passes
+    /// the last one's list, whose pages are in memory already. The lists are sized once rather than
+    /// grown through twenty copies; the size is a bound from the file's length, not a count of its
+    /// `<Token`s (a pass over the whole file): capacity that is never written costs address space,
+    /// not memory.
+    pub fn reusing(text: &str, mut entries: Vec<TokenEntry>) -> Self {
+        let expected = text.len() / MIN_TOKEN_BYTES;
+        entries.clear();
+        entries.reserve(expected);
         TokenStream {
             names: Vec::with_capacity(expected),
             digests: Vec::with_capacity(expected),
             hasher: RandomState::new(),
-            entries: Vec::with_capacity(expected),
+            entries,
             count: 0,
             parent: None,
             spoiled: false,
@@ -211,6 +216,11 @@ impl TokenStream {
         self.count == 0
     }
 }
+
+/// The fewest bytes a valid `Token` takes: its tags, a one-character Name, an 88-character
+/// Value and Enabled.
+const MIN_TOKEN_BYTES: usize =
+    "<Token><Name>a</Name><Value></Value><Enabled>1</Enabled></Token>".len() + 88;
 
 /// `AccessTokens`: every Token, checked alone and against the others (already, when the file was
 /// streamed).
@@ -542,15 +552,36 @@ mod tests {
         let doc = format!("<R>{text}</R>");
         let root = crate::config::xml::parse(&doc).unwrap();
         let mut ctx = Ctx::new(&text);
-        let mut one = TokenStream::new(&text);
+        let mut one = TokenStream::reusing(&text, Vec::new());
         one.token(&mut ctx, &root.children[0], 7);
         one.token(&mut ctx, &root.children[1], 7);
         assert!(!one.spoiled() && !one.is_empty());
-        let mut two = TokenStream::new(&text);
+        let mut two = TokenStream::reusing(&text, Vec::new());
         two.token(&mut ctx, &root.children[0], 7);
         two.token(&mut ctx, &root.children[1], 9);
         assert!(two.spoiled());
         assert!(ctx.faults.is_empty());
+    }
+
+    /// The lists are sized from the file's length for the most tokens it can hold: a file of
+    /// the shortest valid tokens fills them without growing them.
+    #[test]
+    fn a_stream_has_room_for_the_most_tokens_a_file_can_hold() {
+        let value = crate::auth::token::encode_value(&[3; 64]);
+        let shortest =
+            format!("<Token><Name>a</Name><Value>{value}</Value><Enabled>1</Enabled></Token>");
+        assert_eq!(shortest.len(), MIN_TOKEN_BYTES);
+        let root = crate::config::xml::parse(&shortest).unwrap();
+        assert!(plain_token(&root).is_some(), "the shortest token is valid");
+        let text = shortest.repeat(1000);
+        let stream = TokenStream::reusing(&text, Vec::new());
+        assert!(stream.entries.capacity() >= 1000 && stream.names.capacity() >= 1000);
+        // A bound, not a multiple: at a million tokens a wrong one reserves terabytes.
+        assert!(
+            stream.entries.capacity() < 2000,
+            "{}",
+            stream.entries.capacity()
+        );
     }
 
     #[test]
