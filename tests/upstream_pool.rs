@@ -356,3 +356,24 @@ async fn with_a_shared_socket_the_workers_accept_from_one_listening_socket() {
     assert_eq!(sockets, 1);
     assert_eq!(split.iter().sum::<u64>(), 64, "{split:?}");
 }
+
+#[tokio::test]
+async fn one_worker_leaves_the_port_closed_to_other_reuseport_sockets() {
+    let upstream = RawUpstream::start(Script::KeepAlive).await;
+    let cfg = Cfg::new(&upstream.url(), &[Tok::new("alpha", ALPHA, true)]);
+    let dir = ConfigDir::new(&cfg);
+    let served = WorkersGateway::start_with(&dir, 1, scangate::net::Accept::ReusePort).await;
+    let addr = served.addr;
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    assert!(raw_get(&mut conn).await.starts_with("HTTP/1.1 200"));
+    // With one worker there is no sibling to add, so the socket never gets SO_REUSEPORT and
+    // another process of the same user cannot join it.
+    let other = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    other.set_reuse_address(true).unwrap();
+    other.set_reuse_port(true).unwrap();
+    let err = other.bind(&addr.into()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    assert_eq!(listening_sockets(addr.port()), 1);
+    drop(conn);
+    served.stop().await;
+}
