@@ -82,6 +82,22 @@ def access_token(binary, work, cfg, base_url):
         time.sleep(0.5)
 
 
+def count(srv, out, url, token, requests):
+    """Warms `srv` (running under callgrind, writing to `out`) up, zeroes its counters, sends
+    `requests` POSTs and dumps them. Returns the dump files, newest last, and the 2xx count."""
+    oha(url, token, 2000, peers.SCAN_BODY)
+    subprocess.run(["callgrind_control", "-z", str(srv.pid)], check=True, capture_output=True)
+    good, codes = oha(url, token, requests, peers.SCAN_BODY)
+    subprocess.run(["callgrind_control", "-d", str(srv.pid)], check=True, capture_output=True)
+    time.sleep(1)
+    srv.stop()
+    # callgrind writes `out` at exit and `out.N` for each dump; only the dumps count.
+    dumps = sorted(glob.glob(out + ".*"), key=os.path.getmtime)
+    if not dumps or good == 0:
+        raise RuntimeError(f"{srv.name}: no dump or no 2xx ({codes})\n{srv.tail()}")
+    return dumps, good
+
+
 def measure(binary, work, backend_url, token, requests, log="off", credential="static",
             keep=None, audit=None):
     port = procs.free_port()
@@ -106,15 +122,7 @@ def measure(binary, work, backend_url, token, requests, log="off", credential="s
     procs.wait_ready(srv, url, token, timeout=300)
     if credential == "access":
         token = access_token(binary, work, cfg, f"http://127.0.0.1:{port}")
-    oha(url, token, 2000, peers.SCAN_BODY)
-    subprocess.run(["callgrind_control", "-z", str(srv.pid)], check=True, capture_output=True)
-    good, codes = oha(url, token, requests, peers.SCAN_BODY)
-    subprocess.run(["callgrind_control", "-d", str(srv.pid)], check=True, capture_output=True)
-    time.sleep(1)
-    srv.stop()
-    dumps = sorted(glob.glob(out + ".*"), key=os.path.getmtime)
-    if not dumps or good == 0:
-        raise RuntimeError(f"{binary}: no dump or no 2xx ({codes})\n{srv.tail()}")
+    dumps, good = count(srv, out, url, token, requests)
     if keep:
         os.makedirs(keep, exist_ok=True)
         name = f"{os.path.basename(binary)}-log-{log}-{credential}-audit-{audit}.callgrind"
@@ -143,16 +151,7 @@ def measure_peer(kind, work, backend_url, token, requests):
     srv = procs.Server(kind, argv, os.path.join(work, f"{kind}-{port}.log"), cwd=work)
     url = f"http://127.0.0.1:{port}{peers.SCAN_PATH}"
     procs.wait_ready(srv, url, token, timeout=300)
-    oha(url, token, 2000, peers.SCAN_BODY)
-    subprocess.run(["callgrind_control", "-z", str(srv.pid)], check=True, capture_output=True)
-    good, codes = oha(url, token, requests, peers.SCAN_BODY)
-    subprocess.run(["callgrind_control", "-d", str(srv.pid)], check=True, capture_output=True)
-    time.sleep(1)
-    srv.stop()
-    dumps = sorted(glob.glob(out + "*"), key=os.path.getmtime)
-    dumps = [d for d in dumps if not d.endswith(".out")] or dumps
-    if not dumps or good == 0:
-        raise RuntimeError(f"{kind}: no dump or no 2xx ({codes})\n{srv.tail()}")
+    dumps, good = count(srv, out, url, token, requests)
     return total_instructions(dumps[-1]), good
 
 
