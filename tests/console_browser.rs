@@ -300,6 +300,17 @@ async fn detections_page_in_a_real_browser() {
     const WEB: &str = "sg_BrowserWeb-1";
     let engine_port = free_port();
     let _engine = Scangate::spawn(&["emulator", "--listen", &format!("127.0.0.1:{engine_port}")]);
+    // The gateway's first health probe must find the engine listening, or the scans below get
+    // 502 until the next probe (CI under load once lost that race).
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", engine_port))
+                .await
+                .is_ok()
+        })
+        .await,
+        "the emulator did not start listening"
+    );
     let (port, admin_port) = (free_port(), free_port());
     let toks = [
         Tok::new("admin", ADMIN, true),
