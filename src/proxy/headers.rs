@@ -9,8 +9,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1 and common legacy ones).
 /// `Expect` is here too: hyper answers `100 Continue` to the client itself when the body is first
 /// read, so passing it on would make the upstream send a second, unexpected interim response.
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP: [HeaderName; 10] = [
     header::EXPECT,
+    header::UPGRADE,
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -40,16 +41,19 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 /// removed too: scangate does not tunnel protocol upgrades.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // The usual request has none, and the usual response only `Connection: keep-alive`: one pass
-    // over the names finds them, and only names that are there are removed.
-    if !headers.keys().any(is_hop_by_hop) {
+    // over the names notes which fixed names are there, and only those are removed. Nothing is
+    // allocated unless `Connection` names a header.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    let mut doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| is_hop_by_hop(k))
-        .cloned()
-        .collect();
     // Names listed in Connection go too (`keep-alive` and `close` are options, not headers).
+    let mut listed: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
         for option in value.split(',').map(str::trim) {
@@ -57,11 +61,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(option.as_bytes()) {
-                doomed.push(name);
+                listed.push(name);
             }
         }
     }
-    for name in doomed {
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    for name in listed {
         headers.remove(name);
     }
 }
@@ -90,8 +99,8 @@ pub fn strip_client_claims(headers: &mut HeaderMap, auth_field: Option<&HeaderNa
     }
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::UPGRADE || HOP_BY_HOP.contains(name)
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    HOP_BY_HOP.iter().position(|h| h == name)
 }
 
 /// Whether a (lowercase) header name is one [`strip_client_claims`] removes. `field` is the token
@@ -221,6 +230,28 @@ mod tests {
         let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["content-type", "x-kav-timeout"]);
+    }
+
+    #[test]
+    fn strips_names_from_every_connection_line_and_keeps_the_rest() {
+        let mut h = map(&[
+            ("connection", "close"),
+            ("connection", "x-a , X-B"),
+            ("x-a", "1"),
+            ("x-b", "2"),
+            ("x-c", "3"),
+            ("upgrade", "websocket"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(left(&h), ["x-c"]);
+        // Nothing hop-by-hop: nothing goes, `Connection`'s absence notwithstanding.
+        let mut h = map(&[("x-a", "1"), ("keep-alive-ish", "2")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(left(&h), ["keep-alive-ish", "x-a"]);
+        // Only the last fixed name present still goes.
+        let mut h = map(&[("x-a", "1"), ("transfer-encoding", "chunked")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(left(&h), ["x-a"]);
     }
 
     fn left(h: &HeaderMap) -> Vec<&str> {
