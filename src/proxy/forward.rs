@@ -56,7 +56,10 @@ pub async fn forward(
     access: &mut Access,
 ) -> Result<Response<UpstreamBody>, GatewayError> {
     let upload = Arc::clone(&access.upload);
-    let head = kept.as_ref().map(|_| Head {
+    // A kept scan is retried on another engine of the group: with one engine there is none, so
+    // its head is not copied (a HeaderMap clone is two allocations).
+    let retryable = kept.is_some() && group.engines().len() > 1;
+    let head = retryable.then(|| Head {
         method: parts.method.clone(),
         uri: parts.uri.clone(),
         headers: parts.headers.clone(),
