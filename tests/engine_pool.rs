@@ -1,7 +1,7 @@
 //! The engine pool (issue 14) with real sockets and real processes: engines that count their own
 //! concurrency, and `scangate emulator` processes, behind one gateway. Per-engine MaxSessions under
 //! 5× load, the FIFO queue and its 503, an engine SIGKILLed mid-load, a slow engine among fast
-//! ones, and tenant routing.
+//! ones, tenant routing, and a kept scan retried when its engine dies before answering.
 
 mod common;
 
@@ -692,5 +692,74 @@ async fn the_binary_logs_queue_time_and_shows_engines_on_config_and_metrics() {
         waited[0] >= 150.0 && waited[0] < 5000.0,
         "queued {} ms",
         waited[0]
+    );
+}
+
+/// An engine that reads each request whole, then closes the connection without answering (a
+/// crash mid-scan); counts the requests it took.
+async fn dropping_engine() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::AsyncReadExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let taken = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&taken);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.ends_with(BODY.as_bytes()) {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                // Dropped here: the gateway sent the whole request and gets no answer.
+            });
+        }
+    });
+    (url, taken)
+}
+
+#[tokio::test]
+async fn a_kept_scan_whose_engine_dies_before_answering_goes_to_another_engine_and_alone_gets_502()
+{
+    let (dropping, taken) = dropping_engine().await;
+    let good = CountingEngine::start(Duration::ZERO).await;
+    let mut cfg = Cfg::new(&dropping, &toks());
+    cfg.upstreams = vec![dropping.clone(), good.url()];
+    let gw = TestGateway::start(&cfg).await;
+    let c = client();
+    // The least loaded engine is picked, ties in turn: within a few scans one goes to the
+    // dropping engine, and every scan is answered all the same.
+    let mut sent = 0;
+    while sent < 10 && taken.load(Ordering::SeqCst) == 0 {
+        let r = scan(&c, &gw.url(SCAN)).await;
+        assert_eq!(r.status(), 200);
+        sent += 1;
+    }
+    let dropped = taken.load(Ordering::SeqCst);
+    assert!(dropped > 0, "no scan went to the dropping engine");
+    let text = gw.gw.metrics.encode();
+    let series =
+        format!(r#"scangate_upstream_retries_total{{upstream="{dropping}",reason="scan"}}"#);
+    assert_eq!(metric(&text, &series), dropped as f64, "{text}");
+    // Every scan was answered by the good engine, the retried ones included.
+    assert_eq!(good.scans.load(Ordering::SeqCst), sent);
+
+    // The dropping engine alone: there is no other engine to retry on, so the scan fails.
+    let alone = Cfg::new(&dropping, &toks());
+    let gw = TestGateway::start(&alone).await;
+    let before = taken.load(Ordering::SeqCst);
+    let r = scan(&c, &gw.url(SCAN)).await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(taken.load(Ordering::SeqCst), before + 1);
+    let text = gw.gw.metrics.encode();
+    assert!(
+        !text.contains("scangate_upstream_retries_total{"),
+        "a retry with one engine: {text}"
     );
 }
