@@ -244,7 +244,7 @@ mod tests {
         ]);
         strip_hop_by_hop(&mut h);
         assert_eq!(left(&h), ["x-c"]);
-        // Nothing hop-by-hop: nothing goes, `Connection`'s absence notwithstanding.
+        // No hop-by-hop name (one only looks like one): nothing is removed.
         let mut h = map(&[("x-a", "1"), ("keep-alive-ish", "2")]);
         strip_hop_by_hop(&mut h);
         assert_eq!(left(&h), ["keep-alive-ish", "x-a"]);
