@@ -134,6 +134,37 @@ async fn sequential_requests_reuse_one_upstream_connection() {
 }
 
 #[tokio::test]
+async fn a_prune_keeps_an_open_idle_connection_and_forgets_one_the_engine_closed() {
+    // Open and idle: a prune keeps it, and the next request uses it.
+    let upstream = RawUpstream::start(Script::KeepAlive).await;
+    let gw = gateway(&upstream).await;
+    let engine = || Arc::clone(&gw.gw.snapshot.load().upstreams.all()[0]);
+    assert_eq!(get(&gw).await.unwrap(), (200, "ok".to_owned()));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            engine().open_connections() == 1
+        })
+        .await,
+        "the connection was not pooled"
+    );
+    engine().prune_idle();
+    assert_eq!(engine().open_connections(), 1);
+    assert_eq!(get(&gw).await.unwrap(), (200, "ok".to_owned()));
+    assert_eq!(upstream.connections(), 1);
+
+    // Closed by the engine while idle: a prune forgets it, so it no longer counts against the
+    // engine's MaxSessions.
+    let closing = RawUpstream::start(Script::CloseAfterAnswer).await;
+    let gw = gateway(&closing).await;
+    let engine = || Arc::clone(&gw.gw.snapshot.load().upstreams.all()[0]);
+    assert_eq!(get(&gw).await.unwrap(), (200, "ok".to_owned()));
+    // Past the engine's close (50 ms after its answer).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    engine().prune_idle();
+    assert_eq!(engine().open_connections(), 0);
+}
+
+#[tokio::test]
 async fn empty_responses_give_their_connection_back_too() {
     let upstream = RawUpstream::start(Script::NoContent).await;
     let gw = gateway(&upstream).await;
