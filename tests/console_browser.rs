@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::process::{free_port, Scangate};
+use common::process::{accepts, free_port, Scangate};
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 
@@ -303,12 +303,7 @@ async fn detections_page_in_a_real_browser() {
     // The gateway's first health probe must find the engine listening, or the scans below get
     // 502 until the next probe (CI under load once lost that race).
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", engine_port))
-                .await
-                .is_ok()
-        })
-        .await,
+        accepts(engine_port, Duration::from_secs(10)).await,
         "the emulator did not start listening"
     );
     let (port, admin_port) = (free_port(), free_port());

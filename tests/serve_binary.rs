@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::process::{free_port, Scangate};
+use common::process::{accepts, free_port, Scangate};
 use common::*;
 
 const TOKEN: &str = "sg_SecretLeakProbe-7x";
@@ -271,12 +271,7 @@ async fn sigterm_drains_in_flight_request_refuses_new_connections_and_exits_0() 
     let base = format!("http://127.0.0.1:{port}");
     let c = client();
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await,
+        accepts(port, Duration::from_secs(10)).await,
         "serve did not start"
     );
     let url = format!("{base}/api/v3.0/scanmemory");
@@ -321,12 +316,7 @@ async fn start_up_warns_of_cleartext_tokens_an_exposed_key_and_the_demo_key() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let child = spawn_serve(&dir.path);
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await,
+        accepts(port, Duration::from_secs(10)).await,
         "serve did not start"
     );
     let (status, logs) = child.stop("TERM");

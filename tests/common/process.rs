@@ -15,6 +15,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Whether something accepts connections on 127.0.0.1:`port` within `deadline`.
+pub async fn accepts(port: u16, deadline: Duration) -> bool {
+    super::eventually(deadline, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await
+}
+
 /// A running `scangate` child.
 pub struct Scangate {
     child: Child,
