@@ -300,8 +300,8 @@ async fn detections_page_in_a_real_browser() {
     const WEB: &str = "sg_BrowserWeb-1";
     let engine_port = free_port();
     let _engine = Scangate::spawn(&["emulator", "--listen", &format!("127.0.0.1:{engine_port}")]);
-    // The gateway's first health probe must find the engine listening, or the scans below get
-    // 502 until the next probe (CI under load once lost that race).
+    // Engines count as up until their checks fail, so the gateway is ready at once: a scan sent
+    // before the emulator listens finds its port closed and gets 502 (CI under load once did).
     assert!(
         accepts(engine_port, Duration::from_secs(10)).await,
         "the emulator did not start listening"

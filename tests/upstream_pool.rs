@@ -145,7 +145,7 @@ async fn a_prune_keeps_an_open_idle_connection_and_forgets_one_the_engine_closed
             engine().open_connections() == 1
         })
         .await,
-        "the connection was not pooled"
+        "no engine connection open after the answer"
     );
     engine().prune_idle();
     assert_eq!(engine().open_connections(), 1);
