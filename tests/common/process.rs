@@ -6,13 +6,24 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago (bind port 0, read it, release it).
+/// A port that was free a moment ago (bind port 0, read it, release it), and that this process
+/// has not handed out before. The kernel may give a released port to the very next bind, so two
+/// calls in a row (a replica's listen and admin ports) could otherwise return the same port, and
+/// the second listener then fails with "Address already in use".
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Whether something accepts connections on 127.0.0.1:`port` within `deadline`.
