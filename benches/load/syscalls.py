@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""System calls per request of scangate, nginx and HAProxy doing the same job, from `perf trace`.
+
+The CPU time per request splits into user and system time, and the system half is most of the
+gap to nginx on loopback. This counts whether scangate makes more system calls per request than
+the peers, or slower ones. Each proxy runs with one worker in front of the nginx backend (10k
+tokens, the load bench's config and token, access logs off; nginx with `master_process off` so
+the one process is the worker), gets a warm-up, then `perf trace -s -p PID` watches it while oha
+sends `--requests` POSTs at c=64 over keep-alive connections. Each system call's count and
+failures are divided by the 2xx responses.
+
+    python3 benches/load/syscalls.py target/release/scangate [--requests 20000]
+
+Tracing adds a fixed cost to every call, so the microseconds per call are for comparing the
+proxies with each other, not absolute figures.
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import instructions  # noqa: E402
+import peers  # noqa: E402
+import procs  # noqa: E402
+
+TOKENS = instructions.TOKENS
+
+
+def summary(path):
+    """{syscall: (calls, errors, total ms)} summed over the threads of a `perf trace -s` file."""
+    calls = {}
+    with open(path) as f:
+        for line in f:
+            p = line.split()
+            if len(p) >= 8 and p[1].isdigit() and p[2].isdigit():
+                c, e, ms = calls.get(p[0], (0, 0, 0.0))
+                calls[p[0]] = (c + int(p[1]), e + int(p[2]), ms + float(p[3]))
+    return calls
+
+
+def trace(name, argv, port, work, token, requests, env=None):
+    srv = procs.Server(name, argv, os.path.join(work, f"{name}.log"), env=env, cwd=work)
+    url = f"http://127.0.0.1:{port}{peers.SCAN_PATH}"
+    procs.wait_ready(srv, url, token, timeout=60)
+    instructions.oha(url, token, 2000, peers.SCAN_BODY)
+    out = os.path.join(work, f"{name}.trace")
+    perf = subprocess.Popen(["perf", "trace", "-s", "-o", out, "-p", str(srv.pid)],
+                            stderr=subprocess.DEVNULL)
+    time.sleep(1.5)
+    good, codes = instructions.oha(url, token, requests, peers.SCAN_BODY)
+    perf.send_signal(signal.SIGINT)
+    perf.wait()
+    srv.stop()
+    if good == 0:
+        raise RuntimeError(f"{name}: no 2xx ({codes})")
+    calls = summary(out)
+    total = sum(c for c, _, _ in calls.values())
+    print(f"\n{name}: {good} 2xx, **{total / good:.3f} system calls per request**\n")
+    print("| system call | per request | failing per request | µs per call (traced) |")
+    print("|---|---:|---:|---:|")
+    for call, (c, e, ms) in sorted(calls.items(), key=lambda kv: -kv[1][0]):
+        if c / good >= 0.001:
+            print(f"| {call} | {c / good:.3f} | {e / good:.3f} | {1000 * ms / c:.2f} |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("binary")
+    ap.add_argument("--requests", type=int, default=20_000)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="scangate-sys-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    os.chmod(work, 0o755)
+    peers.write_key(work)
+    files = peers.write_token_files(work, TOKENS)
+    token = peers.tokens(TOKENS)[peers.stable_index(TOKENS)][1]
+    bport = procs.free_port()
+    dav = os.path.join(work, "dav")
+    os.makedirs(os.path.join(dav, ".tmp"), exist_ok=True)
+    conf = os.path.join(work, "backend.conf")
+    with open(conf, "w") as f:
+        f.write(peers.nginx_backend(work, bport, dav))
+    procs.Server("backend", ["nginx", "-c", conf, "-p", work, "-e", os.path.join(work, "backend.err")],
+                 os.path.join(work, "backend.log"))
+    backend = f"127.0.0.1:{bport}"
+
+    port = procs.free_port()
+    cfg = os.path.join(work, "scangate.xml")
+    with open(cfg, "w") as f:
+        f.write(peers.scangate_xml(f"http://127.0.0.1:{port}", f"http://{backend}",
+                                   os.path.join(work, f"tokens-{TOKENS}.xml-part")))
+    env = dict(os.environ, RUST_LOG="info,scangate::access=off")
+    trace("scangate", [os.path.abspath(args.binary), "--log-format", "json", "serve",
+                       "--threads", "1", "--config", cfg], port, work, token, args.requests, env)
+
+    port = procs.free_port()
+    conf = os.path.join(work, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("master_process off;\n"
+                + peers.nginx_proxy(work, "nginx", port, bport, files["nginx"], TOKENS))
+    trace("nginx", ["nginx", "-c", conf, "-p", work, "-e", os.path.join(work, "nginx.err")],
+          port, work, token, args.requests)
+
+    port = procs.free_port()
+    conf = os.path.join(work, "haproxy.cfg")
+    with open(conf, "w") as f:
+        f.write(peers.haproxy(work, "haproxy", port, bport, files["haproxy"]))
+    trace("haproxy", ["haproxy", "-f", conf, "-db"], port, work, token, args.requests)
+    procs.stop_all()
+    subprocess.run(["rm", "-rf", work])
+
+
+if __name__ == "__main__":
+    main()
