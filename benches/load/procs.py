@@ -16,10 +16,19 @@ PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 _started = []
 
 
+_given_ports = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that was free a moment ago and that this run has not handed out before: the kernel
+    may give a released port to the next bind, and a proxy's listen and admin ports must differ."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
 
 
 def pinned(argv, cpus):
