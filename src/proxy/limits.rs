@@ -193,4 +193,36 @@ mod tests {
         };
         assert_eq!(violated(denied), "\"concurrency\";r=0");
     }
+
+    /// A monthly quota's window is 30 days in seconds (its `t` gives the real end), and its
+    /// `RateLimit` item comes after the daily one's.
+    #[test]
+    fn a_monthly_quota_has_a_30_day_window() {
+        let limits = Limits {
+            rate: None,
+            max_concurrent: None,
+            daily_quota: Some(100),
+            monthly_quota: Some(2000),
+            daily_quota_bytes: None,
+            scope: LimitScope::Cluster,
+        };
+        assert_eq!(
+            policy(&limits),
+            "\"daily\";q=100;w=86400, \"monthly\";q=2000;w=2592000"
+        );
+        let left = Remaining {
+            burst: None,
+            burst_reset_secs: 0,
+            concurrent: None,
+            quota: QuotaUse {
+                daily: Some((99, 60)),
+                monthly: Some((1999, 86_460)),
+                daily_bytes: None,
+            },
+        };
+        assert_eq!(
+            current(&left),
+            "\"daily\";r=99;t=60, \"monthly\";r=1999;t=86460"
+        );
+    }
 }
