@@ -195,6 +195,10 @@ fn strings_are_quoted_as_debug_quotes_them() {
         "plain/path-1.2_~",
         "quote\"",
         "back\\slash",
+        // Strings of nothing but the one character the fast path must not copy.
+        "\"",
+        "\"\"",
+        "\\",
         "tab\t",
         "ünï",
         "\u{7f}",
