@@ -514,6 +514,9 @@ mod tests {
         );
         assert_eq!(clean(r#"{"scanResult":"CLEAN",}"#), ScanResult::Unparsed);
         assert_eq!(clean(r#"{"scanResult" "CLEAN"}"#), ScanResult::Unparsed);
+        // Where a `{` or a `:` must stand, nothing else stands in for it.
+        assert_eq!(clean(r#"{"scanResult"="CLEAN"}"#), ScanResult::Unparsed);
+        assert_eq!(clean(r#"("scanResult":"CLEAN"}"#), ScanResult::Unparsed);
         assert_eq!(
             clean(r#"{"scanResult":"CLEAN" "x":1}"#),
             ScanResult::Unparsed
