@@ -514,6 +514,15 @@ mod tests {
         );
         assert_eq!(clean(r#"{"scanResult":"CLEAN",}"#), ScanResult::Unparsed);
         assert_eq!(clean(r#"{"scanResult" "CLEAN"}"#), ScanResult::Unparsed);
+        // Whitespace ends a skipped number at the top level only, not inside an array.
+        assert_eq!(
+            clean(r#"{"a":[1, 2],"scanResult":"CLEAN"}"#),
+            ScanResult::Clean
+        );
+        assert_eq!(
+            clean(r#"{"scanResult":"CLEAN","n":1 "x":2}"#),
+            ScanResult::Unparsed
+        );
         // Where a `{` or a `:` must stand, nothing else stands in for it.
         assert_eq!(clean(r#"{"scanResult"="CLEAN"}"#), ScanResult::Unparsed);
         assert_eq!(clean(r#"("scanResult":"CLEAN"}"#), ScanResult::Unparsed);
