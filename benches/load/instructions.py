@@ -155,6 +155,26 @@ def measure_peer(kind, work, backend_url, token, requests):
     return total_instructions(dumps[-1]), good
 
 
+def setup(prefix):
+    """A work folder under /dev/shm with the key and the 10k-token files, and the nginx backend
+    started in it. Returns the folder, the token the load sends, the backend's port and the token
+    files' paths (`peers.write_token_files`)."""
+    work = tempfile.mkdtemp(prefix=prefix, dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    os.chmod(work, 0o755)
+    peers.write_key(work)
+    files = peers.write_token_files(work, TOKENS)
+    token = peers.tokens(TOKENS)[peers.stable_index(TOKENS)][1]
+    bport = procs.free_port()
+    dav = os.path.join(work, "dav")
+    os.makedirs(os.path.join(dav, ".tmp"), exist_ok=True)
+    conf = os.path.join(work, "backend.conf")
+    with open(conf, "w") as f:
+        f.write(peers.nginx_backend(work, bport, dav))
+    procs.Server("backend", ["nginx", "-c", conf, "-p", work, "-e", os.path.join(work, "backend.error.log")],
+                 os.path.join(work, "backend.log"))
+    return work, token, bport, files
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("binaries", nargs="+")
@@ -167,19 +187,7 @@ def main():
                     help="also count nginx and HAProxy doing the same job")
     ap.add_argument("--keep", metavar="DIR", help="copy each dump here, for callgrind_annotate")
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="scangate-instr-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    os.chmod(work, 0o755)
-    peers.write_key(work)
-    peers.write_token_files(work, TOKENS)
-    token = peers.tokens(TOKENS)[peers.stable_index(TOKENS)][1]
-    bport = procs.free_port()
-    dav = os.path.join(work, "dav")
-    os.makedirs(os.path.join(dav, ".tmp"), exist_ok=True)
-    conf = os.path.join(work, "backend.conf")
-    with open(conf, "w") as f:
-        f.write(peers.nginx_backend(work, bport, dav))
-    procs.Server("backend", ["nginx", "-c", conf, "-p", work, "-e", os.path.join(work, "backend.error.log")],
-                 os.path.join(work, "backend.log"))
+    work, token, bport, _ = setup("scangate-instr-")
     backend_url = f"http://127.0.0.1:{bport}"
     print("| binary | access log | credential | audit | 2xx requests | instructions | "
           "instructions per request |")

@@ -20,7 +20,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -73,19 +72,7 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--requests", type=int, default=20_000)
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="scangate-sys-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    os.chmod(work, 0o755)
-    peers.write_key(work)
-    files = peers.write_token_files(work, TOKENS)
-    token = peers.tokens(TOKENS)[peers.stable_index(TOKENS)][1]
-    bport = procs.free_port()
-    dav = os.path.join(work, "dav")
-    os.makedirs(os.path.join(dav, ".tmp"), exist_ok=True)
-    conf = os.path.join(work, "backend.conf")
-    with open(conf, "w") as f:
-        f.write(peers.nginx_backend(work, bport, dav))
-    procs.Server("backend", ["nginx", "-c", conf, "-p", work, "-e", os.path.join(work, "backend.err")],
-                 os.path.join(work, "backend.log"))
+    work, token, bport, files = instructions.setup("scangate-sys-")
     backend = f"127.0.0.1:{bport}"
 
     port = procs.free_port()
