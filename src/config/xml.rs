@@ -359,12 +359,12 @@ fn plain_children<'a>(
             return None;
         }
         let start = next + len + 2;
-        let end = start + memchr::memchr(b'<', &bytes[start..])?;
-        let body = &text[start..end];
-        if memchr::memchr(b'&', body.as_bytes()).is_some() || !tag_at(bytes, end, b"</", name, b">")
-        {
+        // The text ends at the next `<`; an `&` before it is an entity, for the reader.
+        let end = start + memchr::memchr2(b'<', b'&', &bytes[start..])?;
+        if bytes[end] == b'&' || !tag_at(bytes, end, b"</", name, b">") {
             return None;
         }
+        let body = &text[start..end];
         children.push(Element {
             name,
             offset: next,
