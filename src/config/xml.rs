@@ -844,6 +844,23 @@ mod tests {
         );
     }
 
+    /// The plain run is what reads a token file's tokens: it leaves out the whitespace ahead of
+    /// them, which the reader would have given their parent as its text. Also after a token the
+    /// reader had to read, and after a second parent.
+    #[test]
+    fn the_plain_run_reads_where_it_can() {
+        let text = "<R><A>\n <T><N>1</N></T> </A><A><T><!----></T>\n <T><N>2</N></T>\r</A></R>";
+        let parents = |text| {
+            let root = diverting(text, RUN_PATH).unwrap().pop().unwrap();
+            let texts: Vec<String> = root.children.iter().map(|a| a.text.to_string()).collect();
+            texts
+        };
+        assert_eq!(parents(text), [" ", "\r"]);
+        let root = parse(text).unwrap();
+        let texts = (root.children.iter()).map(|a| a.text.to_string());
+        assert_eq!(texts.collect::<Vec<_>>(), ["\n ", "\n "], "the reader's");
+    }
+
     /// The element cap counts what a plain run reads, and stops it where the reader stops.
     #[test]
     fn a_plain_run_counts_toward_the_element_cap() {
@@ -857,6 +874,22 @@ mod tests {
             parse_capped(text, max, Some(divert)).map_err(|e| (e.offset, e.message))
         };
         assert!(cap(8).is_ok());
+        // At the top, as much as the cap leaves: the root's own count is taken off it.
+        let top = "<A><T><N>1</N></T><T><N>2</N></T></A>";
+        let top_cap = |max: usize| {
+            let mut sink = |_: &Element<'_>, _: usize| {};
+            let divert = Divert {
+                path: &["T"],
+                sink: &mut sink,
+            };
+            parse_capped(top, max, Some(divert)).map_err(|e| (e.offset, e.message))
+        };
+        assert!(top_cap(5).is_ok());
+        let second_n = top.rfind("<N>").unwrap();
+        assert_eq!(
+            top_cap(4).unwrap_err(),
+            (second_n, "more than 4 elements".to_owned())
+        );
         assert_eq!(
             cap(7).unwrap_err(),
             (
