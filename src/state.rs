@@ -130,7 +130,7 @@ pub struct Gateway {
 /// What one reload leaves the next.
 struct Reloads {
     /// The content hash of the config in force: a reload with the same one does nothing.
-    last_hash: Option<[u8; 32]>,
+    last_hash: Option<u128>,
     /// The large buffers of the last reload, kept until the reload loop sees a quiet spell.
     buffers: Buffers,
 }
