@@ -725,6 +725,7 @@ mod tests {
             "<T><N>1</N><N>2</N><N>3</N><N>4</N><N>5</N><N>6</N><N>7</N><N>8</N><N>9</N></T><T/>",
             "<T><Abcdefghijklmnopq>1</Abcdefghijklmnopq></T><T><Abcdefghijklmnop>2</Abcdefghijklmnop></T>",
             "<T><N1>1</N1></T><T><N>2</N></T>",
+            "<T><N>1</N><></></T><T><N>2</N></T>",
             "<T><N>a>b</N></T><T><N>ünï</N></T>",
             "<U><N>1</N></U><T><N>2</N></T>",
             "<Tx><N>1</N></Tx><T><N>2</N></T>",
