@@ -403,8 +403,8 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// 1 to `max` characters, none of them a control character or a bidirectional control.
 fn short_text(what: &str, text: &str, max: usize) -> Result<(), String> {
     // Printable ASCII holds no control or bidirectional character and counts a character a byte:
-    // one pass over the bytes settles it. The character walks below took 9 % of a token file's
-    // parse (`benches/RESULTS.md`).
+    // one pass over the bytes settles it, 6.3 % fewer instructions for a token file's parse than
+    // the character walks below (`benches/RESULTS.md`).
     if text.bytes().all(|b| matches!(b, b' '..=b'~')) && (1..=max).contains(&text.len()) {
         return Ok(());
     }
