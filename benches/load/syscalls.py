@@ -10,9 +10,15 @@ sends `--requests` POSTs at c=64 over keep-alive connections. Each system call's
 failures are divided by the 2xx responses.
 
     python3 benches/load/syscalls.py target/release/scangate [--requests 20000]
+        [--stat] [--record DIR]
 
 Tracing adds a fixed cost to every call, so the microseconds per call are for comparing the
 proxies with each other, not absolute figures.
+
+`--stat` counts instead, with `perf stat` and no tracing cost: the proxy's task-clock, context
+switches, CPU migrations and page faults per request. `--record DIR` samples each proxy's stacks
+(`perf record -g`, kernel and user) into `DIR/NAME.data`, for `perf report --sort symbol` to say
+where the system time goes.
 """
 
 import argparse
@@ -42,14 +48,38 @@ def summary(path):
     return calls
 
 
-def trace(name, argv, port, work, token, requests, env=None):
+STAT_EVENTS = ["task-clock", "context-switches", "cpu-migrations", "page-faults",
+               "raw_syscalls:sys_enter"]
+
+
+def stat_counts(path):
+    """{event: value} from a `perf stat -x,` file."""
+    counts = {}
+    with open(path) as f:
+        for line in f:
+            p = line.strip().split(",")
+            if len(p) >= 3 and p[2] in STAT_EVENTS:
+                try:
+                    counts[p[2]] = float(p[0])
+                except ValueError:
+                    pass
+    return counts
+
+
+def trace(name, argv, port, work, token, requests, env=None, mode="trace", record=None):
     srv = procs.Server(name, argv, os.path.join(work, f"{name}.log"), env=env, cwd=work)
     url = f"http://127.0.0.1:{port}{peers.SCAN_PATH}"
     procs.wait_ready(srv, url, token, timeout=60)
     instructions.oha(url, token, 2000, peers.SCAN_BODY)
     out = os.path.join(work, f"{name}.trace")
-    perf = subprocess.Popen(["perf", "trace", "-s", "-o", out, "-p", str(srv.pid)],
-                            stderr=subprocess.DEVNULL)
+    if mode == "stat":
+        cmd = ["perf", "stat", "-x,", "-o", out, "-e", ",".join(STAT_EVENTS), "-p", str(srv.pid)]
+    elif mode == "record":
+        out = os.path.join(record, f"{name}.data")
+        cmd = ["perf", "record", "-g", "-o", out, "-p", str(srv.pid)]
+    else:
+        cmd = ["perf", "trace", "-s", "-o", out, "-p", str(srv.pid)]
+    perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.5)
     good, codes = instructions.oha(url, token, requests, peers.SCAN_BODY)
     perf.send_signal(signal.SIGINT)
@@ -57,6 +87,17 @@ def trace(name, argv, port, work, token, requests, env=None):
     srv.stop()
     if good == 0:
         raise RuntimeError(f"{name}: no 2xx ({codes})")
+    if mode == "record":
+        print(f"{name}: {good} 2xx, samples in {out}")
+        return
+    if mode == "stat":
+        c = stat_counts(out)
+        per = {k: v / good for k, v in c.items()}
+        print(f"| {name} | {1000 * per.get('task-clock', 0):.1f} "
+              f"| {per.get('raw_syscalls:sys_enter', 0):.3f} "
+              f"| {per.get('context-switches', 0):.4f} | {per.get('cpu-migrations', 0):.4f} "
+              f"| {per.get('page-faults', 0):.4f} |")
+        return
     calls = summary(out)
     total = sum(c for c, _, _ in calls.values())
     print(f"\n{name}: {good} 2xx, **{total / good:.3f} system calls per request**\n")
@@ -71,7 +112,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("binary")
     ap.add_argument("--requests", type=int, default=20_000)
+    ap.add_argument("--stat", action="store_true")
+    ap.add_argument("--record", metavar="DIR")
     args = ap.parse_args()
+    mode = "stat" if args.stat else "record" if args.record else "trace"
+    if args.record:
+        os.makedirs(args.record, exist_ok=True)
+    if args.stat:
+        print("| proxy | task-clock µs per request | system calls | context switches "
+              "| CPU migrations | page faults |")
+        print("|---|---:|---:|---:|---:|---:|")
     work, token, bport, files = instructions.setup("scangate-sys-")
     backend = f"127.0.0.1:{bport}"
 
@@ -82,7 +132,8 @@ def main():
                                    os.path.join(work, f"tokens-{TOKENS}.xml-part")))
     env = dict(os.environ, RUST_LOG="info,scangate::access=off")
     trace("scangate", [os.path.abspath(args.binary), "--log-format", "json", "serve",
-                       "--threads", "1", "--config", cfg], port, work, token, args.requests, env)
+                       "--threads", "1", "--config", cfg], port, work, token, args.requests, env,
+          mode, args.record)
 
     port = procs.free_port()
     conf = os.path.join(work, "nginx.conf")
@@ -90,13 +141,14 @@ def main():
         f.write("master_process off;\n"
                 + peers.nginx_proxy(work, "nginx", port, bport, files["nginx"], TOKENS))
     trace("nginx", ["nginx", "-c", conf, "-p", work, "-e", os.path.join(work, "nginx.err")],
-          port, work, token, args.requests)
+          port, work, token, args.requests, None, mode, args.record)
 
     port = procs.free_port()
     conf = os.path.join(work, "haproxy.cfg")
     with open(conf, "w") as f:
         f.write(peers.haproxy(work, "haproxy", port, bport, files["haproxy"]))
-    trace("haproxy", ["haproxy", "-f", conf, "-db"], port, work, token, args.requests)
+    trace("haproxy", ["haproxy", "-f", conf, "-db"], port, work, token, args.requests, None,
+          mode, args.record)
     procs.stop_all()
     subprocess.run(["rm", "-rf", work])
 
