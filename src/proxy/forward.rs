@@ -6,6 +6,7 @@
 //! - a KAV scan call (read-only) whose body was kept (at most `RetryBufferBytes`) goes to another
 //!   engine when its engine failed before the response head.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 use super::access::Access;
 use super::body::{GuardedBody, Upload, UploadState};
 use super::error::GatewayError;
-use super::upstream::{Acquired, Group, Outcome, Refusal, Upstream, UpstreamBody};
+use super::upstream::{Acquired, Failed, Group, Outcome, Refusal, Upstream, UpstreamBody};
 use crate::auth::policy::{self, Operation};
 use crate::metrics::{RetryReason, UpstreamErrorKind};
 use crate::state::{Gateway, Snapshot};
@@ -43,106 +44,126 @@ struct Head {
 
 /// Selects an engine, sends, retries once as the module says. `kept` is the body when it was read
 /// whole for a retry.
-#[allow(clippy::too_many_arguments)]
-pub async fn forward(
-    gw: &Arc<Gateway>,
-    snap: &Snapshot,
-    group: &Arc<Group>,
+#[allow(clippy::too_many_arguments, clippy::manual_async_fn)] // an async block: see the body
+pub fn forward<'a>(
+    gw: &'a Arc<Gateway>,
+    snap: &'a Snapshot,
+    group: &'a Arc<Group>,
     parts: request::Parts,
     body: GuardedBody,
     kept: Option<Bytes>,
     deadline: Option<Instant>,
     has_body: bool,
-    access: &mut Access,
-) -> Result<Response<UpstreamBody>, GatewayError> {
-    let upload = Arc::clone(&access.upload);
-    // A kept scan is retried on another engine of the group: with one engine there is none, so
-    // its head is not copied (a HeaderMap clone is two allocations).
-    let retryable = kept.is_some() && group.engines().len() > 1;
-    let head = retryable.then(|| Head {
-        method: parts.method.clone(),
-        uri: parts.uri.clone(),
-        headers: parts.headers.clone(),
-    });
-    let mut acquired = session(gw, snap, group, None, deadline).await?;
-    access.queued = acquired.queued;
-    let mut req = Request::from_parts(parts, body);
-    let mut retried = false;
-    loop {
-        let engine = Arc::clone(acquired.permit.engine());
-        access.upstream = Some(Arc::clone(&engine.label));
-        req.headers_mut()
-            .insert(header::HOST, engine.host().clone());
-        // Boxed: the timeout below would otherwise move the whole send future by value.
-        let sent = Box::pin(engine.send(req, acquired.permit));
-        let result = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, sent).await {
-                Ok(r) => r,
-                Err(_) => {
-                    let err = timeout_error(&upload, has_body);
-                    if err == GatewayError::UpstreamTimeout {
-                        gw.metrics
-                            .upstream_error(&engine.label, UpstreamErrorKind::Timeout);
-                        // A stuck engine never frees a session for an active check: its
-                        // timeouts are what ejects it.
-                        snap.upstreams.record(&engine, Outcome::Failed, &gw.metrics);
+    access: &'a mut Access,
+) -> impl Future<Output = Result<Response<UpstreamBody>, GatewayError>> + 'a {
+    // An async block, not an async fn: an async fn moves its arguments into locals once more, and
+    // its state keeps both copies (rustc -Zprint-type-sizes).
+    async move {
+        let upload = Arc::clone(&access.upload);
+        // A kept scan is retried on another engine of the group: with one engine there is none, so
+        // its head is not copied (a HeaderMap clone is two allocations).
+        let retryable = kept.is_some() && group.engines().len() > 1;
+        let head = retryable.then(|| Head {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        });
+        let mut acquired = session(gw, snap, group, None, deadline).await?;
+        access.queued = acquired.queued;
+        let mut req = Request::from_parts(parts, body);
+        let mut retried = false;
+        loop {
+            let engine = Arc::clone(acquired.permit.engine());
+            access.upstream = Some(Arc::clone(&engine.label));
+            req.headers_mut()
+                .insert(header::HOST, engine.host().clone());
+            // Boxed: the timeout below would otherwise move the whole send future by value.
+            let sent = Box::pin(engine.send(req, acquired.permit));
+            let result = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, sent).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let err = timeout_error(&upload, has_body);
+                        if err == GatewayError::UpstreamTimeout {
+                            gw.metrics
+                                .upstream_error(&engine.label, UpstreamErrorKind::Timeout);
+                            // A stuck engine never frees a session for an active check: its
+                            // timeouts are what ejects it.
+                            snap.upstreams.record(&engine, Outcome::Failed, &gw.metrics);
+                        }
+                        return Err(err);
                     }
-                    return Err(err);
+                },
+                None => sent.await,
+            };
+            let failed = match result {
+                Ok(resp) => {
+                    let outcome = match resp.status().is_server_error() {
+                        true => Outcome::Failed,
+                        false => Outcome::Answered,
+                    };
+                    snap.upstreams.record(&engine, outcome, &gw.metrics);
+                    return Ok(resp);
                 }
-            },
-            None => sent.await,
-        };
-        let failed = match result {
-            Ok(resp) => {
-                let outcome = match resp.status().is_server_error() {
-                    true => Outcome::Failed,
-                    false => Outcome::Answered,
-                };
-                snap.upstreams.record(&engine, outcome, &gw.metrics);
-                return Ok(resp);
+                Err(failed) => failed,
+            };
+            // Decided outside this future: what a failure leaves alive here is kept in the future's
+            // state across the retry's await, and every request's future is that much larger.
+            let retry = match retried {
+                true => None,
+                false => Some((&kept, &head)),
+            };
+            let (next, reason) = after_failure(gw, snap, &engine, &upload, failed, retry)?;
+            // No other engine to try, or none free in time: the first failure stands. Boxed: the
+            // retry is the rare case, and its future would otherwise sit in every request's.
+            acquired = Box::pin(session(gw, snap, group, Some(&engine), deadline))
+                .await
+                .map_err(|_| GatewayError::UpstreamFailed)?;
+            gw.metrics.engines.retry(&engine.label, reason);
+            tracing::info!(
+                upstream = &*engine.label,
+                to = &*acquired.permit.engine().label,
+                "request retried on another engine"
+            );
+            if let Some(q) = acquired.queued {
+                access.queued = Some(access.queued.unwrap_or_default() + q);
             }
-            Err(failed) => failed,
-        };
-        match upload.outcome() {
-            Upload::TooLarge => return Err(GatewayError::PayloadTooLarge),
-            Upload::TimedOut => return Err(GatewayError::RequestTimeout),
-            Upload::Aborted => return Err(GatewayError::BadRequest("client body aborted")),
-            Upload::Streaming | Upload::Complete => {}
+            req = next;
+            retried = true;
         }
-        let e = &failed.error;
-        tracing::warn!(upstream = &*engine.label, error = %error_chain(e), "upstream request failed");
-        let kind = match e.is_connect() {
-            true => UpstreamErrorKind::Connect,
-            false => UpstreamErrorKind::Request,
-        };
-        gw.metrics.upstream_error(&engine.label, kind);
-        snap.upstreams.record(&engine, Outcome::Failed, &gw.metrics);
-        let again = match (retried, failed.unsent, &kept, &head) {
-            (true, _, _, _) => None,
-            (false, Some(unsent), _, _) => Some((unsent, RetryReason::Connect)),
-            (false, None, Some(bytes), Some(head)) => {
-                Some((rebuild(head, bytes), RetryReason::Scan))
-            }
-            _ => None,
-        };
-        let Some((next, reason)) = again else {
-            return Err(GatewayError::UpstreamFailed);
-        };
-        // No other engine to try, or none free in time: the first failure stands.
-        acquired = session(gw, snap, group, Some(&engine), deadline)
-            .await
-            .map_err(|_| GatewayError::UpstreamFailed)?;
-        gw.metrics.engines.retry(&engine.label, reason);
-        tracing::info!(
-            upstream = &*engine.label,
-            to = &*acquired.permit.engine().label,
-            "request retried on another engine"
-        );
-        if let Some(q) = acquired.queued {
-            access.queued = Some(access.queued.unwrap_or_default() + q);
-        }
-        req = next;
-        retried = true;
+    }
+}
+
+/// A send that failed on `engine`: counts it, and returns the request to retry on another engine
+/// (the unsent request itself, or the kept scan rebuilt), or the error that stands. `retry` is
+/// `None` once the request has been retried, else the kept body and head.
+fn after_failure(
+    gw: &Gateway,
+    snap: &Snapshot,
+    engine: &Arc<Upstream>,
+    upload: &UploadState,
+    failed: Failed,
+    retry: Option<(&Option<Bytes>, &Option<Head>)>,
+) -> Result<(Request<GuardedBody>, RetryReason), GatewayError> {
+    match upload.outcome() {
+        Upload::TooLarge => return Err(GatewayError::PayloadTooLarge),
+        Upload::TimedOut => return Err(GatewayError::RequestTimeout),
+        Upload::Aborted => return Err(GatewayError::BadRequest("client body aborted")),
+        Upload::Streaming | Upload::Complete => {}
+    }
+    let e = &failed.error;
+    tracing::warn!(upstream = &*engine.label, error = %error_chain(e), "upstream request failed");
+    let kind = match e.is_connect() {
+        true => UpstreamErrorKind::Connect,
+        false => UpstreamErrorKind::Request,
+    };
+    gw.metrics.upstream_error(&engine.label, kind);
+    snap.upstreams.record(engine, Outcome::Failed, &gw.metrics);
+    match (retry, failed.unsent) {
+        (None, _) => Err(GatewayError::UpstreamFailed),
+        (Some(_), Some(unsent)) => Ok((unsent, RetryReason::Connect)),
+        (Some((Some(bytes), Some(head))), None) => Ok((rebuild(head, bytes), RetryReason::Scan)),
+        _ => Err(GatewayError::UpstreamFailed),
     }
 }
 

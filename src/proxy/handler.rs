@@ -1,6 +1,7 @@
 //! The request path, in request order: request filter (auth, policy, limits), upstream selection,
 //! upstream request, response filter, logging. One straight-line function per phase.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -45,208 +46,217 @@ pub struct Downstream {
 
 /// Handles one request. Never fails: every failure is a response from [`GatewayError`]. The
 /// logging phase runs when the returned body ends (see [`super::access`]).
-pub async fn handle(
+#[allow(clippy::manual_async_fn)] // an async block: see the body
+pub fn handle(
     gw: Arc<Gateway>,
     downstream: Downstream,
     req: Request<Incoming>,
-) -> Result<Response<LoggedBody>, std::convert::Infallible> {
-    let started = Instant::now();
-    let snap = gw.snapshot.load_full();
-    let mut access = Access::begin(
-        Arc::clone(&gw),
-        started,
-        downstream.peer,
-        req.method(),
-        req.uri(),
-    );
-    let mut limit_headers = None;
-    let proxied = proxy(
-        &gw,
-        &snap,
-        &downstream,
-        req,
-        started,
-        &mut access,
-        &mut limit_headers,
-    );
-    let mut resp = match proxied.await {
-        Ok(resp) => resp,
-        Err(err) => {
-            if let GatewayError::Unauthorized(failure) = err {
-                gw.metrics.auth_failure(failure);
+) -> impl Future<Output = Result<Response<LoggedBody>, std::convert::Infallible>> {
+    // Async blocks, here and in `proxy`, not async fns: an async fn moves its arguments into
+    // locals once more, and its state keeps both copies (rustc -Zprint-type-sizes).
+    async move {
+        let started = Instant::now();
+        let snap = gw.snapshot.load_full();
+        let mut access = Access::begin(
+            Arc::clone(&gw),
+            started,
+            downstream.peer,
+            req.method(),
+            req.uri(),
+        );
+        let mut limit_headers = None;
+        let proxied = proxy(
+            &gw,
+            &snap,
+            &downstream,
+            req,
+            started,
+            &mut access,
+            &mut limit_headers,
+        );
+        let mut resp = match proxied.await {
+            Ok(resp) => resp,
+            Err(err) => {
+                if let GatewayError::Unauthorized(failure) = err {
+                    gw.metrics.auth_failure(failure);
+                }
+                access.reason = Some(err.reason());
+                err.into_response(&snap.challenge)
             }
-            access.reason = Some(err.reason());
-            err.into_response(&snap.challenge)
+        };
+        if let Some(fields) = limit_headers {
+            fields.apply(resp.headers_mut());
         }
-    };
-    if let Some(fields) = limit_headers {
-        fields.apply(resp.headers_mut());
+        Ok(access.respond(resp))
     }
-    Ok(access.respond(resp))
 }
 
-async fn proxy(
-    gw: &Arc<Gateway>,
-    snap: &Snapshot,
-    downstream: &Downstream,
+#[allow(clippy::manual_async_fn)] // an async block: see the body
+fn proxy<'a>(
+    gw: &'a Arc<Gateway>,
+    snap: &'a Snapshot,
+    downstream: &'a Downstream,
     req: Request<Incoming>,
     started: Instant,
-    access: &mut Access,
-    limit_headers: &mut Option<LimitHeaders>,
-) -> Result<Response<ProxyBody>, GatewayError> {
-    // Request filter 0: framing. hyper has picked one framing already; a request that declares two
-    // is ambiguous to some hop on the path (request smuggling), so it is never forwarded.
-    if let Some(err) = framing_error(&req) {
-        return Err(err);
-    }
-    // Request filter 1: the token exchange of API connections is answered here, never upstream.
-    if let Some(client_id) = exchange::route(gw, &req) {
-        let client_id = client_id.to_owned();
-        return exchange::serve(gw, snap, &client_id, req, access).await;
-    }
-    // Request filter 2: authenticate.
-    access.principal = match authenticate(gw, snap, &downstream.memo, &req) {
-        Ok(principal) => principal,
-        Err(AuthFailure::Forbidden) => return Err(GatewayError::Forbidden),
-        Err(failure) => return Err(GatewayError::Unauthorized(failure)),
-    };
-    // Request filter 3: what this principal (or, with UseAccessToken=0, anyone) may call.
-    let grant = (access.principal.as_ref()).map_or(Grant::UNCHECKED, |p| {
-        Grant::new(p.role(), p.allow_scan_file())
-    });
-    let scan_paths = snap.settings.gateway.scanning_paths.as_deref();
-    let scan_check = match policy::decide(grant, req.uri().path(), scan_paths.is_some()) {
-        Decision::Allow => None,
-        Decision::CheckScanPath(api) => Some(api),
-        Decision::Deny => return Err(GatewayError::Forbidden),
-    };
-    // Request filter 4: the principal's limits (quota, concurrency, rate), before any body is
-    // read or any upstream work; its concurrency slot rides with the access record and is freed
-    // when the response body ends.
-    if let Some(p) = &access.principal {
-        access.admission = limit(gw, p, limit_headers)?;
-        p.stats().requests.fetch_add(1, Ordering::Relaxed);
-    }
-    // Request filter 5: with GatewayStatistics, a caller's getstatistics is its own scans only.
-    let principal = access.principal.as_ref();
-    if let Some(resp) = audit::statistics(snap, req.method(), req.uri().path(), principal) {
-        access.reason = Some("statistics");
-        return Ok(resp);
-    }
-    // Request filter 6: a declared body over the limit is refused before any upstream work.
-    if let Some(len) = declared_length(&req) {
-        if len > snap.max_request_bytes {
-            return Err(GatewayError::PayloadTooLarge);
+    access: &'a mut Access,
+    limit_headers: &'a mut Option<LimitHeaders>,
+) -> impl Future<Output = Result<Response<ProxyBody>, GatewayError>> + 'a {
+    async move {
+        // Request filter 0: framing. hyper has picked one framing already; a request that
+        // declares two is ambiguous to some hop on the path (request smuggling), so it is never
+        // forwarded.
+        if let Some(err) = framing_error(&req) {
+            return Err(err);
         }
-    }
-    let deadline = snap.session_timeout.map(|t| started + t);
-    let upload = Arc::clone(&access.upload);
-    let (mut parts, body) = req.into_parts();
-    let has_body = !http_body::Body::is_end_stream(&body);
-    // A scan call's answer is audited (read as it streams back); nothing else is.
-    let scan_call = audit::scan_call(
-        &snap.settings.gateway.audit,
-        &parts.method,
-        parts.uri.path(),
-    );
-    // Request filter 7: a scanfile object must lie under ScanningPaths. Only scanfile, and a scan
-    // small enough to keep for a retry (RetryBufferBytes), are read whole; every other body streams.
-    let keep = forward::keeps_body(snap, &parts, declared_length_of(&parts.headers));
-    let (body, kept, held) = match (scan_check, scan_paths) {
-        (Some(api), Some(allowed)) => {
-            let max = snap.max_request_bytes;
-            let bytes = scanfile::check(&parts, body, api, allowed, max, deadline).await?;
-            let kept = keep.then(|| bytes.clone());
-            let held = scan_call.map(|_| bytes.clone());
-            (GuardedBody::read(bytes, Arc::clone(&upload)), kept, held)
+        // Request filter 1: the token exchange of API connections is answered here, never upstream.
+        if let Some(client_id) = exchange::route(gw, &req) {
+            let client_id = client_id.to_owned();
+            return exchange::serve(gw, snap, &client_id, req, access).await;
         }
-        _ if keep => {
-            let limit = snap.settings.gateway.upstream.retry_buffer_bytes;
-            let bytes = forward::keep(body, limit, deadline).await?;
-            let held = scan_call.map(|_| bytes.clone());
-            (
-                GuardedBody::read(bytes.clone(), Arc::clone(&upload)),
-                Some(bytes),
-                held,
-            )
+        // Request filter 2: authenticate.
+        access.principal = match authenticate(gw, snap, &downstream.memo, &req) {
+            Ok(principal) => principal,
+            Err(AuthFailure::Forbidden) => return Err(GatewayError::Forbidden),
+            Err(failure) => return Err(GatewayError::Unauthorized(failure)),
+        };
+        // Request filter 3: what this principal (or, with UseAccessToken=0, anyone) may call.
+        let grant = (access.principal.as_ref()).map_or(Grant::UNCHECKED, |p| {
+            Grant::new(p.role(), p.allow_scan_file())
+        });
+        let scan_paths = snap.settings.gateway.scanning_paths.as_deref();
+        let scan_check = match policy::decide(grant, req.uri().path(), scan_paths.is_some()) {
+            Decision::Allow => None,
+            Decision::CheckScanPath(api) => Some(api),
+            Decision::Deny => return Err(GatewayError::Forbidden),
+        };
+        // Request filter 4: the principal's limits (quota, concurrency, rate), before any body is
+        // read or any upstream work; its concurrency slot rides with the access record and is freed
+        // when the response body ends.
+        if let Some(p) = &access.principal {
+            access.admission = limit(gw, p, limit_headers)?;
+            p.stats().requests.fetch_add(1, Ordering::Relaxed);
         }
-        _ => {
-            let max = snap.max_request_bytes;
-            let streamed = GuardedBody::new(body, max, deadline, Arc::clone(&upload));
-            (streamed, None, None)
+        // Request filter 5: with GatewayStatistics, a caller's getstatistics is its own scans only.
+        let principal = access.principal.as_ref();
+        if let Some(resp) = audit::statistics(snap, req.method(), req.uri().path(), principal) {
+            access.reason = Some("statistics");
+            return Ok(resp);
         }
-    };
-    // Only a v1 body can be v2 multipart.
-    let v1 = scan_call.is_some_and(|c| c.wire() == crate::audit::Wire::Text);
-    let multipart = v1 && headers::is_multipart(&parts.headers);
+        // Request filter 6: a declared body over the limit is refused before any upstream work.
+        if let Some(len) = declared_length(&req) {
+            if len > snap.max_request_bytes {
+                return Err(GatewayError::PayloadTooLarge);
+            }
+        }
+        let deadline = snap.session_timeout.map(|t| started + t);
+        let upload = Arc::clone(&access.upload);
+        let (mut parts, body) = req.into_parts();
+        let has_body = !http_body::Body::is_end_stream(&body);
+        // A scan call's answer is audited (read as it streams back); nothing else is.
+        let scan_call = audit::scan_call(
+            &snap.settings.gateway.audit,
+            &parts.method,
+            parts.uri.path(),
+        );
+        // Request filter 7: a scanfile object must lie under ScanningPaths. Only scanfile, and a
+        // scan small enough to keep for a retry (RetryBufferBytes), are read whole; every other
+        // body streams.
+        let keep = forward::keeps_body(snap, &parts, declared_length_of(&parts.headers));
+        let (body, kept, held) = match (scan_check, scan_paths) {
+            (Some(api), Some(allowed)) => {
+                let max = snap.max_request_bytes;
+                let bytes = scanfile::check(&parts, body, api, allowed, max, deadline).await?;
+                let kept = keep.then(|| bytes.clone());
+                let held = scan_call.map(|_| bytes.clone());
+                (GuardedBody::read(bytes, Arc::clone(&upload)), kept, held)
+            }
+            _ if keep => {
+                let limit = snap.settings.gateway.upstream.retry_buffer_bytes;
+                let bytes = forward::keep(body, limit, deadline).await?;
+                let held = scan_call.map(|_| bytes.clone());
+                (
+                    GuardedBody::read(bytes.clone(), Arc::clone(&upload)),
+                    Some(bytes),
+                    held,
+                )
+            }
+            _ => {
+                let max = snap.max_request_bytes;
+                let streamed = GuardedBody::new(body, max, deadline, Arc::clone(&upload));
+                (streamed, None, None)
+            }
+        };
+        // Only a v1 body can be v2 multipart.
+        let v1 = scan_call.is_some_and(|c| c.wire() == crate::audit::Wire::Text);
+        let multipart = v1 && headers::is_multipart(&parts.headers);
 
-    // Upstream request: same method, path, query and body; gateway-owned headers (the engine's
-    // `Host` is set once one is chosen).
-    let host =
-        parts.headers.get(header::HOST).cloned().or_else(|| {
+        // Upstream request: same method, path, query and body; gateway-owned headers (the engine's
+        // `Host` is set once one is chosen).
+        let host = parts.headers.get(header::HOST).cloned().or_else(|| {
             (parts.uri.authority()).and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-    // Origin form: the connection already goes to the upstream.
-    let uri = (parts.uri.path_and_query())
-        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
-    {
-        let h = &mut parts.headers;
-        headers::strip_hop_by_hop(h);
-        // Identity is scangate's to state: whatever the client claimed goes, then only what the
-        // token has is set (no token, or no tenants: no header).
-        headers::strip_client_claims(h, snap.auth_enabled.then_some(&snap.auth_field));
-        let fwd = Forwarded {
-            client_ip: downstream.client_ip.as_ref(),
-            https: downstream.https,
-        };
-        headers::add_forwarded(h, fwd, host);
-        if let Some(p) = &access.principal {
-            h.insert(X_SCANGATE_TOKEN_NAME.clone(), p.name_header().clone());
-            if let Some(tenants) = p.tenants_header() {
-                h.insert(X_SCANGATE_TENANTS.clone(), tenants.clone());
-            }
-            if p.root_tenant() {
-                h.insert(
-                    X_SCANGATE_ROOT_TENANT.clone(),
-                    HeaderValue::from_static("1"),
-                );
+        // Origin form: the connection already goes to the upstream.
+        let uri = (parts.uri.path_and_query())
+            .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+        {
+            let h = &mut parts.headers;
+            headers::strip_hop_by_hop(h);
+            // Identity is scangate's to state: whatever the client claimed goes, then only what the
+            // token has is set (no token, or no tenants: no header).
+            headers::strip_client_claims(h, snap.auth_enabled.then_some(&snap.auth_field));
+            let fwd = Forwarded {
+                client_ip: downstream.client_ip.as_ref(),
+                https: downstream.https,
+            };
+            headers::add_forwarded(h, fwd, host);
+            if let Some(p) = &access.principal {
+                h.insert(X_SCANGATE_TOKEN_NAME.clone(), p.name_header().clone());
+                if let Some(tenants) = p.tenants_header() {
+                    h.insert(X_SCANGATE_TENANTS.clone(), tenants.clone());
+                }
+                if p.root_tenant() {
+                    h.insert(
+                        X_SCANGATE_ROOT_TENANT.clone(),
+                        HeaderValue::from_static("1"),
+                    );
+                }
             }
         }
-    }
-    parts.uri = uri;
-    parts.version = Version::HTTP_11;
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
 
-    // Upstream selection and request: the principal's engines (its tenants' group, else the
-    // default one), a session on the least loaded, one retry at most.
-    let tenants = access.principal.as_ref().and_then(|p| p.tenants_header());
-    let group = snap.upstreams.group_for(tenants);
-    let resp = forward::forward(
-        gw, snap, &group, parts, body, kept, deadline, has_body, access,
-    )
-    .await?;
+        // Upstream selection and request: the principal's engines (its tenants' group, else the
+        // default one), a session on the least loaded, one retry at most.
+        let tenants = access.principal.as_ref().and_then(|p| p.tenants_header());
+        let group = snap.upstreams.group_for(tenants);
+        let resp = forward::forward(
+            gw, snap, &group, parts, body, kept, deadline, has_body, access,
+        )
+        .await?;
 
-    // Response filter: hop-by-hop headers never cross the gateway; a scan's verdict is read on
-    // its way to the client.
-    let (mut parts, body) = resp.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers);
-    let mut body = ProxyBody::upstream(body);
-    if let Some(call) = scan_call {
-        let engine = access.upstream.clone();
-        let principal = access.principal.clone();
-        let audit = ScanAudit::new(
-            gw,
-            snap,
-            call,
-            principal,
-            downstream.peer,
-            engine,
-            held,
-            multipart,
-            upload,
-        );
-        body = audit.watch(parts.status, body);
+        // Response filter: hop-by-hop headers never cross the gateway; a scan's verdict is read on
+        // its way to the client.
+        let (mut parts, body) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        let mut body = ProxyBody::upstream(body);
+        if let Some(call) = scan_call {
+            let engine = access.upstream.clone();
+            let principal = access.principal.clone();
+            let audit = ScanAudit::new(
+                gw,
+                snap,
+                call,
+                principal,
+                downstream.peer,
+                engine,
+                held,
+                multipart,
+                upload,
+            );
+            body = audit.watch(parts.status, body);
+        }
+        Ok(Response::from_parts(parts, body))
     }
-    Ok(Response::from_parts(parts, body))
 }
 
 /// Runs the auth decision: `Ok(None)` when auth is off, `Ok(Some)` for a valid credential.

@@ -78,32 +78,37 @@ impl Connection {
 
     /// Sends `req` and waits for the response head, driving the connection meanwhile. A request
     /// that the connection refused before writing a byte of it comes back in the error.
-    pub(super) async fn send(
+    #[allow(clippy::manual_async_fn)] // an async block: see the body
+    pub(super) fn send(
         &mut self,
         req: Request<GuardedBody>,
-    ) -> Result<Response<Incoming>, Refused> {
-        let Connection { sender, driver, .. } = self;
-        let ready = poll_fn(|cx| {
-            drive(driver, cx);
-            sender.poll_ready(cx)
-        })
-        .await;
-        if let Err(error) = ready {
-            return Err(Refused {
-                error,
-                unsent: Some(req),
-            });
+    ) -> impl Future<Output = Result<Response<Incoming>, Refused>> + '_ {
+        // An async block, not an async fn: an async fn moves its arguments into locals once more,
+        // and its state keeps both copies (rustc -Zprint-type-sizes).
+        async move {
+            let Connection { sender, driver, .. } = self;
+            let ready = poll_fn(|cx| {
+                drive(driver, cx);
+                sender.poll_ready(cx)
+            })
+            .await;
+            if let Err(error) = ready {
+                return Err(Refused {
+                    error,
+                    unsent: Some(req),
+                });
+            }
+            let mut sent = std::pin::pin!(sender.try_send_request(req));
+            poll_fn(|cx| {
+                drive(driver, cx);
+                sent.as_mut().poll(cx)
+            })
+            .await
+            .map_err(|mut e| Refused {
+                unsent: e.take_message(),
+                error: e.into_error(),
+            })
         }
-        let mut sent = std::pin::pin!(sender.try_send_request(req));
-        poll_fn(|cx| {
-            drive(driver, cx);
-            sent.as_mut().poll(cx)
-        })
-        .await
-        .map_err(|mut e| Refused {
-            unsent: e.take_message(),
-            error: e.into_error(),
-        })
     }
 }
 

@@ -26,6 +26,7 @@ pub mod select;
 mod set;
 mod tls;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -252,51 +253,58 @@ impl Upstream {
     /// response body is done. A request that an idle connection refused before sending a byte (the
     /// upstream had just closed it) goes to the next one. A request that no connection took comes
     /// back in [`Failed::unsent`], so it can go to another engine.
-    pub async fn send(
+    #[allow(clippy::manual_async_fn)] // an async block: see the body
+    pub fn send(
         &self,
         mut req: Request<GuardedBody>,
         permit: EnginePermit,
-    ) -> Result<Response<UpstreamBody>, Failed> {
-        let until = tokio::time::Instant::now() + ROOM_WAIT;
-        let slot = loop {
-            while let Some(mut conn) = self.idle_connection() {
-                match conn.send(req).await {
-                    Ok(resp) => return Ok(self.lease(resp, conn, permit)),
-                    Err(refused) => match refused.unsent {
-                        Some(unsent) => req = unsent,
-                        None => return Err(Failed::sent(SendError::Request(refused.error))),
-                    },
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, Failed>> + '_ {
+        // An async block, not an async fn: an async fn moves its arguments into locals once more,
+        // and its state keeps both copies (rustc -Zprint-type-sizes).
+        async move {
+            // Read only when the pool is at its cap with none idle: a clock read is not free.
+            let mut until = None;
+            let slot = loop {
+                while let Some(mut conn) = self.idle_connection() {
+                    match conn.send(req).await {
+                        Ok(resp) => return Ok(self.lease(resp, conn, permit)),
+                        Err(refused) => match refused.unsent {
+                            Some(unsent) => req = unsent,
+                            None => return Err(Failed::sent(SendError::Request(refused.error))),
+                        },
+                    }
                 }
+                if let Some(slot) = self.reserve_connection() {
+                    break slot;
+                }
+                // At the cap with none idle: this request holds a session, so one of them is
+                // between its response and the pool, or closing. Past ROOM_WAIT it opens one
+                // anyway: a request is never held up by the count of sockets alone.
+                let now = tokio::time::Instant::now();
+                if now >= *until.get_or_insert(now + ROOM_WAIT) {
+                    break self.force_connection();
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            };
+            // Boxed: a new connection is the rare case, and its future (a TLS stream by value, the
+            // handshake) would otherwise make every request's send future, which forward boxes and
+            // copies, 4,216 bytes instead of 1,464 (rustc -Zprint-type-sizes), pooled or not.
+            let mut conn = match Box::pin(self.connect(slot)).await {
+                Ok(conn) => conn,
+                Err(error) => {
+                    return Err(Failed {
+                        error,
+                        unsent: Some(req),
+                    })
+                }
+            };
+            match conn.send(req).await {
+                Ok(resp) => Ok(self.lease(resp, conn, permit)),
+                Err(refused) => Err(Failed {
+                    unsent: refused.unsent,
+                    error: SendError::Request(refused.error),
+                }),
             }
-            if let Some(slot) = self.reserve_connection() {
-                break slot;
-            }
-            // At the cap with none idle: this request holds a session, so one of them is between
-            // its response and the pool, or closing. Past ROOM_WAIT it opens one anyway: a request
-            // is never held up by the count of sockets alone.
-            if tokio::time::Instant::now() >= until {
-                break self.force_connection();
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        };
-        // Boxed: a new connection is the rare case, and its future (a TLS stream by value, the
-        // handshake) would otherwise make every request's send future, which forward boxes and
-        // copies, 4,216 bytes instead of 1,464 (rustc -Zprint-type-sizes), pooled or not.
-        let mut conn = match Box::pin(self.connect(slot)).await {
-            Ok(conn) => conn,
-            Err(error) => {
-                return Err(Failed {
-                    error,
-                    unsent: Some(req),
-                })
-            }
-        };
-        match conn.send(req).await {
-            Ok(resp) => Ok(self.lease(resp, conn, permit)),
-            Err(refused) => Err(Failed {
-                unsent: refused.unsent,
-                error: SendError::Request(refused.error),
-            }),
         }
     }
 
