@@ -9,8 +9,8 @@
 //! pooled connections past their idle timeout.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::{header, Method, Request};
 use tokio::task::JoinSet;
@@ -34,12 +34,10 @@ pub const MAX_EJECTION: Duration = Duration::from_secs(300);
 /// The longest a check may take (less when the interval is shorter).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Milliseconds since the process's first look at the clock: the atomics below hold these.
+/// Milliseconds on the monotonic clock, coarse ([`crate::clock`]): the atomics below hold these.
 pub fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let ms = EPOCH.get_or_init(Instant::now).elapsed().as_millis();
     // Never 0: 0 means "never" in the fields below.
-    u64::try_from(ms).unwrap_or(u64::MAX).max(1)
+    crate::clock::monotonic_ms().max(1)
 }
 
 /// One engine's health, shared by every worker and kept across reloads.
