@@ -15,13 +15,17 @@ failures are divided by the 2xx responses.
 Tracing adds a fixed cost to every call, so the microseconds per call are for comparing the
 proxies with each other, not absolute figures.
 
-`--stat` counts instead, with `perf stat` and no tracing cost: the proxy's task-clock, context
-switches, CPU migrations and page faults per request. `--record DIR` samples each proxy's stacks
+`--stat` counts instead, with `perf stat` and no tracing cost: the proxy's task-clock, its user
+and system time (`/proc`), context switches, CPU migrations and page faults per request.
+`--rate N` sends at N requests a second for 12 s (oha `-q`) instead of as fast as the proxy
+answers: at a rate every proxy can keep up with, the peers (oha, the backend) sleep as often
+whichever proxy is measured, so the CPU per request compares like with like. `--record DIR` samples each proxy's stacks
 (`perf record -g`, kernel and user) into `DIR/NAME.data`, for `perf report --sort symbol` to say
 where the system time goes.
 """
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -66,7 +70,21 @@ def stat_counts(path):
     return counts
 
 
-def trace(name, argv, port, work, token, requests, env=None, mode="trace", record=None):
+def load(url, token, requests, rate):
+    """Sends the counted load: `requests` POSTs as fast as they are answered, or `rate` a second
+    for 12 s. Returns the 2xx count and the status codes."""
+    if not rate:
+        return instructions.oha(url, token, requests, peers.SCAN_BODY)
+    argv = ["oha", "--no-tui", "--output-format", "json", "-z", "12s", "-q", str(rate),
+            "-c", "64", "-m", "POST", "-d", peers.SCAN_BODY, "-T", "application/json",
+            "-H", f"Authorization: Bearer {token}", url]
+    out = subprocess.run(argv, capture_output=True, check=True, timeout=120).stdout
+    codes = json.loads(out).get("statusCodeDistribution", {})
+    return sum(n for code, n in codes.items() if code.startswith("2")), codes
+
+
+def trace(name, argv, port, work, token, requests, env=None, mode="trace", record=None,
+          rate=0):
     srv = procs.Server(name, argv, os.path.join(work, f"{name}.log"), env=env, cwd=work)
     url = f"http://127.0.0.1:{port}{peers.SCAN_PATH}"
     procs.wait_ready(srv, url, token, timeout=60)
@@ -81,7 +99,9 @@ def trace(name, argv, port, work, token, requests, env=None, mode="trace", recor
         cmd = ["perf", "trace", "-s", "-o", out, "-p", str(srv.pid)]
     perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.5)
-    good, codes = instructions.oha(url, token, requests, peers.SCAN_BODY)
+    user, system = srv.cpu_times()
+    good, codes = load(url, token, requests, rate)
+    user, system = (a - b for a, b in zip(srv.cpu_times(), (user, system)))
     perf.send_signal(signal.SIGINT)
     perf.wait()
     srv.stop()
@@ -94,6 +114,7 @@ def trace(name, argv, port, work, token, requests, env=None, mode="trace", recor
         c = stat_counts(out)
         per = {k: v / good for k, v in c.items()}
         print(f"| {name} | {1000 * per.get('task-clock', 0):.1f} "
+              f"| {1e6 * user / good:.1f} + {1e6 * system / good:.1f} "
               f"| {per.get('raw_syscalls:sys_enter', 0):.3f} "
               f"| {per.get('context-switches', 0):.4f} | {per.get('cpu-migrations', 0):.4f} "
               f"| {per.get('page-faults', 0):.4f} |")
@@ -114,14 +135,15 @@ def main():
     ap.add_argument("--requests", type=int, default=20_000)
     ap.add_argument("--stat", action="store_true")
     ap.add_argument("--record", metavar="DIR")
+    ap.add_argument("--rate", type=int, default=0, help="requests a second (default: flat out)")
     args = ap.parse_args()
     mode = "stat" if args.stat else "record" if args.record else "trace"
     if args.record:
         os.makedirs(args.record, exist_ok=True)
     if args.stat:
-        print("| proxy | task-clock µs per request | system calls | context switches "
-              "| CPU migrations | page faults |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("| proxy | task-clock µs per request | user + system µs (/proc) | system calls "
+              "| context switches | CPU migrations | page faults |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
     work, token, bport, files = instructions.setup("scangate-sys-")
     backend = f"127.0.0.1:{bport}"
 
@@ -133,7 +155,7 @@ def main():
     env = dict(os.environ, RUST_LOG="info,scangate::access=off")
     trace("scangate", [os.path.abspath(args.binary), "--log-format", "json", "serve",
                        "--threads", "1", "--config", cfg], port, work, token, args.requests, env,
-          mode, args.record)
+          mode, args.record, args.rate)
 
     port = procs.free_port()
     conf = os.path.join(work, "nginx.conf")
@@ -141,14 +163,14 @@ def main():
         f.write("master_process off;\n"
                 + peers.nginx_proxy(work, "nginx", port, bport, files["nginx"], TOKENS))
     trace("nginx", ["nginx", "-c", conf, "-p", work, "-e", os.path.join(work, "nginx.err")],
-          port, work, token, args.requests, None, mode, args.record)
+          port, work, token, args.requests, None, mode, args.record, args.rate)
 
     port = procs.free_port()
     conf = os.path.join(work, "haproxy.cfg")
     with open(conf, "w") as f:
         f.write(peers.haproxy(work, "haproxy", port, bport, files["haproxy"]))
     trace("haproxy", ["haproxy", "-f", conf, "-db"], port, work, token, args.requests, None,
-          mode, args.record)
+          mode, args.record, args.rate)
     procs.stop_all()
     subprocess.run(["rm", "-rf", work])
 
