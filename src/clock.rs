@@ -52,7 +52,8 @@ mod tests {
     #[test]
     fn the_coarse_clock_keeps_to_the_fine_one_within_a_tick() {
         let (a, started) = (monotonic_ms(), Instant::now());
-        std::thread::sleep(Duration::from_millis(200));
+        // Over a second, so the seconds and the nanoseconds both count.
+        std::thread::sleep(Duration::from_millis(1050));
         let (b, slept) = (monotonic_ms(), started.elapsed().as_millis());
         // Each read lags the fine clock by at most a tick, 10 ms with HZ=100.
         let elapsed = u128::from(b - a);
