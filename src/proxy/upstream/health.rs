@@ -9,7 +9,7 @@
 //! pooled connections past their idle timeout.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{header, Method, Request};
@@ -34,10 +34,16 @@ pub const MAX_EJECTION: Duration = Duration::from_secs(300);
 /// The longest a check may take (less when the interval is shorter).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Milliseconds on the monotonic clock, coarse ([`crate::clock`]): the atomics below hold these.
+/// Milliseconds since the process's first look at the clock, on the coarse monotonic clock
+/// ([`crate::clock`]): the atomics below hold these. Counting from the process's start keeps an
+/// engine that has not answered yet "answered" within the first check interval, so the first
+/// checks come one interval after start.
 pub fn now_ms() -> u64 {
+    static EPOCH: OnceLock<u64> = OnceLock::new();
+    let now = crate::clock::monotonic_ms();
+    let start = *EPOCH.get_or_init(|| now);
     // Never 0: 0 means "never" in the fields below.
-    crate::clock::monotonic_ms().max(1)
+    now.saturating_sub(start).max(1)
 }
 
 /// One engine's health, shared by every worker and kept across reloads.
