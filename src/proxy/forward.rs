@@ -160,9 +160,9 @@ fn after_failure(
     gw.metrics.upstream_error(&engine.label, kind);
     snap.upstreams.record(engine, Outcome::Failed, &gw.metrics);
     match (retry, failed.unsent) {
-        (None, _) => Err(GatewayError::UpstreamFailed),
         (Some(_), Some(unsent)) => Ok((unsent, RetryReason::Connect)),
         (Some((Some(bytes), Some(head))), None) => Ok((rebuild(head, bytes), RetryReason::Scan)),
+        // Retried once already (`retry` is `None`), or sent and not a kept scan.
         _ => Err(GatewayError::UpstreamFailed),
     }
 }
