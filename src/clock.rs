@@ -3,45 +3,51 @@
 //! Each request reads the engines' millisecond clock three times (the queue's pick, the session's
 //! end, the outcome's record: an engine's last success and its ejection). std's `Instant` reads
 //! the TSC through the vDSO, 23 ns a read on the bench VM; the kernel's coarse monotonic clock
-//! answers from the last timer tick in 3 ns (`benches/RESULTS.md`), and lags the fine one by at
+//! answers from the last timer tick in 3 ns (`benches/load/clocks.c`), and lags the fine one by at
 //! most a tick (1 to 10 ms), finer than ejection periods and health intervals of seconds need.
 //! Everything else keeps the fine clocks: durations that are reported (the access log's, the
 //! histograms'), tokio's timers, and the wall-clock seconds of tokens and quotas.
 
-/// Milliseconds on the monotonic clock (since boot on Linux), to within a tick.
+use std::sync::OnceLock;
+
+/// Milliseconds since the process's first read of this clock, to within a tick.
 pub fn monotonic_ms() -> u64 {
-    #[cfg(target_os = "linux")]
-    {
-        let ts = coarse(libc::CLOCK_MONOTONIC_COARSE);
-        ts.0 * 1000 + ts.1 / 1_000_000
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        use std::sync::OnceLock;
-        use std::time::Instant;
-        static EPOCH: OnceLock<Instant> = OnceLock::new();
-        let ms = EPOCH.get_or_init(Instant::now).elapsed().as_millis();
-        u64::try_from(ms).unwrap_or(u64::MAX)
-    }
+    static START: OnceLock<u64> = OnceLock::new();
+    let now = now_ms();
+    now.saturating_sub(*START.get_or_init(|| now))
 }
 
-/// `clock_gettime(clock)` as (seconds, nanoseconds); (0, 0) for a time before the clock's epoch.
+/// The monotonic clock in milliseconds: the coarse one, or, where a kernel refuses it, the fine
+/// one, which counts from the same start (so a mix of the two stays in order to within a tick).
 #[cfg(target_os = "linux")]
-fn coarse(clock: libc::clockid_t) -> (u64, u64) {
+fn now_ms() -> u64 {
+    read(libc::CLOCK_MONOTONIC_COARSE)
+        .or_else(|| read(libc::CLOCK_MONOTONIC))
+        .unwrap_or(0)
+}
+
+/// Elsewhere, std's monotonic clock, from the first read.
+#[cfg(not(target_os = "linux"))]
+fn now_ms() -> u64 {
+    use std::time::Instant;
+    static START: OnceLock<Instant> = OnceLock::new();
+    let ms = START.get_or_init(Instant::now).elapsed().as_millis();
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// `clock_gettime(clock)` in milliseconds; `None` when the kernel refuses the clock.
+#[cfg(target_os = "linux")]
+fn read(clock: libc::clockid_t) -> Option<u64> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     #[allow(unsafe_code)]
-    // SAFETY: `ts` is a valid, writable timespec; the coarse clocks exist since Linux 2.6.32, and
-    // on failure `ts` stays zero.
-    unsafe {
-        libc::clock_gettime(clock, &mut ts);
-    }
-    match (u64::try_from(ts.tv_sec), u64::try_from(ts.tv_nsec)) {
-        (Ok(s), Ok(ns)) => (s, ns),
-        _ => (0, 0),
-    }
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime writes nothing else.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).ok()?;
+    let nanos = u64::try_from(ts.tv_nsec).ok()?;
+    (rc == 0).then(|| secs * 1000 + nanos / 1_000_000)
 }
 
 #[cfg(test)]
@@ -59,6 +65,16 @@ mod tests {
         let elapsed = u128::from(b - a);
         assert!(elapsed + 10 >= slept, "{elapsed} ms for {slept} ms");
         assert!(elapsed <= slept + 10, "{elapsed} ms for {slept} ms");
-        assert!(a > 0, "the monotonic clock reads 0");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_fallback_reads_the_same_clock_and_a_refused_clock_is_none() {
+        let coarse = read(libc::CLOCK_MONOTONIC_COARSE).expect("the coarse clock");
+        let fine = read(libc::CLOCK_MONOTONIC).expect("the fine clock");
+        // One clock, one start: the coarse read lags by at most a tick (10 ms with HZ=100).
+        assert!(coarse <= fine && fine - coarse <= 10, "{coarse} vs {fine}");
+        assert!(fine > 1000, "milliseconds since boot, not seconds: {fine}");
+        assert_eq!(read(-1), None);
     }
 }

@@ -109,11 +109,8 @@ pub fn forward<'a>(
             };
             // Decided outside this future: what a failure leaves alive here is kept in the future's
             // state across the retry's await, and every request's future is that much larger.
-            let retry = match retried {
-                true => None,
-                false => Some((&kept, &head)),
-            };
-            let (next, reason) = after_failure(gw, snap, &engine, &upload, failed, retry)?;
+            let scan = kept.as_ref().zip(head.as_ref());
+            let (next, reason) = after_failure(gw, snap, &engine, &upload, failed, retried, scan)?;
             // No other engine to try, or none free in time: the first failure stands. Boxed: the
             // retry is the rare case, and its future would otherwise sit in every request's.
             acquired = Box::pin(session(gw, snap, group, Some(&engine), deadline))
@@ -135,15 +132,16 @@ pub fn forward<'a>(
 }
 
 /// A send that failed on `engine`: counts it, and returns the request to retry on another engine
-/// (the unsent request itself, or the kept scan rebuilt), or the error that stands. `retry` is
-/// `None` once the request has been retried, else the kept body and head.
+/// (the unsent request itself, or the kept scan rebuilt from `scan`, its body and head), or the
+/// error that stands. Once `retried`, nothing is retried again.
 fn after_failure(
     gw: &Gateway,
     snap: &Snapshot,
     engine: &Arc<Upstream>,
     upload: &UploadState,
     failed: Failed,
-    retry: Option<(&Option<Bytes>, &Option<Head>)>,
+    retried: bool,
+    scan: Option<(&Bytes, &Head)>,
 ) -> Result<(Request<GuardedBody>, RetryReason), GatewayError> {
     match upload.outcome() {
         Upload::TooLarge => return Err(GatewayError::PayloadTooLarge),
@@ -159,11 +157,11 @@ fn after_failure(
     };
     gw.metrics.upstream_error(&engine.label, kind);
     snap.upstreams.record(engine, Outcome::Failed, &gw.metrics);
-    match (retry, failed.unsent) {
-        (Some(_), Some(unsent)) => Ok((unsent, RetryReason::Connect)),
-        (Some((Some(bytes), Some(head))), None) => Ok((rebuild(head, bytes), RetryReason::Scan)),
-        // Retried once already (`retry` is `None`), or sent and not a kept scan.
-        _ => Err(GatewayError::UpstreamFailed),
+    match (retried, failed.unsent, scan) {
+        (true, _, _) => Err(GatewayError::UpstreamFailed),
+        (false, Some(unsent), _) => Ok((unsent, RetryReason::Connect)),
+        (false, None, Some((bytes, head))) => Ok((rebuild(head, bytes), RetryReason::Scan)),
+        (false, None, None) => Err(GatewayError::UpstreamFailed),
     }
 }
 

@@ -9,7 +9,7 @@
 //! pooled connections past their idle timeout.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{header, Method, Request};
@@ -39,11 +39,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// engine that has not answered yet "answered" within the first check interval, so the first
 /// checks come one interval after start.
 pub fn now_ms() -> u64 {
-    static EPOCH: OnceLock<u64> = OnceLock::new();
-    let now = crate::clock::monotonic_ms();
-    let start = *EPOCH.get_or_init(|| now);
     // Never 0: 0 means "never" in the fields below.
-    now.saturating_sub(start).max(1)
+    crate::clock::monotonic_ms().max(1)
 }
 
 /// One engine's health, shared by every worker and kept across reloads.
