@@ -14,7 +14,8 @@
 pub mod ops;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use compact_str::CompactString;
@@ -79,6 +80,13 @@ pub struct Connections {
     by_client: ArcSwap<HashMap<Box<str>, Arc<ConnectionRecord>>>,
     /// Family id → unix seconds until which it stays dead (its tokens' latest possible `exp`).
     dead: DashMap<Box<str>, u64>,
+    /// Whether `dead` may hold a family: set before a family is added, cleared only when a purge
+    /// leaves none. Every request asks [`Connections::is_dead`], and asking an empty `DashMap`
+    /// read-locks each of its shards.
+    any_dead: AtomicBool,
+    /// Held by whoever adds or purges families, so a purge that empties `dead` cannot clear
+    /// `any_dead` after a concurrent add has set it.
+    dead_writer: Mutex<()>,
 }
 
 impl std::fmt::Debug for Connections {
@@ -164,6 +172,10 @@ impl Connections {
 
     /// Marks a family dead until `until`, in this process (the store keeps it across restarts).
     pub fn kill_family(&self, family: &str, until: u64) {
+        let _writer = self.dead_writer.lock().unwrap_or_else(|p| p.into_inner());
+        // Set before the family is there: a reader that finds the flag clear is ordered before
+        // this kill, never after it.
+        self.any_dead.store(true, Ordering::SeqCst);
         self.dead
             .entry(family.into())
             .and_modify(|u| *u = (*u).max(until))
@@ -172,11 +184,90 @@ impl Connections {
 
     /// Whether a reuse killed `family`.
     pub fn is_dead(&self, family: &str) -> bool {
-        !self.dead.is_empty() && self.dead.contains_key(family)
+        self.any_dead.load(Ordering::SeqCst) && self.dead.contains_key(family)
     }
 
     /// Forgets dead families whose every token has expired by `now`.
     pub fn purge_dead(&self, now: u64) {
+        let _writer = self.dead_writer.lock().unwrap_or_else(|p| p.into_inner());
         self.dead.retain(|_, until| *until > now);
+        if self.dead.is_empty() {
+            self.any_dead.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_killed_family_is_dead_until_a_purge_past_its_last_expiry() {
+        let c = Connections::default();
+        assert!(!c.is_dead("f1"));
+        c.kill_family("f1", 100);
+        c.kill_family("f2", 200);
+        assert!(c.is_dead("f1") && c.is_dead("f2"));
+        assert!(!c.is_dead("f3"));
+        // A later kill of the same family keeps the later expiry.
+        c.kill_family("f1", 150);
+        c.kill_family("f1", 120);
+        c.purge_dead(140);
+        assert!(c.is_dead("f1"), "f1 stays dead until 150");
+        c.purge_dead(150);
+        assert!(!c.is_dead("f1"));
+        assert!(c.is_dead("f2"));
+        c.purge_dead(200);
+        assert!(!c.is_dead("f2"));
+        assert!(
+            !c.any_dead.load(Ordering::SeqCst),
+            "an empty purge clears the flag"
+        );
+        // A family killed after the table emptied is dead again.
+        c.kill_family("f4", 300);
+        assert!(c.is_dead("f4"));
+    }
+
+    #[test]
+    fn a_purge_that_leaves_a_family_keeps_the_flag() {
+        let c = Connections::default();
+        c.kill_family("f1", 100);
+        c.kill_family("f2", 200);
+        c.purge_dead(100);
+        assert!(c.any_dead.load(Ordering::SeqCst));
+        assert!(c.is_dead("f2"));
+    }
+
+    #[test]
+    fn a_kill_racing_a_purge_that_empties_the_table_is_never_lost() {
+        // Each round: "temp" (dead until 1) is in the table; one thread purges at 10, which
+        // empties it, while this one kills "victim" until 1000. Whichever goes first, the victim
+        // must read as dead afterwards; then a purge at 1000 empties the table for the next round.
+        let c = Arc::new(Connections::default());
+        let rounds = 5_000;
+        let go = Arc::new(std::sync::Barrier::new(2));
+        let purger = {
+            let (c, go) = (Arc::clone(&c), Arc::clone(&go));
+            std::thread::spawn(move || {
+                for _ in 0..rounds {
+                    go.wait();
+                    c.purge_dead(10);
+                    go.wait();
+                }
+            })
+        };
+        for round in 0..rounds {
+            c.kill_family("temp", 1);
+            go.wait();
+            c.kill_family("victim", 1000);
+            go.wait();
+            assert!(
+                c.is_dead("victim"),
+                "round {round}: the kill was lost to the purge"
+            );
+            c.purge_dead(1000);
+            assert!(!c.is_dead("victim"));
+        }
+        purger.join().unwrap();
     }
 }
