@@ -78,7 +78,7 @@ pub fn forward<'a>(
             req.headers_mut()
                 .insert(header::HOST, engine.host().clone());
             // Boxed: the timeout below would otherwise move the whole send future by value.
-            let sent = Box::pin(engine.send(req, acquired.permit));
+            let sent = super::boxed(|| engine.send(req, acquired.permit));
             let result = match deadline {
                 Some(d) => match tokio::time::timeout_at(d, sent).await {
                     Ok(r) => r,

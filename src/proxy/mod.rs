@@ -24,3 +24,14 @@ pub mod send_timeout;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+
+/// `Box::pin(make())`, with the box allocated first and the future written into it.
+///
+/// A request-path future is a few KiB, most of it room for states it has not reached yet.
+/// `Box::pin(f())` builds it on the stack and then copies every byte into the new box; allocating
+/// first lets the compiler build it where it will live (`benches/RESULTS.md`, 2026-12-03 20:00).
+#[inline(always)]
+pub(crate) fn boxed<F>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
+    let slot = Box::<F>::new_uninit();
+    Box::into_pin(Box::write(slot, make()))
+}

@@ -390,7 +390,8 @@ async fn serve<S>(
         let exchange = requests.begin();
         let h1 = req.version() < Version::HTTP_2;
         // Boxed once here, so hyper moves a pointer rather than the whole request-path future.
-        let handled = Box::pin(handle(gw, downstream.clone(), req));
+        let downstream = downstream.clone();
+        let handled = super::boxed(|| handle(gw, downstream, req));
         async move {
             let mut resp = handled.await?;
             // KeepAliveSettings/MaxRequests: the Nth response on an HTTP/1 connection closes it.
