@@ -14,6 +14,9 @@ the instructions counted (all threads, user space only) divided by the 2xx respo
 worker, access logs off; nginx with `master_process off`, so the one process is the worker),
 for a like-for-like figure of how much user-space work each proxy does per request.
 
+`--https` serves every proxy over TLS 1.3 (one EC P-256 certificate, keep-alive connections, so
+the count is the bulk cost of TLS, not handshakes; oha connects with `--insecure`).
+
 `--log on` runs with the access log on (`RUST_LOG=info`, JSON lines to a file), `off` (the
 default) with `info,scangate::access=off`. `--credential access` adds an API connection to the
 running gateway, exchanges its refresh token and sends the access token instead of a static
@@ -48,17 +51,30 @@ def oha(url, token, requests, body):
         "-m", "POST", "-d", body, "-T", "application/json",
         "-H", f"Authorization: Bearer {token}", url,
     ]
+    if url.startswith("https://"):
+        argv.insert(1, "--insecure")
     out = subprocess.run(argv, capture_output=True, check=True, timeout=1800).stdout
     codes = json.loads(out).get("statusCodeDistribution", {})
     return sum(n for code, n in codes.items() if code.startswith("2")), codes
 
 
-def total_instructions(path):
+# Extra valgrind options for every callgrind run (`--cache-sim` adds `--cache-sim=yes`).
+GRIND_OPTIONS = []
+
+
+def totals(path):
+    """The dump's event totals by name: `Ir`, and with the cache simulation `I1mr`, `D1mr`,
+    `D1mw`, `DLmr`, `DLmw` (first-level and last-level misses, reads and writes), …"""
+    names = None
     with open(path) as f:
         for line in f:
+            if line.startswith("events:"):
+                names = line.split()[1:]
             if line.startswith("summary:") or line.startswith("totals:"):
-                return int(line.split()[1])
+                return dict(zip(names or ["Ir"], map(int, line.split()[1:])))
     raise RuntimeError(f"{path}: no totals line")
+
+
 
 
 LOGS = {"off": "info,scangate::access=off", "on": "info"}
@@ -98,12 +114,26 @@ def count(srv, out, url, token, requests):
     return dumps, good
 
 
+def certificate(work):
+    """A self-signed EC P-256 certificate for 127.0.0.1, as compare.py's https phase makes one:
+    the `tls` argument of the peers' and scangate's config writers."""
+    cert, key, pem = (os.path.join(work, n) for n in ("tls.crt", "tls.key", "tls.pem"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    with open(pem, "w") as f:
+        f.write(open(cert).read() + open(key).read())
+    return {"cert": cert, "key": key, "pem": pem}
+
+
 def measure(binary, work, backend_url, token, requests, log="off", credential="static",
-            keep=None, audit=None):
+            keep=None, audit=None, tls=None):
     port = procs.free_port()
+    scheme = "https" if tls else "http"
     cfg = os.path.join(work, f"scangate-{port}.xml")
-    xml = peers.scangate_xml(f"http://127.0.0.1:{port}", backend_url,
-                             os.path.join(work, f"tokens-{TOKENS}.xml-part"))
+    xml = peers.scangate_xml(f"{scheme}://127.0.0.1:{port}", backend_url,
+                             os.path.join(work, f"tokens-{TOKENS}.xml-part"), tls=tls)
     if audit is not None:
         enabled = 1 if audit == "on" else 0
         xml = xml.replace("</GatewaySettings>",
@@ -114,45 +144,48 @@ def measure(binary, work, backend_url, token, requests, log="off", credential="s
     env = dict(os.environ, RUST_LOG=LOGS[log])
     srv = procs.Server(
         os.path.basename(binary),
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *GRIND_OPTIONS,
          binary, "--log-format", "json", "serve", "--threads", "1", "--config", cfg],
         os.path.join(work, f"scangate-{port}.log"), env=env, cwd=work,
     )
-    url = f"http://127.0.0.1:{port}{peers.SCAN_PATH}"
+    url = f"{scheme}://127.0.0.1:{port}{peers.SCAN_PATH}"
     procs.wait_ready(srv, url, token, timeout=300)
     if credential == "access":
-        token = access_token(binary, work, cfg, f"http://127.0.0.1:{port}")
+        token = access_token(binary, work, cfg, f"{scheme}://127.0.0.1:{port}")
     dumps, good = count(srv, out, url, token, requests)
     if keep:
         os.makedirs(keep, exist_ok=True)
-        name = f"{os.path.basename(binary)}-log-{log}-{credential}-audit-{audit}.callgrind"
+        name = f"{os.path.basename(binary)}-{scheme}-log-{log}-{credential}-audit-{audit}.callgrind"
         shutil.copy(dumps[-1], os.path.join(keep, name))
-    return total_instructions(dumps[-1]), good
+    return totals(dumps[-1]), good
 
 
-def measure_peer(kind, work, backend_url, token, requests):
+def measure_peer(kind, work, backend_url, token, requests, tls=None):
     """Instructions per request of nginx or HAProxy doing scangate's job, under callgrind."""
     port = procs.free_port()
+    scheme = "https" if tls else "http"
     bport = int(backend_url.rsplit(":", 1)[1])
     files = peers.write_token_files(work, TOKENS)
     out = os.path.join(work, f"callgrind-{kind}-{port}.out")
-    grind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    grind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *GRIND_OPTIONS]
     if kind == "nginx":
         conf = os.path.join(work, f"nginx-{port}.conf")
-        text = peers.nginx_proxy(work, f"nginx-{port}", port, bport, files["nginx"], TOKENS)
+        text = peers.nginx_proxy(work, f"nginx-{port}", port, bport, files["nginx"], TOKENS,
+                                 tls=tls)
         with open(conf, "w") as f:
             f.write("master_process off;\n" + text)
         argv = grind + ["nginx", "-c", conf, "-p", work, "-e", os.path.join(work, "ngx.err")]
     else:
         conf = os.path.join(work, f"haproxy-{port}.cfg")
         with open(conf, "w") as f:
-            f.write(peers.haproxy(work, f"haproxy-{port}", port, bport, files["haproxy"]))
+            f.write(peers.haproxy(work, f"haproxy-{port}", port, bport, files["haproxy"],
+                                  tls=tls))
         argv = grind + ["haproxy", "-f", conf, "-db"]
     srv = procs.Server(kind, argv, os.path.join(work, f"{kind}-{port}.log"), cwd=work)
-    url = f"http://127.0.0.1:{port}{peers.SCAN_PATH}"
+    url = f"{scheme}://127.0.0.1:{port}{peers.SCAN_PATH}"
     procs.wait_ready(srv, url, token, timeout=300)
     dumps, good = count(srv, out, url, token, requests)
-    return total_instructions(dumps[-1]), good
+    return totals(dumps[-1]), good
 
 
 def setup(prefix):
@@ -186,24 +219,44 @@ def main():
     ap.add_argument("--peers", action="store_true",
                     help="also count nginx and HAProxy doing the same job")
     ap.add_argument("--keep", metavar="DIR", help="copy each dump here, for callgrind_annotate")
+    ap.add_argument("--https", action="store_true",
+                    help="every proxy over TLS 1.3 with keep-alive (bulk cost, no handshakes)")
+    ap.add_argument("--cache-sim", action="store_true",
+                    help="also simulate the caches (valgrind's model of this CPU's L1 and last "
+                    "level): misses per request")
     args = ap.parse_args()
+    if args.cache_sim:
+        GRIND_OPTIONS.append("--cache-sim=yes")
     work, token, bport, _ = setup("scangate-instr-")
+    tls = certificate(work) if args.https else None
     backend_url = f"http://127.0.0.1:{bport}"
+    extra = (" L1 data misses per request | last-level misses per request | "
+             "L1 instruction misses per request |") if args.cache_sim else ""
     print("| binary | access log | credential | audit | 2xx requests | instructions | "
-          "instructions per request |")
-    print("|---|---|---|---|---:|---:|---:|")
+          "instructions per request |" + extra)
+    print("|---|---|---|---|---:|---:|---:|" + ("---:|---:|---:|" if args.cache_sim else ""))
+
+    def figures(ev, good):
+        text = f"{ev['Ir']:,} | {ev['Ir'] // good:,} |"
+        if args.cache_sim:
+            d1 = ev["D1mr"] + ev["D1mw"]
+            ll = ev["DLmr"] + ev["DLmw"] + ev["ILmr"]
+            text += f" {d1 / good:,.0f} | {ll / good:,.1f} | {ev['I1mr'] / good:,.0f} |"
+        return text
+
     for credential in args.credential or ["static"]:
         for log in args.log or ["off"]:
             for audit in args.audit or [None]:
                 for binary in args.binaries:
-                    ir, good = measure(os.path.abspath(binary), work, backend_url, token,
-                                       args.requests, log, credential, args.keep, audit)
+                    ev, good = measure(os.path.abspath(binary), work, backend_url, token,
+                                       args.requests, log, credential, args.keep, audit,
+                                       tls)
                     print(f"| `{binary}` | {log} | {credential} | {audit or 'default'} | {good} | "
-                          f"{ir:,} | {ir // good:,} |", flush=True)
+                          + figures(ev, good), flush=True)
     if args.peers:
         for kind in ("nginx", "haproxy"):
-            ir, good = measure_peer(kind, work, backend_url, token, args.requests)
-            print(f"| {kind} | off | static | - | {good} | {ir:,} | {ir // good:,} |", flush=True)
+            ev, good = measure_peer(kind, work, backend_url, token, args.requests, tls)
+            print(f"| {kind} | off | static | - | {good} | " + figures(ev, good), flush=True)
     procs.stop_all()
     subprocess.run(["rm", "-rf", work])
 
