@@ -29,7 +29,7 @@ pub mod upstream;
 ///
 /// A request-path future is a few KiB, most of it room for states it has not reached yet.
 /// `Box::pin(f())` builds it on the stack and then copies every byte into the new box; allocating
-/// first lets the compiler build it where it will live (`benches/RESULTS.md`, 2026-12-03 20:00).
+/// first lets the compiler build it where it will live (`benches/RESULTS.md`, 2026-12-03 19:30).
 #[inline(always)]
 pub(crate) fn boxed<F>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
     let slot = Box::<F>::new_uninit();
