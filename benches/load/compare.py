@@ -449,22 +449,14 @@ class Bench:
         proxy_cpus, load_cpus = self.cpus(1)
         n = self.args.tokens
         token = self.stable_token(n)
-        cert, key = self.path("tls.crt"), self.path("tls.key")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
-                        "-days", "2", "-subj", "/CN=127.0.0.1",
-                        "-addext", "subjectAltName=IP:127.0.0.1"],
-                       check=True, capture_output=True)
-        pem = self.path("tls.pem")
-        with open(pem, "w") as f:
-            f.write(open(cert).read() + open(key).read())
+        certificate = peers.write_certificate(self.work)
         backend, burl = self.start_backend(1, load_cpus)
         procs.wait_ready(backend, burl, None, 30)
         note = []
         order = None
         runs = {}
         for resumption in (True, False):
-            tls = {"cert": cert, "key": key, "pem": pem, "resumption": resumption}
+            tls = dict(certificate, resumption=resumption)
             tag = "" if resumption else "-full"
             started = self.start_tls_targets(burl, n, proxy_cpus, tls, tag, token, note)
             targets = started

@@ -73,6 +73,20 @@ def write_token_files(work, n, salt="", stable=None):
     return paths
 
 
+def write_certificate(work):
+    """A self-signed EC P-256 certificate for 127.0.0.1 in `work`: the `tls` argument of the
+    config writers here (`cert` and `key` for scangate and nginx, `pem` for HAProxy)."""
+    import subprocess
+    cert, key, pem = (os.path.join(work, n) for n in ("tls.crt", "tls.key", "tls.pem"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    with open(pem, "w") as f:
+        f.write(open(cert).read() + open(key).read())
+    return {"cert": cert, "key": key, "pem": pem}
+
+
 def write_key(work):
     path = os.path.join(work, "scangate.key")
     with open(path, "w") as f:
